@@ -1,0 +1,22 @@
+"""bert_jax: BERT fine-tuning, evaluation and benchmarks on SQuAD with JAX.
+
+Notebook use:
+  import bert_jax
+  pre = bert_jax.load_pretrained('path/to/hf_or_tf_folder')   # or a hub name
+  tok = bert_jax.load_tokenizer(pre.vocab_dir, pre.do_lower_case)
+  batch = tok(['Who wrote it?'], ['It was written by Ada.'], return_tensors='np')
+  start, end = bert_jax.qa_logits(pre.params, batch['input_ids'], batch['token_type_ids'],
+                                  batch['attention_mask'], config=pre.config,
+                                  policy=bert_jax.PrecisionPolicy('bf16'))
+"""
+from bert_jax.errors import (BertJaxError, CheckpointError, ConfigError, SquadFormatError,
+                             TopologyError)
+from bert_jax.hf_weights import export_folder
+from bert_jax.model import encode, init_params, qa_logits
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.pretrained import load_pretrained, random_init
+from bert_jax.tokenizer import load_tokenizer
+from bert_jax.weights import Pretrained
+
+__version__ = '0.1.0'

@@ -1,0 +1,62 @@
+"""Devices, hosts and the data-parallel Mesh."""
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bert_jax.errors import TopologyError
+from bert_jax.settings import MeshSettings
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed(settings: MeshSettings) -> None:
+  """Joins a multi-host run. Explicit coordinator settings win; else the cluster's env."""
+  if settings.num_processes > 1:
+    if jax.process_count() == settings.num_processes:
+      return  # already initialised (e.g. from a notebook)
+    jax.distributed.initialize(coordinator_address=settings.coordinator_address or None,
+                               num_processes=settings.num_processes,
+                               process_id=settings.process_id)
+
+
+def make_mesh(settings: MeshSettings) -> Mesh:
+  """A 1-D mesh over `num_devices` devices (0 = all), spread evenly over the hosts."""
+  devices = jax.devices()
+  wanted = settings.num_devices or len(devices)
+  if wanted > len(devices):
+    raise TopologyError(
+        f'mesh.num_devices={wanted} but only {len(devices)} {devices[0].platform} device(s) '
+        f'are visible ({describe_devices()}). Use a config for {len(devices)} device(s) or '
+        f'pass --config.mesh.num_devices={len(devices)}.')
+  if wanted % jax.process_count():
+    raise TopologyError(f'mesh.num_devices={wanted} does not split over '
+                        f'{jax.process_count()} processes')
+  per_host = wanted // jax.process_count()
+  chosen = [d for p in range(jax.process_count())
+            for d in [d for d in devices if d.process_index == p][:per_host]]
+  return Mesh(np.array(chosen), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (example) axis split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def describe_devices() -> str:
+  devs = jax.devices()
+  kinds = sorted({d.device_kind for d in devs})
+  return (f'{len(devs)} device(s) [{", ".join(kinds)}] on {jax.process_count()} process(es), '
+          f'{jax.local_device_count()} local')
+
+
+def log_topology(mesh: Mesh) -> None:
+  logging.info('devices: %s; mesh %s = %d device(s)', describe_devices(),
+               dict(mesh.shape), mesh.size)

@@ -1,0 +1,150 @@
+"""BERT encoder and SQuAD span head as pure functions over an explicit params pytree.
+
+Params (all float32):
+  embeddings: word [V, D], position [P, D], token_type [T, D], ln {scale, bias} [D]
+  layers: a list of L dicts, each
+    qkv      {kernel [D, 3D], bias [3D]}   fused query|key|value, heads major inside each
+    attn_out {kernel [D, D],  bias [D]}
+    attn_ln  {scale [D], bias [D]}
+    ffn_in   {kernel [D, F],  bias [F]}
+    ffn_out  {kernel [F, D],  bias [D]}
+    ffn_ln   {scale [D], bias [D]}
+  qa: {kernel [D, 2], bias [2]}  start and end logits
+
+Post-LayerNorm, exact (erf) GELU, dropout after the embeddings, the attention output
+and the feed-forward output (plus attention-probability dropout on the 'xla' path).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bert_jax import attention as attn
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
+Params = dict[str, Any]
+
+
+def init_params(rng: jax.Array, config: ModelConfig) -> Params:
+  """Random float32 parameters: truncated normal(initializer_range) kernels, zero biases."""
+  d, f = config.hidden_size, config.intermediate_size
+  keys = iter(jax.random.split(rng, 4 + 4 * config.num_layers))
+
+  def normal(shape):
+    return config.initializer_range * jax.random.truncated_normal(
+        next(keys), -2.0, 2.0, shape, jnp.float32)
+
+  def dense(n_in, n_out):
+    return {'kernel': normal((n_in, n_out)), 'bias': jnp.zeros((n_out,), jnp.float32)}
+
+  def layer_norm():
+    return {'scale': jnp.ones((d,), jnp.float32), 'bias': jnp.zeros((d,), jnp.float32)}
+
+  embeddings = {
+      'word': normal((config.vocab_size, d)),
+      'position': normal((config.max_position_embeddings, d)),
+      'token_type': normal((config.type_vocab_size, d)),
+      'ln': layer_norm(),
+  }
+  layers = [{
+      'qkv': dense(d, 3 * d), 'attn_out': dense(d, d), 'attn_ln': layer_norm(),
+      'ffn_in': dense(d, f), 'ffn_out': dense(f, d), 'ffn_ln': layer_norm(),
+  } for _ in range(config.num_layers)]
+  return {'embeddings': embeddings, 'layers': layers, 'qa': init_qa_head(next(keys), config)}
+
+
+def init_qa_head(rng: jax.Array, config: ModelConfig) -> Params:
+  """A fresh span head: kernel [D, 2] ~ truncated normal(initializer_range), zero bias."""
+  kernel = config.initializer_range * jax.random.truncated_normal(
+      rng, -2.0, 2.0, (config.hidden_size, 2), jnp.float32)
+  return {'kernel': kernel, 'bias': jnp.zeros((2,), jnp.float32)}
+
+
+def _layer_norm(x, p, eps, dtype):
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+  y = (x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']
+  return y.astype(dtype)
+
+
+def _dense(x, p, policy: PrecisionPolicy):
+  dtype = policy.compute_dtype
+  y = jnp.einsum('...d,de->...e', x, p['kernel'].astype(dtype),
+                 precision=policy.matmul_precision)
+  return y + p['bias'].astype(dtype)
+
+
+def _dropout(x, rate, rng):
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+
+
+def _rng(rng, *path):
+  if rng is None:
+    return None
+  for index in path:
+    rng = jax.random.fold_in(rng, index)
+  return rng
+
+
+def _attention_block(x_BTD, mask_BT, p, config, policy, rng):
+  b, t, _ = x_BTD.shape
+  qkv = _dense(x_BTD, p['qkv'], policy).reshape(b, t, 3, config.num_heads, config.head_dim)
+  q_BTNH, k_BTNH, v_BTNH = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+  if config.attention == 'xla':
+    out_BTNH = attn.xla_attention(
+        q_BTNH, k_BTNH, v_BTNH, mask_BT, precision=policy.matmul_precision,
+        dropout_rate=config.attention_dropout, dropout_rng=_rng(rng, 0))
+  else:
+    impl = 'cudnn' if config.attention == 'cudnn' else None
+    out_BTNH = attn.fused_attention(q_BTNH, k_BTNH, v_BTNH, mask_BT, implementation=impl)
+  out_BTD = _dense(out_BTNH.reshape(b, t, -1), p['attn_out'], policy)
+  out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 1))
+  return _layer_norm(out_BTD + x_BTD, p['attn_ln'], config.layer_norm_eps, x_BTD.dtype)
+
+
+def _ffn_block(x_BTD, p, config, policy, rng):
+  h_BTF = _dense(x_BTD, p['ffn_in'], policy)
+  h_BTF = jax.nn.gelu(h_BTF.astype(jnp.float32), approximate=False).astype(x_BTD.dtype)
+  out_BTD = _dense(h_BTF, p['ffn_out'], policy)
+  out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 2))
+  return _layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)
+
+
+def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
+           config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None):
+  """Final hidden states [batch, time, hidden] in the policy's compute dtype.
+
+  Args:
+    input_ids, token_type_ids, attention_mask: int arrays [batch, time]; mask 1 = token.
+    dropout_rng: a PRNG key turns dropout on (training); None means deterministic.
+  """
+  emb = params['embeddings']
+  t = input_ids.shape[-1]
+  x_BTD = (jnp.take(emb['word'], input_ids, axis=0)
+           + emb['position'][None, :t]
+           + jnp.take(emb['token_type'], token_type_ids, axis=0))
+  x_BTD = _layer_norm(x_BTD, emb['ln'], config.layer_norm_eps, policy.compute_dtype)
+  x_BTD = _dropout(x_BTD, config.hidden_dropout, _rng(dropout_rng, 0))
+  mask_BT = attention_mask.astype(bool)
+  for i, layer in enumerate(params['layers']):
+    layer_rng = _rng(dropout_rng, 1, i)
+    x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng)
+    x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)
+  return x_BTD
+
+
+def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
+              config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None):
+  """SQuAD start and end logits, each float32 [batch, time]."""
+  x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
+                 policy=policy, dropout_rng=dropout_rng)
+  logits_BT2 = jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
+                          precision=policy.matmul_precision) + params['qa']['bias']
+  return logits_BT2[..., 0], logits_BT2[..., 1]

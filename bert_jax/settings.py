@@ -1,0 +1,192 @@
+"""The config boundary: an ml_collections ConfigDict, validated once into frozen dataclasses.
+
+Nothing below run.py / train.py reads the ConfigDict; model code gets a ModelConfig and a
+PrecisionPolicy, steps get the small dataclasses here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bert_jax.errors import ConfigError
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+  """Where the weights come from: a HF folder, a Google TF checkpoint, a hub name, or none."""
+  preset: str = 'large'
+  init_checkpoint: str = ''
+  checkpoint_format: str = 'auto'
+  vocab_dir: str = ''
+  attention: str = 'fused'
+  hidden_dropout: float = -1.0
+  attention_dropout: float = -1.0
+
+  def __post_init__(self):
+    _choice('model.checkpoint_format', self.checkpoint_format, ('auto', 'hf', 'tf', 'hub'))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSettings:
+  """Devices and hosts. num_devices=0 uses every local device."""
+  num_devices: int = 0
+  coordinator_address: str = ''
+  num_processes: int = 1
+  process_id: int = 0
+
+  def __post_init__(self):
+    _at_least('mesh.num_devices', self.num_devices, 0)
+    _at_least('mesh.num_processes', self.num_processes, 1)
+    if not 0 <= self.process_id < self.num_processes:
+      raise ConfigError('mesh.process_id', self.process_id,
+                        f'must lie in [0, num_processes={self.num_processes})')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+  """SQuAD source and windowing (run_squad.py's defaults)."""
+  train_file: str = ''
+  dev_file: str = ''
+  version_2: bool = False
+  max_seq_length: int = 384
+  doc_stride: int = 128
+  max_query_length: int = 64
+  cache_dir: str = ''
+  max_train_examples: int = 0
+  max_eval_examples: int = 0
+
+  def __post_init__(self):
+    _at_least('data.max_seq_length', self.max_seq_length, 16)
+    _at_least('data.doc_stride', self.doc_stride, 1)
+    _at_least('data.max_query_length', self.max_query_length, 1)
+    if self.max_query_length + 3 >= self.max_seq_length:
+      raise ConfigError('data.max_query_length', self.max_query_length,
+                        f'must leave room for context in max_seq_length={self.max_seq_length}')
+    if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
+      raise ConfigError('data.doc_stride', self.doc_stride,
+                        'must be smaller than the context room in a window '
+                        f'({self.max_seq_length - self.max_query_length - 3}), or windows skip text')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """Optimisation and the training loop."""
+  batch_size: int = 32
+  learning_rate: float = 5e-5
+  num_epochs: float = 2.0
+  max_steps: int = 0
+  warmup_proportion: float = 0.1
+  weight_decay: float = 0.01
+  optimizer: str = 'adamw'
+  max_grad_norm: float = 1.0
+  num_accumulation_steps: int = 1
+  seed: int = 0
+  log_every: int = 50
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 2
+  loss_scale_init: float = 2.0 ** 15
+  loss_scale_growth_interval: int = 2000
+
+  def __post_init__(self):
+    _at_least('train.batch_size', self.batch_size, 1)
+    _at_least('train.num_accumulation_steps', self.num_accumulation_steps, 1)
+    if self.batch_size % self.num_accumulation_steps:
+      raise ConfigError('train.batch_size', self.batch_size,
+                        f'must be a multiple of num_accumulation_steps={self.num_accumulation_steps}')
+    if self.learning_rate <= 0:
+      raise ConfigError('train.learning_rate', self.learning_rate, 'must be positive')
+    if not 0 <= self.warmup_proportion < 1:
+      raise ConfigError('train.warmup_proportion', self.warmup_proportion, 'must lie in [0, 1)')
+    _choice('train.optimizer', self.optimizer, ('adamw', 'lamb'))
+    if self.num_epochs <= 0 and self.max_steps <= 0:
+      raise ConfigError('train.num_epochs', self.num_epochs, 'set it or train.max_steps > 0')
+    _at_least('train.log_every', self.log_every, 1)
+    _at_least('train.keep_checkpoints', self.keep_checkpoints, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """Prediction and postprocessing (run_squad.py's defaults)."""
+  batch_size: int = 64
+  n_best_size: int = 20
+  max_answer_length: int = 30
+  null_score_diff_threshold: float = 0.0
+
+  def __post_init__(self):
+    _at_least('eval.batch_size', self.batch_size, 1)
+    _at_least('eval.n_best_size', self.n_best_size, 1)
+    _at_least('eval.max_answer_length', self.max_answer_length, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Everything a run needs, typed. `model` is filled once the checkpoint is read."""
+  name: str
+  source: ModelSource
+  precision: PrecisionPolicy
+  mesh: MeshSettings
+  data: DataSettings
+  train: TrainSettings
+  eval: EvalSettings
+
+  def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
+    """The checkpoint's shape (or the preset's), with this run's attention and dropout."""
+    config = base or ModelConfig.preset(self.source.preset)
+    changes: dict[str, Any] = {'attention': self.source.attention}
+    if self.source.hidden_dropout >= 0:
+      changes['hidden_dropout'] = self.source.hidden_dropout
+    if self.source.attention_dropout >= 0:
+      changes['attention_dropout'] = self.source.attention_dropout
+    config = config.replace(**changes)
+    if self.source.attention == 'cudnn' and self.precision.name == 'fp32':
+      raise ConfigError('model.attention', 'cudnn',
+                        "cuDNN fused attention needs precision.policy 'bf16' or 'fp16'; "
+                        "use 'fused' or 'xla' under fp32")
+    return config
+
+
+_SECTIONS = {'model': ModelSource, 'precision': PrecisionPolicy, 'mesh': MeshSettings,
+             'data': DataSettings, 'train': TrainSettings, 'eval': EvalSettings}
+_PRECISION_KEYS = {'policy': 'name'}
+
+
+def from_config(config) -> Settings:
+  """Validates a ConfigDict (or nested dict) into Settings; errors name field and value."""
+  raw = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  built = {}
+  for section, cls in _SECTIONS.items():
+    values = dict(raw.get(section, {}))
+    if section == 'precision':
+      values = {_PRECISION_KEYS.get(k, k): v for k, v in values.items()}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+      if key not in known:
+        raise ConfigError(f'{section}.{key}', value,
+                          f'unknown field; known fields: {sorted(known)}')
+      values[key] = _coerce(f'{section}.{key}', value, known[key].default)
+    built[section] = cls(**values)
+  return Settings(name=raw.get('name', 'unnamed'), source=built['model'],
+                  precision=built['precision'], mesh=built['mesh'], data=built['data'],
+                  train=built['train'], eval=built['eval'])
+
+
+def _coerce(field, value, default):
+  kind = type(default)
+  if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if kind is bool and not isinstance(value, bool) or (
+      kind is not bool and isinstance(value, bool)) or not isinstance(value, kind):
+    raise ConfigError(field, value, f'expected a {kind.__name__}')
+  return value
+
+
+def _at_least(field, value, low):
+  if value < low:
+    raise ConfigError(field, value, f'must be >= {low}')
+
+
+def _choice(field, value, choices):
+  if value not in choices:
+    raise ConfigError(field, value, f'choose one of {choices}')

@@ -1,0 +1,44 @@
+"""Test setup: 8 fake CPU devices (set before jax is imported) and the shared data/model."""
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get('BERT_JAX_SHARED', os.path.join(ROOT, '..', 'shared'))
+MINILM = os.path.join(SHARED, 'models', 'all-MiniLM-L6-v2-fp16')
+SQUAD_DEV = os.path.join(SHARED, 'data', 'squad', 'dev-v1.1.json.gz')
+SQUAD_TRAIN = os.path.join(SHARED, 'data', 'squad', 'train-v1.1.reconstructed.json.gz')
+
+
+def need(path):
+  """Skip with a reason that says what is missing and where it was looked for."""
+  if not os.path.exists(path):
+    pytest.skip(f'{path} is absent: this test needs the shared folder beside the checkout '
+                '(or BERT_JAX_SHARED pointing at it)')
+  return path
+
+
+@pytest.fixture(scope='session')
+def minilm():
+  return need(MINILM)
+
+
+@pytest.fixture(scope='session')
+def squad_dev():
+  return need(SQUAD_DEV)
+
+
+@pytest.fixture(scope='session')
+def squad_train():
+  return need(SQUAD_TRAIN)
+
+
+@pytest.fixture(scope='session')
+def minilm_tokenizer(minilm):
+  from bert_jax.tokenizer import load_tokenizer
+  return load_tokenizer(minilm)

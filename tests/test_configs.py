@@ -1,0 +1,75 @@
+"""Every config loads and validates; bad values give errors that name field and value."""
+import importlib
+import os
+
+import pytest
+
+from bert_jax import settings
+from bert_jax.errors import ConfigError
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs')
+NAMES = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and f != '__init__.py')
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_every_config_loads_and_validates(name):
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config()
+  s = settings.from_config(config)
+  assert s.name == config.name
+  s.model_config()
+  if name != 'base':
+    assert 'Command:' in module.__doc__ and f'configs/{name}.py' in module.__doc__
+
+
+def base():
+  return importlib.import_module('configs.base').get_config()
+
+
+@pytest.mark.parametrize('field,value,pattern', [
+    ('precision.policy', 'fp8', "'precision.policy' = 'fp8'.*fp16"),
+    ('train.batch_size', 0, "'train.batch_size' = 0: must be >= 1"),
+    ('train.optimizer', 'sgd', "'train.optimizer' = 'sgd'"),
+    ('data.doc_stride', 400, "'data.doc_stride' = 400"),
+    ('model.attention', 'flash', "'model.attention' = 'flash'"),
+    ('train.learning_rate', 'fast', "'train.learning_rate' = 'fast': expected a float"),
+])
+def test_bad_values_name_field_and_value(field, value, pattern):
+  config = base().to_dict()  # a plain dict: ConfigDict would refuse some types itself
+  section, key = field.split('.')
+  config[section][key] = value
+  with pytest.raises(ConfigError, match=pattern):
+    settings.from_config(config).model_config()
+
+
+def test_unknown_field_lists_known_ones():
+  config = base()
+  config.train.lerning_rate = 1e-4
+  with pytest.raises(ConfigError, match="'train.lerning_rate'.*unknown field.*learning_rate"):
+    settings.from_config(config)
+
+
+def test_accumulation_must_divide_batch():
+  config = base()
+  config.train.num_accumulation_steps = 3
+  with pytest.raises(ConfigError, match='multiple of num_accumulation_steps=3'):
+    settings.from_config(config)
+
+
+def test_cudnn_under_fp32_is_refused():
+  config = base()
+  config.model.attention = 'cudnn'
+  config.precision.policy = 'fp32'
+  with pytest.raises(ConfigError, match="needs precision.policy 'bf16' or 'fp16'"):
+    settings.from_config(config).model_config()
+
+
+def test_model_config_checks():
+  with pytest.raises(ConfigError, match="'model.num_heads' = 5: must divide hidden_size=64"):
+    ModelConfig(hidden_size=64, num_heads=5)
+  with pytest.raises(ConfigError, match='hidden_act'):
+    ModelConfig.from_hf_dict({'hidden_act': 'relu'})
+  assert ModelConfig.preset('large').num_params() == pytest.approx(335e6, rel=0.01)
+  assert PrecisionPolicy('fp16').needs_loss_scaling

@@ -1,0 +1,145 @@
+"""The model against transformers' PyTorch BERT, and its properties."""
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+from bert_jax import hf_weights, model
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+
+FP32 = PrecisionPolicy('fp32', 'float32')
+TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
+                   intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
+                   attention_dropout=0.0)
+
+
+def random_batch(rng, vocab, batch=3, length=24):
+  ids = rng.integers(1, vocab, (batch, length))
+  types = (np.arange(length)[None] > rng.integers(3, length // 2, (batch, 1))).astype(np.int64)
+  lengths = rng.integers(length // 3, length + 1, batch)
+  lengths[0] = length
+  mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int64)
+  return ids * mask, types * mask, mask
+
+
+def torch_logits(hf_model, ids, types, mask):
+  with torch.no_grad():
+    out = hf_model(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types),
+                   attention_mask=torch.tensor(mask))
+  return out.start_logits.numpy(), out.end_logits.numpy()
+
+
+@pytest.fixture(scope='module')
+def random_hf(tmp_path_factory):
+  torch.manual_seed(0)
+  config = transformers.BertConfig(
+      vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+      intermediate_size=48, max_position_embeddings=64, type_vocab_size=2)
+  hf = transformers.BertForQuestionAnswering(config).eval()
+  folder = str(tmp_path_factory.mktemp('random_hf'))
+  hf.save_pretrained(folder)
+  return hf, folder
+
+
+@pytest.mark.parametrize('attention', ['xla', 'fused'])
+def test_parity_random_config(random_hf, attention):
+  hf, folder = random_hf
+  pre = hf_weights.load_folder(folder, attention=attention)
+  assert pre.has_qa_head
+  ids, types, mask = random_batch(np.random.default_rng(1), 101)
+  want_s, want_e = torch_logits(hf, ids, types, mask)
+  got_s, got_e = model.qa_logits(pre.params, ids, types, mask, config=pre.config, policy=FP32)
+  live = mask.astype(bool)
+  assert np.abs(np.asarray(got_s) - want_s)[live].max() <= 1e-4
+  assert np.abs(np.asarray(got_e) - want_e)[live].max() <= 1e-4
+
+
+def test_parity_pretrained_minilm(minilm, minilm_tokenizer):
+  """The real checkpoint (fp16 on disk, keys without 'bert.'), QA head copied across."""
+  torch.manual_seed(0)
+  hf = transformers.BertForQuestionAnswering.from_pretrained(minilm, dtype=torch.float32).eval()
+  pre = hf_weights.load_folder(minilm)
+  assert not pre.has_qa_head and pre.config.num_layers == 6
+  params = dict(pre.params)
+  params['qa'] = {'kernel': hf.qa_outputs.weight.detach().numpy().T,
+                  'bias': hf.qa_outputs.bias.detach().numpy()}
+  enc = minilm_tokenizer(['Who founded the town?', 'When?'],
+                         ['The town was founded by a miller in 1409.', 'In 1409, said Ada.'],
+                         padding='max_length', max_length=32, return_tensors='np')
+  args = (enc['input_ids'], enc['token_type_ids'], enc['attention_mask'])
+  want_s, want_e = torch_logits(hf, *args)
+  got_s, got_e = model.qa_logits(params, *args, config=pre.config, policy=FP32)
+  live = enc['attention_mask'].astype(bool)
+  assert np.abs(np.asarray(got_s) - want_s)[live].max() <= 1e-4
+  assert np.abs(np.asarray(got_e) - want_e)[live].max() <= 1e-4
+
+
+@pytest.mark.parametrize('attention', ['xla', 'fused'])
+def test_masked_tokens_do_not_leak(attention):
+  """Changing tokens under the mask leaves every unmasked logit unchanged."""
+  config = TINY.replace(attention=attention)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  rng = np.random.default_rng(2)
+  for _ in range(3):
+    ids, types, mask = random_batch(rng, 101)
+    noisy = np.where(mask == 1, ids, rng.integers(1, 101, ids.shape))
+    a = model.qa_logits(params, ids, types, mask, config=config, policy=FP32)
+    b = model.qa_logits(params, noisy, types, mask, config=config, policy=FP32)
+    live = mask.astype(bool)
+    for x, y in zip(a, b):
+      np.testing.assert_allclose(np.asarray(x)[live], np.asarray(y)[live], atol=1e-5)
+
+
+def test_jit_equals_no_jit():
+  params = model.init_params(jax.random.PRNGKey(1), TINY)
+  ids, types, mask = random_batch(np.random.default_rng(3), 101)
+  fn = lambda p, i, t, m: model.qa_logits(p, i, t, m, config=TINY, policy=FP32)
+  eager = fn(params, ids, types, mask)
+  jitted = jax.jit(fn)(params, ids, types, mask)
+  for x, y in zip(eager, jitted):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+
+@pytest.mark.parametrize('name,dtype', [('fp32', jnp.float32), ('bf16', jnp.bfloat16),
+                                        ('fp16', jnp.float16)])
+def test_dtypes_per_policy(name, dtype):
+  policy = PrecisionPolicy(name)
+  params = model.init_params(jax.random.PRNGKey(0), TINY)
+  ids, types, mask = random_batch(np.random.default_rng(4), 101)
+  hidden = model.encode(params, ids, types, mask, config=TINY, policy=policy)
+  start, end = model.qa_logits(params, ids, types, mask, config=TINY, policy=policy)
+  assert hidden.dtype == dtype
+  assert start.dtype == end.dtype == jnp.float32
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  full = model.qa_logits(params, ids, types, mask, config=TINY, policy=FP32)[0]
+  tol = {'fp32': 1e-5, 'bf16': 0.1, 'fp16': 0.02}[name]
+  live = mask.astype(bool)
+  assert np.abs(np.asarray(start) - np.asarray(full))[live].max() < tol
+
+
+@pytest.mark.parametrize('policy', ['fp32', 'bf16'])
+def test_attention_paths_agree(policy):
+  params = model.init_params(jax.random.PRNGKey(5), TINY)
+  ids, types, mask = random_batch(np.random.default_rng(5), 101)
+  pol = PrecisionPolicy(policy)
+  a = model.qa_logits(params, ids, types, mask, config=TINY.replace(attention='xla'), policy=pol)
+  b = model.qa_logits(params, ids, types, mask, config=TINY.replace(attention='fused'),
+                      policy=pol)
+  live = mask.astype(bool)
+  tol = 1e-5 if policy == 'fp32' else 0.05
+  for x, y in zip(a, b):
+    assert np.abs(np.asarray(x) - np.asarray(y))[live].max() < tol
+
+
+def test_dropout_is_random_and_off_without_rng():
+  config = TINY.replace(hidden_dropout=0.3, attention_dropout=0.3)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  ids, types, mask = random_batch(np.random.default_rng(6), 101)
+  run = lambda rng: np.asarray(model.qa_logits(params, ids, types, mask, config=config,
+                                               policy=FP32, dropout_rng=rng)[0])
+  assert np.array_equal(run(None), run(None))
+  assert not np.allclose(run(jax.random.PRNGKey(1)), run(jax.random.PRNGKey(2)))
