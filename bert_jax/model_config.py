@@ -15,7 +15,8 @@ class ModelConfig:
 
   Attributes:
     attention: 'xla' (einsum + softmax; any mask; attention-probability dropout),
-      'fused' (jax.nn.dot_product_attention, JAX picks cuDNN on GPU when it can) or
+      'fused' (jax.nn.dot_product_attention: cuDNN on GPU under bf16/fp16, JAX's XLA
+      implementation otherwise) or
       'cudnn' (force cuDNN fused attention). The fused paths take the mask as
       per-sequence lengths, so padding must sit at the end (as in SQuAD features),
       and they have no attention-probability dropout.

@@ -22,9 +22,9 @@ def get_config():
   c.mesh.num_devices = 1
   c.data.train_file = 'sample'
   c.data.dev_file = 'sample'
-  c.data.max_seq_length = 96
-  c.data.doc_stride = 32
-  c.data.max_query_length = 24
+  c.data.max_seq_length = 64   # short windows: most contexts span two or three
+  c.data.doc_stride = 24
+  c.data.max_query_length = 20
   c.train.batch_size = 16
   c.train.learning_rate = 2e-3
   c.train.num_epochs = 30.0

@@ -1,0 +1,123 @@
+"""The peer: transformers' PyTorch BertForQuestionAnswering on the same shapes, same schema.
+
+  python benchmarks/peer_hf.py --out records.jsonl --train 384:32 128:64 --infer 384:1 384:8
+Random BERT-Large weights; bf16/fp16 autocast; eager and torch.compile. Writes one JSON
+line per point with the fields bert_jax's records use (tagged framework=pytorch-hf).
+"""
+import argparse
+import datetime
+import json
+import time
+
+import numpy as np
+import torch
+import transformers
+
+
+def make_model(layers, hidden, heads, ff):
+  cfg = transformers.BertConfig(num_hidden_layers=layers, hidden_size=hidden,
+                                num_attention_heads=heads, intermediate_size=ff)
+  return transformers.BertForQuestionAnswering(cfg).cuda()
+
+
+def batch(b, s):
+  g = torch.Generator().manual_seed(0)
+  return {'input_ids': torch.randint(1000, 30000, (b, s), generator=g).cuda(),
+          'token_type_ids': (torch.arange(s)[None] > s // 4).long().repeat(b, 1).cuda(),
+          'attention_mask': torch.ones(b, s, dtype=torch.long).cuda(),
+          'start_positions': torch.randint(0, s, (b,), generator=g).cuda(),
+          'end_positions': torch.randint(0, s, (b,), generator=g).cuda()}
+
+
+def env():
+  return {'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
+          'transformers': transformers.__version__, 'framework': 'pytorch-hf',
+          'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+
+
+def train_point(args, seq, b, compiled, dtype):
+  torch.manual_seed(0)
+  m = make_model(*args.shape).train()
+  opt = torch.optim.AdamW(m.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
+  step_model = torch.compile(m) if compiled else m
+  scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+  x = batch(b, seq)
+  def step():
+    with torch.autocast('cuda', dtype=dtype):
+      loss = step_model(**x).loss
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+  t0 = time.perf_counter()
+  for _ in range(3):
+    step()
+  torch.cuda.synchronize()
+  warm = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    step()
+  torch.cuda.synchronize()
+  total = time.perf_counter() - t0
+  return {'kind': 'train', 'seq_len': seq, 'batch_size': b, 'batch_size_per_device': b,
+          'num_devices': 1, 'warmup_s': warm, 'timed_steps': args.steps,
+          'sentences_per_s': args.steps * b / total, 'sentences_per_s_per_device': args.steps * b / total}
+
+
+def infer_point(args, seq, b, compiled, dtype):
+  torch.manual_seed(0)
+  m = make_model(*args.shape).eval().to(dtype)
+  run = torch.compile(m, mode='reduce-overhead') if compiled else m
+  x = {k: v for k, v in batch(b, seq).items() if k.endswith(('ids', 'mask'))}
+  with torch.inference_mode():
+    t0 = time.perf_counter()
+    for _ in range(5):
+      run(**x)
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
+    lat = []
+    for _ in range(args.iters):
+      t = time.perf_counter()
+      run(**x)
+      torch.cuda.synchronize()
+      lat.append((time.perf_counter() - t) * 1e3)
+  v = np.asarray(lat)
+  return {'kind': 'infer', 'seq_len': seq, 'batch_size': b, 'num_devices': 1, 'warmup_s': warm,
+          'sentences': args.iters * b, 'total_inference_s': v.sum() / 1e3,
+          'latency_ms': {**{f'p{q}': float(np.percentile(v, q)) for q in (50, 90, 95, 99, 100)},
+                         'mean': float(v.mean())},
+          'sentences_per_s': args.iters * b / (v.sum() / 1e3)}
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--out', required=True)
+  p.add_argument('--train', nargs='*', default=[])
+  p.add_argument('--infer', nargs='*', default=[])
+  p.add_argument('--precision', nargs='*', default=['bf16'])
+  p.add_argument('--modes', nargs='*', default=['eager', 'compile'])
+  p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--iters', type=int, default=100)
+  p.add_argument('--shape', type=int, nargs=4, default=[24, 1024, 16, 4096])
+  args = p.parse_args()
+  dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+  for kind, specs, fn in (('train', args.train, train_point), ('infer', args.infer, infer_point)):
+    for spec in specs:
+      seq, b = map(int, spec.split(':'))
+      for prec in args.precision:
+        for mode in args.modes:
+          try:
+            rec = fn(args, seq, b, mode == 'compile', dtypes[prec])
+            rec['status'] = 'ok'
+          except torch.OutOfMemoryError as e:
+            rec = {'kind': kind, 'seq_len': seq, 'batch_size': b, 'status': 'oom', 'error': str(e)[:200]}
+          torch.cuda.empty_cache()
+          rec.update(env(), precision=prec, mode=mode, model_layers=args.shape[0],
+                     model_hidden=args.shape[1], data='synthetic')
+          print(json.dumps(rec), flush=True)
+          with open(args.out, 'a') as f:
+            f.write(json.dumps(rec) + '\n')
+
+
+if __name__ == '__main__':
+  main()

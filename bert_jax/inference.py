@@ -1,0 +1,54 @@
+"""Logits over a whole feature set, batch by batch, with per-batch latency."""
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from bert_jax import batches, mesh as mesh_lib, steps
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.squad.features import Features
+
+
+def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy):
+  # params replicated on every device; the batch split over the data axis; logits likewise.
+  return jax.jit(functools.partial(steps.eval_step, config=config, policy=policy),
+                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.batch_sharding(mesh))
+
+
+def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
+                   policy: PrecisionPolicy, batch_size: int):
+  """Returns (start [N, L], end [N, L], timing) where timing holds the compile/warm-up time
+  of the first batch and the latency of each later batch (ms, synchronised per batch)."""
+  fn = make_eval_fn(mesh, config, policy)
+  sharding = mesh_lib.batch_sharding(mesh)
+  starts, ends, latencies, warmup_s = [], [], [], 0.0
+  total = -(-len(features) // batch_size)
+  for i, (batch, count) in enumerate(tqdm(batches.eval_batches(features, batch_size, sharding),
+                                          total=total, desc='predicting', leave=False)):
+    t0 = time.perf_counter()
+    s, e = fn(params, batch)
+    s, e = jax.block_until_ready((s, e))
+    dt = time.perf_counter() - t0
+    if i == 0:
+      warmup_s = dt
+    else:
+      latencies.append(dt * 1e3)
+    starts.append(_to_host(s)[:count])
+    ends.append(_to_host(e)[:count])
+  timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'batch_size': batch_size,
+            'sentences': len(features)}
+  return np.concatenate(starts), np.concatenate(ends), timing
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)

@@ -1,0 +1,91 @@
+"""Pure, jittable train and eval steps. Static arguments are bound with functools.partial."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from bert_jax import model
+from bert_jax.loss_scale import LossScale, all_finite
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
+Batch = dict[str, jax.Array]
+INPUT_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  loss_scale: LossScale
+  rng: jax.Array
+
+
+def create_state(params, optimizer: optax.GradientTransformation, rng: jax.Array,
+                 loss_scale: LossScale) -> TrainState:
+  return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), loss_scale, rng)
+
+
+def span_loss(params, batch: Batch, rng, *, config: ModelConfig, policy: PrecisionPolicy):
+  """Mean of the start and end cross-entropies (float32), averaged over the batch."""
+  start, end = model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config,
+                               policy=policy, dropout_rng=rng)
+  ce = optax.softmax_cross_entropy_with_integer_labels
+  return jnp.mean(ce(start, batch['start_positions']) + ce(end, batch['end_positions'])) / 2
+
+
+def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy,
+               optimizer: optax.GradientTransformation, accumulation: int = 1
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step over `batch` (split into `accumulation` micro-batches).
+
+  Micro-batch j takes rows j, j+k, j+2k, ... so each device keeps its own rows. Under
+  fp16 the loss is multiplied by the dynamic scale and the gradients divided by it;
+  a step with non-finite gradients leaves params and optimizer state unchanged.
+  """
+  rng = jax.random.fold_in(state.rng, state.step)
+  scale = state.loss_scale.scale
+
+  def scaled_loss(params, micro, micro_rng):
+    loss = span_loss(params, micro, micro_rng, config=config, policy=policy)
+    return loss * scale, loss
+
+  grad_fn = jax.grad(scaled_loss, has_aux=True)
+  if accumulation == 1:
+    grads, loss = grad_fn(state.params, batch, rng)
+  else:
+    micro = jax.tree.map(lambda x: jnp.moveaxis(
+        x.reshape(x.shape[0] // accumulation, accumulation, *x.shape[1:]), 1, 0), batch)
+
+    def body(carry, xs):
+      g_sum, l_sum = carry
+      j, mb = xs
+      g, l = grad_fn(state.params, mb, jax.random.fold_in(rng, j))
+      return (jax.tree.map(jnp.add, g_sum, g), l_sum + l), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grads, loss), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)),
+                                    (jnp.arange(accumulation), micro))
+    grads = jax.tree.map(lambda g: g / accumulation, grads)
+    loss = loss / accumulation
+  grads = jax.tree.map(lambda g: g / scale, grads)
+  finite = all_finite(grads)
+  updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = state.replace(
+      step=state.step + 1, params=keep(new_params, state.params),
+      opt_state=keep(new_opt, state.opt_state), loss_scale=state.loss_scale.update(finite))
+  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), 'finite': finite,
+             'loss_scale': scale, 'skipped_steps': new_state.loss_scale.skipped}
+  return new_state, metrics
+
+
+def eval_step(params, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy):
+  """Start and end logits, float32 [batch, time]; no dropout."""
+  return model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config, policy=policy)

@@ -1,0 +1,262 @@
+"""The whole job: fine-tune, checkpoint, predict the dev set, score it, write records."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import time
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from bert_jax import (batches, checkpointing, hf_weights, inference, mesh as mesh_lib,
+                      optim, pretrained, records, settings as settings_lib, steps)
+from bert_jax.loss_scale import LossScale
+from bert_jax.metrics_writer import MetricsWriter
+from bert_jax.squad import evaluate, features as features_lib, postprocess, reader, sources
+from bert_jax.squad.features import Features
+from bert_jax.tokenizer import load_tokenizer, vocab_fingerprint
+from bert_jax.weights import Pretrained
+
+
+@dataclasses.dataclass
+class Job:
+  """What every stage needs: validated settings, devices, weights and tokenizer."""
+  settings: settings_lib.Settings
+  mesh: Mesh
+  pretrained: Pretrained
+  tokenizer: object
+
+  @property
+  def model_config(self):
+    return self.pretrained.config
+
+
+def setup(config) -> Job:
+  """Validates the config, joins the hosts, builds the mesh, loads weights and tokenizer."""
+  s = settings_lib.from_config(config)
+  mesh_lib.initialize_distributed(s.mesh)
+  mesh = mesh_lib.make_mesh(s.mesh)
+  mesh_lib.log_topology(mesh)
+  rng = jax.random.PRNGKey(s.train.seed)
+  if s.source.init_checkpoint:
+    pre = pretrained.load_pretrained(s.source.init_checkpoint,
+                                     checkpoint_format=s.source.checkpoint_format, rng=rng)
+    if s.source.vocab_dir:
+      pre = dataclasses.replace(pre, vocab_dir=s.source.vocab_dir)
+  else:
+    pre = pretrained.random_init(s.model_config(), rng, s.source.vocab_dir)
+  pre = dataclasses.replace(pre, config=s.model_config(pre.config))
+  if pre.vocab_dir is None:
+    raise settings_lib.ConfigError('model.vocab_dir', s.source.vocab_dir,
+                                   'the checkpoint has no vocab.txt; point at a folder with one')
+  return Job(s, mesh, pre, load_tokenizer(pre.vocab_dir, pre.do_lower_case))
+
+
+def load_features(job: Job, split: str) -> tuple[list, Features, object]:
+  """Examples and (cached) windowed features of the train or dev split."""
+  d = job.settings.data
+  is_training = split == 'train'
+  spec = d.train_file if is_training else d.dev_file
+  limit = d.max_train_examples if is_training else d.max_eval_examples
+  cache_dir = d.cache_dir or sources.default_cache_dir()
+  examples, report, identity = sources.read(spec, split, is_training=is_training,
+                                            version_2=d.version_2, cache_dir=cache_dir,
+                                            limit=limit)
+  feats = features_lib.cached_featurize(
+      examples, job.tokenizer, data_identity=identity,
+      vocab_fingerprint=vocab_fingerprint(job.tokenizer), cache_dir=cache_dir,
+      is_training=is_training, max_seq_length=d.max_seq_length, doc_stride=d.doc_stride,
+      max_query_length=d.max_query_length)
+  return examples, feats, report
+
+
+def total_steps(train: settings_lib.TrainSettings, steps_per_epoch: int) -> int:
+  return train.max_steps or max(1, math.ceil(train.num_epochs * steps_per_epoch))
+
+
+def make_train_step(job: Job, optimizer):
+  """The jitted step. State replicated in and out (and donated); the batch split over 'data'."""
+  s = job.settings
+  fn = functools.partial(steps.train_step, config=job.model_config, policy=s.precision,
+                         optimizer=optimizer, accumulation=s.train.num_accumulation_steps)
+  rep, data = mesh_lib.replicated(job.mesh), mesh_lib.batch_sharding(job.mesh)
+  return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def initial_state(job: Job, optimizer) -> steps.TrainState:
+  t = job.settings.train
+  scale = (LossScale.create(t.loss_scale_init, t.loss_scale_growth_interval)
+           if job.settings.precision.needs_loss_scaling else LossScale.disabled())
+  rng = jax.random.fold_in(jax.random.PRNGKey(t.seed), 1)
+  params = jax.device_put(job.pretrained.params, mesh_lib.replicated(job.mesh))
+  init = jax.jit(lambda p: steps.create_state(p, optimizer, rng, scale),
+                 out_shardings=mesh_lib.replicated(job.mesh))
+  return init(params)
+
+
+def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.TrainState, dict]:
+  """Runs (or resumes) training; returns the final state and timing figures."""
+  s = job.settings
+  data = batches.TrainBatches(train_features, s.train.batch_size, s.train.seed,
+                              mesh_lib.batch_sharding(job.mesh))
+  n_steps = total_steps(s.train, data.steps_per_epoch)
+  optimizer = optim.make_optimizer(s.train, n_steps)
+  step_fn = make_train_step(job, optimizer)
+  state = initial_state(job, optimizer)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), s.train.keep_checkpoints)
+  start = 0
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(checkpointing.abstract_like(
+        state, jax.tree.map(lambda x: x.sharding, state)))
+    start = int(ckpt.latest_step())
+  writer = MetricsWriter(workdir)
+  logging.info('training steps %d..%d (%d per epoch, global batch %d)', start, n_steps,
+               data.steps_per_epoch, s.train.batch_size)
+  timing = {'steps': n_steps, 'start_step': start, 'compile_s': 0.0, 'steady_s': 0.0,
+            'steady_steps': 0}
+  bar = tqdm(total=n_steps, initial=start, desc='training', unit='step',
+             disable=jax.process_index() != 0)
+  pending, t_steady = None, None
+  every = s.train.checkpoint_every
+  for step, batch in zip(range(start, n_steps),
+                         batches.prefetch(data.device_batch, range(start, n_steps))):
+    t0 = time.perf_counter()
+    state, metrics = step_fn(state, batch)
+    if step == start:  # the first step compiles: keep it out of throughput
+      jax.block_until_ready(state)
+      timing['compile_s'] = time.perf_counter() - t0
+      t_steady = time.perf_counter()
+    if pending is not None and (step % s.train.log_every == 0 or step == n_steps - 1):
+      _log(writer, bar, *pending, s.train.batch_size, t_steady, step - start - 1)
+    pending = (step, metrics)
+    bar.update(1)
+    if every and (step + 1) % every == 0 and step + 1 < n_steps:
+      ckpt.save(step + 1, state)
+  jax.block_until_ready(state)
+  if t_steady is not None:
+    timing['steady_s'] = time.perf_counter() - t_steady
+    timing['steady_steps'] = n_steps - start - 1
+    _log(writer, bar, *pending, s.train.batch_size, t_steady, n_steps - start - 1)
+    if ckpt.latest_step() != n_steps:
+      ckpt.save(n_steps, state)
+  bar.close()
+  ckpt.close()
+  return state, timing
+
+
+def _log(writer, bar, step, metrics, batch_size, t_steady, steady_steps):
+  m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  elapsed = time.perf_counter() - t_steady
+  if steady_steps > 0 and elapsed > 0:
+    m['sentences_per_s'] = steady_steps * batch_size / elapsed
+  bar.set_postfix(loss=f"{m['loss']:.3f}", sent_s=f"{m.get('sentences_per_s', 0):.0f}")
+  writer.write(step, m)
+
+
+def predict_and_score(job: Job, params, workdir: str) -> dict:
+  """Dev-set predictions files, official metrics and inference timing."""
+  s = job.settings
+  examples, feats, _ = load_features(job, 'dev')
+  start, end, timing = inference.predict_logits(params, feats, job.mesh, job.model_config,
+                                                s.precision, s.eval.batch_size)
+  preds, nbest, odds = postprocess.predict_answers(
+      examples, feats, start, end, n_best_size=s.eval.n_best_size,
+      max_answer_length=s.eval.max_answer_length, version_2=s.data.version_2,
+      null_score_diff_threshold=s.eval.null_score_diff_threshold)
+  scores = {}
+  if jax.process_index() == 0:
+    postprocess.write_predictions(workdir, preds, nbest, odds)
+    gold = _gold_data(examples)
+    scores = evaluate.evaluate(gold, preds)
+  return {'scores': scores, 'timing': timing, 'num_examples': len(examples),
+          'num_features': len(feats)}
+
+
+def _gold_data(examples) -> dict:
+  """The examples back in SQuAD layout (so scoring follows what was actually read)."""
+  qas = [{'id': e.qas_id, 'answers': [{'text': t, 'answer_start': 0} for t in e.all_answers],
+          'is_impossible': e.is_impossible} for e in examples]
+  return {'data': [{'title': '', 'paragraphs': [{'context': '', 'qas': qas}]}]}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Fine-tunes, predicts and scores; writes eval_results.json and records.jsonl in workdir."""
+  os.makedirs(workdir, exist_ok=True)
+  job = setup(config)
+  s = job.settings
+  _, train_features, report = load_features(job, 'train')
+  t0 = time.perf_counter()
+  state, timing = train(job, workdir, train_features)
+  train_wall = time.perf_counter() - t0
+  final = predict_and_score(job, state.params, workdir)
+  steady_rate = (timing['steady_steps'] * s.train.batch_size / timing['steady_s']
+                 if timing['steady_s'] else 0.0)
+  lat = records.percentiles(final['timing']['latencies_ms'] or [0.0])
+  infer_rate = (final['timing']['batch_size'] * len(final['timing']['latencies_ms'])
+                / (sum(final['timing']['latencies_ms']) / 1e3)
+                if final['timing']['latencies_ms'] else 0.0)
+  results = {
+      **final['scores'], 'train_time_s': train_wall, 'train_sentences_per_s': steady_rate,
+      'compile_s': timing['compile_s'], 'steps': timing['steps'],
+      'resumed_from_step': timing['start_step'], 'train_features': len(train_features),
+      'train_questions_skipped': sum(report.skipped.values()),
+      'eval_examples': final['num_examples'], 'eval_features': final['num_features'],
+      'inference_sentences_per_s': infer_rate, 'inference_latency_ms': lat,
+      'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
+  }
+  mc = job.model_config
+  flops = records.train_flops_per_sequence(mc.num_layers, mc.hidden_size, mc.intermediate_size,
+                                           s.data.max_seq_length)
+  common = {'config': s.name, 'precision': s.precision.name, 'seq_len': s.data.max_seq_length,
+            'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
+            'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate'}
+  rec_path = os.path.join(workdir, 'records.jsonl')
+  records.append(rec_path, {
+      **common, 'kind': 'train', 'batch_size': s.train.batch_size,
+      'batch_size_per_device': s.train.batch_size // job.mesh.size,
+      'sentences_per_s': steady_rate, 'sentences_per_s_per_device': steady_rate / job.mesh.size,
+      'compile_s': timing['compile_s'], 'timed_steps': timing['steady_steps'],
+      'total_train_time_s': train_wall,
+      'mfu': records.mfu(flops, steady_rate / job.mesh.size)})
+  records.append(rec_path, {
+      **common, 'kind': 'infer', 'batch_size': s.eval.batch_size,
+      'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],
+      'total_inference_s': sum(final['timing']['latencies_ms']) / 1e3,
+      'latency_ms': lat, 'sentences_per_s': infer_rate})
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
+      json.dump(results, f, indent=2)
+  logging.info('results: %s', json.dumps({k: results[k] for k in
+                                          ('train_time_s', 'train_sentences_per_s')}))
+  return results
+
+
+def export(job: Job, params, folder: str) -> str:
+  """The fine-tuned model in Hugging Face layout (opens with transformers)."""
+  return hf_weights.export_folder(jax.device_get(params), job.model_config, folder,
+                                  vocab_dir=job.pretrained.vocab_dir)
+
+
+def from_checkpoint(config, workdir: str, mode: str) -> dict:
+  """'evaluate': predict and score with the last checkpoint; 'export': write it in HF layout."""
+  job = setup(config)
+  optimizer = optim.make_optimizer(job.settings.train, 1)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                    job.settings.train.keep_checkpoints)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train first with '
+                            '--mode=train_and_evaluate and the same --workdir')
+  state = jax.eval_shape(lambda: initial_state(job, optimizer))
+  state = ckpt.restore(checkpointing.abstract_like(
+      state, jax.tree.map(lambda _: mesh_lib.replicated(job.mesh), state)))
+  ckpt.close()
+  if mode == 'export':
+    return {'exported_to': export(job, state.params, os.path.join(workdir, 'hf_export'))}
+  final = predict_and_score(job, state.params, workdir)
+  return {**final['scores'], 'eval_features': final['num_features']}

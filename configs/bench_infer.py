@@ -1,0 +1,23 @@
+"""Experiment card: NVIDIA's finetune_inference_benchmark.sh, as bert_jax records.
+
+What: BERT-Large inference latency p50/p90/p95/p99/p100, average and throughput over
+batch 1-64 x seq 128/384 x fp16/bf16/fp32 on one GPU, synthetic SQuAD-shaped batches.
+Command: python run.py --config=configs/bench_infer.py --mode=bench --workdir=runs/bench
+Hardware: 1 x H100/H200. Expected: see docs/benchmarks.md for measured points.
+"""
+import ml_collections
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.name = 'bench_infer'
+  c.bench = ml_collections.ConfigDict()
+  c.bench.kind = 'infer'
+  c.bench.batch_sizes = (1, 2, 4, 8, 16, 32, 64)
+  c.bench.seq_lens = (128, 384)
+  c.bench.precisions = ('fp16', 'bf16', 'fp32')
+  c.bench.num_devices = (1,)
+  c.bench.steps = 100                              # timed batches per point
+  return c

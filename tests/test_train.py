@@ -1,0 +1,190 @@
+"""Training on CPU: golden step, sharded == single device, fp16 skips, accumulation, resume."""
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+from bert_jax import batches, mesh as mesh_lib, model, optim, steps
+from bert_jax.loss_scale import LossScale
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.settings import MeshSettings, TrainSettings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = ModelConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, attention='xla')
+FP32 = PrecisionPolicy('fp32', 'float32')
+
+
+def make_batch(n=16, seq=24, seed=0):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(seq // 2, seq + 1, n)
+  mask = (np.arange(seq)[None] < lengths[:, None]).astype(np.int32)
+  return {'input_ids': (rng.integers(1, 97, (n, seq)) * mask).astype(np.int32),
+          'token_type_ids': ((np.arange(seq)[None] > 5) * mask).astype(np.int32),
+          'attention_mask': mask,
+          'start_positions': rng.integers(0, seq // 2, n).astype(np.int32),
+          'end_positions': rng.integers(seq // 2, seq, n).astype(np.int32)}
+
+
+def new_state(config=CONFIG, scale=None, lr=1e-3):
+  opt = optim.make_optimizer(TrainSettings(learning_rate=lr, warmup_proportion=0.0), 100)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  return steps.create_state(params, opt, jax.random.PRNGKey(1), scale or LossScale.disabled()), opt
+
+
+def step_fn(opt, config=CONFIG, policy=FP32, accumulation=1):
+  return jax.jit(functools.partial(steps.train_step, config=config, policy=policy,
+                                   optimizer=opt, accumulation=accumulation))
+
+
+def test_one_step_matches_golden_values():
+  """Update these only for an intended change of the model, loss or optimizer, and say why."""
+  state, opt = new_state()
+  new, metrics = step_fn(opt)(state, make_batch())
+  checksum = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(new.params))
+  assert float(metrics['loss']) == pytest.approx(GOLDEN_LOSS, abs=1e-4)
+  assert checksum == pytest.approx(GOLDEN_CHECKSUM, rel=1e-5)
+  assert int(new.step) == 1
+
+
+# Measured on CPU (jax 0.10.2) at commit time, fp32 'float32' matmuls.
+GOLDEN_LOSS = 3.1875675
+GOLDEN_CHECKSUM = 474.17226
+
+
+def test_loss_falls_when_training_on_one_batch():
+  state, opt = new_state(config=CONFIG.replace(hidden_dropout=0.0, attention_dropout=0.0),
+                         lr=3e-3)
+  fn = step_fn(opt, config=CONFIG.replace(hidden_dropout=0.0, attention_dropout=0.0))
+  batch = make_batch()
+  losses = []
+  for _ in range(60):
+    state, m = fn(state, batch)
+    losses.append(float(m['loss']))
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_eight_devices_equal_one():
+  """The data-parallel step on 8 fake devices gives the single-device loss and params."""
+  assert jax.device_count() == 8
+  state, opt = new_state()
+  batch = make_batch()
+  single, m1 = step_fn(opt)(state, batch)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
+  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  fn = jax.jit(functools.partial(steps.train_step, config=CONFIG, policy=FP32, optimizer=opt),
+               in_shardings=(rep, data), out_shardings=(rep, rep))
+  sharded_batch = batches.to_device(batch, data)
+  assert len(sharded_batch['input_ids'].sharding.device_set) == 8
+  multi, m8 = fn(jax.device_put(state, rep), sharded_batch)
+  assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
+  for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_accumulated_micro_batches_equal_one_big_batch():
+  config = CONFIG.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  state, opt = new_state(config)
+  batch = make_batch(n=16)
+  big, m_big = step_fn(opt, config)(state, batch)
+  acc, m_acc = step_fn(opt, config, accumulation=4)(state, batch)
+  assert float(m_acc['loss']) == pytest.approx(float(m_big['loss']), abs=1e-5)
+  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(acc.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_fp16_skips_a_non_finite_step_and_recovers():
+  scale = LossScale.create(2.0 ** 10, growth_interval=2)
+  state, opt = new_state(scale=scale)
+  fn = step_fn(opt, policy=PrecisionPolicy('fp16'), config=CONFIG)
+  batch = make_batch()
+  state, m = fn(state, batch)
+  assert bool(m['finite'])
+  poisoned = jax.tree.map(lambda x: x, state)
+  qa = dict(poisoned.params['qa'])
+  qa['kernel'] = qa['kernel'].at[0, 0].set(jnp.inf)
+  poisoned = poisoned.replace(params={**poisoned.params, 'qa': qa})
+  after, m = fn(poisoned, batch)
+  assert not bool(m['finite'])
+  assert int(after.loss_scale.skipped) == 1
+  assert float(after.loss_scale.scale) == float(poisoned.loss_scale.scale) / 2
+  for a, b in zip(jax.tree.leaves(after.params), jax.tree.leaves(poisoned.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # update skipped
+  # recovery: clean params again -> finite steps, and the scale grows after 2 of them
+  clean = after.replace(params=state.params)
+  s1, m1 = fn(clean, batch)
+  s2, m2 = fn(s1, batch)
+  assert bool(m1['finite']) and bool(m2['finite'])
+  assert float(s2.loss_scale.scale) == 2 * float(after.loss_scale.scale)
+
+
+def test_decay_mask_spares_biases_and_layernorm():
+  mask = optim.decay_mask(model.init_params(jax.random.PRNGKey(0), CONFIG))
+  assert mask['layers'][0]['qkv']['kernel'] and not mask['layers'][0]['qkv']['bias']
+  assert not mask['layers'][0]['attn_ln']['scale'] and not mask['embeddings']['ln']['bias']
+  assert mask['embeddings']['word'] and mask['qa']['kernel'] and not mask['qa']['bias']
+
+
+def test_batches_are_a_pure_function_of_step():
+  from bert_jax.squad.features import Features
+  n = 40
+  feats = Features(**{k: np.zeros((n, 8), np.int32) for k in ('input_ids', 'token_type_ids',
+                                                              'attention_mask', 'max_context')},
+                   start_positions=np.arange(n, dtype=np.int32),
+                   end_positions=np.arange(n, dtype=np.int32),
+                   example_index=np.arange(n), context_start=np.zeros(n), doc_start=np.zeros(n),
+                   doc_len=np.zeros(n), example_context=np.arange(n),
+                   context_token_start=np.zeros(n + 1), offsets=np.zeros((0, 2)))
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
+  a = batches.TrainBatches(feats, 16, 3, mesh_lib.batch_sharding(mesh))
+  b = batches.TrainBatches(feats, 16, 3, mesh_lib.batch_sharding(mesh))
+  assert a.steps_per_epoch == 2
+  seen = np.concatenate([a.indices(0), a.indices(1)])
+  assert len(set(seen.tolist())) == 32  # no repeats within an epoch
+  np.testing.assert_array_equal(a.indices(5), b.indices(5))
+  assert not np.array_equal(a.indices(0), a.indices(2))  # a new order each epoch
+
+
+def _run(workdir, *extra, wait=True):
+  cmd = [sys.executable, 'run.py', '--config=configs/tiny_cpu.py', f'--workdir={workdir}',
+         '--config.train.num_epochs=2', '--config.train.checkpoint_every=20',
+         '--config.train.log_every=10', '--config.mesh.num_devices=1', *extra]
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  if wait:
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
+  """kill -9 mid-training, rerun the same command: same final predictions and scores."""
+  straight = _run(tmp_path / 'straight')
+  assert straight.returncode == 0, straight.stderr[-2000:]
+  proc = _run(tmp_path / 'killed', wait=False)
+  ckpts = tmp_path / 'killed' / 'checkpoints'
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    done = [p for p in ckpts.glob('*') if p.name.isdigit()] if ckpts.exists() else []
+    if any(int(p.name) >= 40 for p in done):
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed = _run(tmp_path / 'killed')
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  a = json.loads((tmp_path / 'straight' / 'eval_results.json').read_text())
+  b = json.loads((tmp_path / 'killed' / 'eval_results.json').read_text())
+  assert b['resumed_from_step'] >= 40
+  assert a['f1'] == b['f1'] and a['exact_match'] == b['exact_match']
+  pa = json.loads((tmp_path / 'straight' / 'predictions.json').read_text())
+  pb = json.loads((tmp_path / 'killed' / 'predictions.json').read_text())
+  assert pa == pb
