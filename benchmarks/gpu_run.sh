@@ -26,15 +26,15 @@ minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time
   cp /tmp/minilm/records.jsonl "$OUT/minilm_records.jsonl"
   cp /tmp/minilm/metrics.jsonl "$OUT/minilm_metrics.jsonl" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
-  python3 run.py --config=configs/large_1gpu.py --workdir=/tmp/large \
+  python3 run.py --config=configs/large_1gpu.py --workdir=/tmp/large_${NDEV:-1}gpu \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
     --config.data.cache_dir=/tmp/cache --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.data.max_eval_examples=2000 \
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
     --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
-  cp /tmp/large/metrics.jsonl "$OUT/large_${NDEV:-1}gpu_metrics.jsonl"
-  cp /tmp/large/records.jsonl "$OUT/large_${NDEV:-1}gpu_records.jsonl" ;;
+  cp /tmp/large_${NDEV:-1}gpu/metrics.jsonl "$OUT/large_${NDEV:-1}gpu_metrics.jsonl"
+  cp /tmp/large_${NDEV:-1}gpu/records.jsonl "$OUT/large_${NDEV:-1}gpu_records.jsonl" ;;
 bench)  # issues 5/6: our train and inference points, then the PyTorch peer on the same shapes
   for spec in "384 32 bf16,fp16" "128 64 bf16"; do set -- $spec
     python3 run.py --config=configs/bench_train.py --mode=bench --workdir="$OUT" \
