@@ -73,3 +73,12 @@ def test_model_config_checks():
     ModelConfig.from_hf_dict({'hidden_act': 'relu'})
   assert ModelConfig.preset('large').num_params() == pytest.approx(335e6, rel=0.01)
   assert PrecisionPolicy('fp16').needs_loss_scaling
+
+
+def test_more_devices_than_present_is_a_clear_error():
+  from bert_jax import mesh
+  from bert_jax.errors import TopologyError
+  from bert_jax.settings import MeshSettings
+  with pytest.raises(TopologyError, match=r'num_devices=16 but only 8 cpu device.*'
+                                          r'--config.mesh.num_devices=8'):
+    mesh.make_mesh(MeshSettings(num_devices=16))
