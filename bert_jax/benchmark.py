@@ -12,7 +12,6 @@ import logging
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bert_jax import batches, mesh as mesh_lib, model, optim, records, steps
@@ -63,12 +62,9 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
     state, metrics = fn(state, inputs[i % 2])
   jax.block_until_ready(state)
   warmup_s = time.perf_counter() - t0
-  step_ms = []
   t_start = time.perf_counter()
   for i in range(steps_timed):
-    t = time.perf_counter()
     state, metrics = fn(state, inputs[i % 2])
-    step_ms.append((time.perf_counter() - t) * 1e3)  # dispatch only; total below is synced
   jax.block_until_ready(state)
   total = time.perf_counter() - t_start
   rate = steps_timed * global_batch / total

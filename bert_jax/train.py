@@ -10,7 +10,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
@@ -18,7 +17,7 @@ from bert_jax import (batches, checkpointing, hf_weights, inference, mesh as mes
                       optim, pretrained, records, settings as settings_lib, steps)
 from bert_jax.loss_scale import LossScale
 from bert_jax.metrics_writer import MetricsWriter
-from bert_jax.squad import evaluate, features as features_lib, postprocess, reader, sources
+from bert_jax.squad import evaluate, features as features_lib, postprocess, sources
 from bert_jax.squad.features import Features
 from bert_jax.tokenizer import load_tokenizer, vocab_fingerprint
 from bert_jax.weights import Pretrained
