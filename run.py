@@ -12,10 +12,11 @@ from ml_collections import config_flags
 config_flags.DEFINE_config_file('config', 'configs/tiny_cpu.py', 'Experiment config file.')
 flags.DEFINE_string('workdir', '/tmp/bert_jax', 'Where checkpoints, predictions and records go.')
 flags.DEFINE_enum('mode', 'train_and_evaluate',
-                  ['train_and_evaluate', 'evaluate', 'export', 'bench'],
+                  ['train_and_evaluate', 'evaluate', 'export', 'bench', 'report'],
                   'train_and_evaluate: the whole job; evaluate: predict+score the last '
                   'checkpoint; export: write the last checkpoint in Hugging Face layout; '
-                  'bench: the timing sweep of a bench config (records.jsonl in workdir).')
+                  'bench: the timing sweep of a bench config (records.jsonl in workdir); '
+                  'report: tables and plots from the records in workdir (workdir/report).')
 FLAGS = flags.FLAGS
 
 
@@ -23,8 +24,10 @@ def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
   logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save chatter
-  from bert_jax import benchmark, train
-  if FLAGS.mode == 'bench':
+  from bert_jax import benchmark, report, train
+  if FLAGS.mode == 'report':
+    results = report.write(FLAGS.workdir)
+  elif FLAGS.mode == 'bench':
     results = benchmark.run(FLAGS.config, FLAGS.workdir)
   elif FLAGS.mode == 'train_and_evaluate':
     results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -17,24 +17,48 @@ python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.
 quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|step/s|^\s*$' | tail -"$1"; }
 
 case "$1" in
-minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time
-  python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=/tmp/minilm \
-    --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=/tmp/cache \
+minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets)
+  W=/tmp/minilm${BUCKET:+_b$BUCKET}
+  python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
+    --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
-    --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
-  cp /tmp/minilm/eval_results.json "$OUT/minilm_eval_results.json"
-  cp /tmp/minilm/records.jsonl "$OUT/minilm_records.jsonl"
-  cp /tmp/minilm/metrics.jsonl "$OUT/minilm_metrics.jsonl" ;;
+    --config.data.bucket_width=${BUCKET:-0} --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
+  mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
-  python3 run.py --config=configs/large_1gpu.py --workdir=/tmp/large_${NDEV:-1}gpu \
+  W=/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}
+  python3 run.py --config=configs/large_1gpu.py --workdir=$W \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
-    --config.data.cache_dir=/tmp/cache --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
+    --config.data.cache_dir=${CACHE:-/tmp/cache} --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.data.max_eval_examples=2000 \
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
-    --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
-  cp /tmp/large_${NDEV:-1}gpu/metrics.jsonl "$OUT/large_${NDEV:-1}gpu_metrics.jsonl"
-  cp /tmp/large_${NDEV:-1}gpu/records.jsonl "$OUT/large_${NDEV:-1}gpu_records.jsonl" ;;
+    --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
+  mkdir -p "$OUT/$(basename $W)"; cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/" ;;
+grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
+  B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
+     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
+  ours() {  # GPU kind seq precision batches
+    CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
+      --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
+      --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
+  peer() { CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( ours 0 train 384 bf16 '(1,4,16,32,64)'; ours 0 train 384 fp16 '(32,)'; ours 0 train 384 fp32 '(32,)' ) &
+  ( ours 1 train 128 bf16 '(1,16,64)'; ours 1 train 128 fp16 '(64,)'; ours 1 train 128 fp32 '(64,)'
+    ours 1 infer 384 fp16 '(1,2,4,8,16,32,64)'; ours 1 infer 128 fp16 '(1,8,64)' ) &
+  ( peer 2 --train 384:32 --precision bf16 --modes compile; peer 2 --train 384:32 128:64 --precision bf16 --modes eager
+    peer 2 --infer 384:1 384:8 384:64 128:1 --precision fp16 --modes eager; ours 2 infer 384 bf16 '(1,8,64)' ) &
+  ( peer 3 --train 128:64 --precision bf16 --modes compile; peer 3 --infer 384:1 384:8 128:1 384:64 --precision fp16 --modes compile ) &
+  wait
+  mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl"; cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl"
+  python3 run.py --mode=report --workdir="$OUT/all" 2>&1 | tail -3 ;;
+scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
+  ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
+  ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &
+  ( CUDA_VISIBLE_DEVICES=2,3 NDEV=2 STEPS=150 CACHE=/tmp/cache_2 bash $0 large
+    CUDA_VISIBLE_DEVICES=2 NDEV=1 STEPS=150 CACHE=/tmp/cache_2 bash $0 large ) &
+  wait
+  NDEV=4 STEPS=150 bash $0 large ;;
 bench)  # issues 5/6: our train and inference points, then the PyTorch peer on the same shapes
   for spec in "384 32 bf16,fp16" "128 64 bf16"; do set -- $spec
     python3 run.py --config=configs/bench_train.py --mode=bench --workdir="$OUT" \
@@ -51,4 +75,12 @@ bench)  # issues 5/6: our train and inference points, then the PyTorch peer on t
     --precision bf16 --modes eager compile 2>&1 | grep -E '^\{|Error' | cut -c1-300
   python3 benchmarks/peer_hf.py --out "$OUT/peer.jsonl" --infer 384:1 384:8 128:1 \
     --precision fp16 --modes eager compile 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
+profile)  # issue 6: variants side by side and a kernel breakdown (benchmarks/profile_step.py)
+  python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --precision bf16 \
+    --variants bern base rbg nodrop --profile base --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 1 --precision fp16 \
+    --variants base xla --profile base --steps 200 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 8 --precision fp16 \
+    --variants base --steps 100 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb ;;
 esac

@@ -30,7 +30,7 @@ def batch(b, s):
 
 
 def env():
-  return {'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
+  return {'schema': 'bert_jax.record/1', 'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
           'transformers': transformers.__version__, 'framework': 'pytorch-hf',
           'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
@@ -59,9 +59,23 @@ def train_point(args, seq, b, compiled, dtype):
     step()
   torch.cuda.synchronize()
   total = time.perf_counter() - t0
+  step_ms = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    step_ms.append((time.perf_counter() - t) * 1e3)
   return {'kind': 'train', 'seq_len': seq, 'batch_size': b, 'batch_size_per_device': b,
           'num_devices': 1, 'warmup_s': warm, 'timed_steps': args.steps,
+          'step_time_ms': percentiles(step_ms), 'peak_memory_gb':
+          torch.cuda.max_memory_allocated() / 2 ** 30,
           'sentences_per_s': args.steps * b / total, 'sentences_per_s_per_device': args.steps * b / total}
+
+
+def percentiles(values):
+  v = np.asarray(values)
+  return {**{f'p{q}': float(np.percentile(v, q)) for q in (50, 90, 95, 99, 100)},
+          'mean': float(v.mean())}
 
 
 def infer_point(args, seq, b, compiled, dtype):
@@ -81,12 +95,10 @@ def infer_point(args, seq, b, compiled, dtype):
       run(**x)
       torch.cuda.synchronize()
       lat.append((time.perf_counter() - t) * 1e3)
-  v = np.asarray(lat)
+  total = sum(lat) / 1e3
   return {'kind': 'infer', 'seq_len': seq, 'batch_size': b, 'num_devices': 1, 'warmup_s': warm,
-          'sentences': args.iters * b, 'total_inference_s': v.sum() / 1e3,
-          'latency_ms': {**{f'p{q}': float(np.percentile(v, q)) for q in (50, 90, 95, 99, 100)},
-                         'mean': float(v.mean())},
-          'sentences_per_s': args.iters * b / (v.sum() / 1e3)}
+          'sentences': args.iters * b, 'total_inference_s': total,
+          'latency_ms': percentiles(lat), 'sentences_per_s': args.iters * b / total}
 
 
 def main():
@@ -112,6 +124,7 @@ def main():
           except torch.OutOfMemoryError as e:
             rec = {'kind': kind, 'seq_len': seq, 'batch_size': b, 'status': 'oom', 'error': str(e)[:200]}
           torch.cuda.empty_cache()
+          torch.cuda.reset_peak_memory_stats()
           rec.update(env(), precision=prec, mode=mode, model_layers=args.shape[0],
                      model_hidden=args.shape[1], data='synthetic')
           print(json.dumps(rec), flush=True)

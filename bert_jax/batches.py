@@ -17,9 +17,17 @@ TRAIN_KEYS = ('input_ids', 'token_type_ids', 'attention_mask', 'start_positions'
 
 class TrainBatches:
   """Epoch e visits the features in the order permutation(seed, e); step s is a pure function
-  of (seed, s), so a resumed run sees exactly the batches an uninterrupted run would."""
+  of (seed, s), so a resumed run sees exactly the batches an uninterrupted run would.
 
-  def __init__(self, features: Features, global_batch: int, seed: int, sharding: NamedSharding):
+  With `bucket_width` > 0 each batch holds windows of similar length and is cut to the
+  multiple of `bucket_width` that holds its longest window (one compiled step per width).
+  An epoch's windows are grouped by that width in permuted order, each group split into
+  full batches (a group's remainder joins the next wider group; the widest group's
+  remainder is dropped, as without buckets), and the batches are then shuffled.
+  """
+
+  def __init__(self, features: Features, global_batch: int, seed: int, sharding: NamedSharding,
+               bucket_width: int = 0):
     n_proc = jax.process_count()
     if global_batch % sharding.mesh.size:
       raise ConfigError('train.batch_size', global_batch,
@@ -32,17 +40,41 @@ class TrainBatches:
     self.local = global_batch // n_proc
     self.offset = jax.process_index() * self.local
     self.steps_per_epoch = len(features) // global_batch
+    self.bucket_width = bucket_width
+    if bucket_width:
+      full = features.max_seq_length
+      lengths = features.attention_mask.sum(axis=1)
+      self.widths = np.minimum(-(-lengths // bucket_width) * bucket_width, full)
+    self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
+
+  def _bucketed_epoch(self, epoch: int) -> list[np.ndarray]:
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
+      out, carry = [], np.empty(0, np.int64)
+      for width in np.unique(self.widths):
+        members = np.concatenate([carry, order[self.widths[order] == width]])
+        full = len(members) // self.global_batch * self.global_batch
+        out += np.split(members[:full], full // self.global_batch) if full else []
+        carry = members[full:]
+      shuffle = np.random.default_rng([self.seed, epoch, 1]).permutation(len(out))
+      self._epoch_cache = (epoch, [out[i] for i in shuffle])
+    return self._epoch_cache[1]
 
   def indices(self, step: int) -> np.ndarray:
     epoch, i = divmod(step, self.steps_per_epoch)
+    if self.bucket_width:
+      return self._bucketed_epoch(epoch)[i]
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
     return order[i * self.global_batch:(i + 1) * self.global_batch]
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
-    idx = np.sort(self.indices(step)[self.offset:self.offset + self.local])
+    global_idx = self.indices(step)
+    width = int(self.widths[global_idx].max()) if self.bucket_width else None
+    idx = np.sort(global_idx[self.offset:self.offset + self.local])
     f = self.features
-    return {'input_ids': f.input_ids[idx], 'token_type_ids': f.token_type_ids[idx].astype(np.int32),
-            'attention_mask': f.attention_mask[idx].astype(np.int32),
+    cut = lambda a: a[idx, :width]
+    return {'input_ids': cut(f.input_ids), 'token_type_ids': cut(f.token_type_ids).astype(np.int32),
+            'attention_mask': cut(f.attention_mask).astype(np.int32),
             'start_positions': f.start_positions[idx], 'end_positions': f.end_positions[idx]}
 
   def device_batch(self, step: int) -> dict[str, jax.Array]:

@@ -1,14 +1,18 @@
-"""Timed training and inference points on synthetic SQuAD-shaped batches, as records.
+"""Timed training and inference points, as records (NVIDIA's finetune_*_benchmark.sh grids).
 
-Each point compiles and warms up apart, then times N steps with one block_until_ready at
-the end (training) or one per batch (inference latency). Inputs are random token ids
-(never zeros) with full-length attention masks, so every point does the full work.
+Each point compiles ahead of time (compile_s) and warms up (warmup_s) apart from the
+timed work. Training: N steps dispatched back to back with one sync at the end give
+sentences/s; N more steps, each synchronised, give the step-time percentiles. Inference:
+each batch synchronised, giving latency percentiles and throughput. Inputs are real SQuAD
+windows when a SQuAD file is configured and present, else synthetic windows of the same
+shape (random token ids, never zeros, full-length masks); each record's `data` says which.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import logging
+import os
 import time
 
 import jax
@@ -19,30 +23,61 @@ from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
+from bert_jax.squad.features import Features
 
-SQUAD_V11_TRAIN_FEATURES = {128: 0, 384: 88641}  # seq 384/stride 128 (measured here)
+# Training windows of ../shared's reconstructed SQuAD v1.1 train set (87,599 questions) at
+# these lengths with DOC_STRIDE and max_query_length 64, counted with squad_features below;
+# they project 2-epoch times when the bench runs on synthetic windows.
+SQUAD_V11_TRAIN_FEATURES = {128: 191597, 384: 88641}
+DOC_STRIDE = {128: 64, 384: 128}  # NVIDIA's benchmark scripts' pairs
 
 
-def _synthetic(rng, n, seq, vocab):
-  ids = rng.integers(1000, vocab, (n, seq)).astype(np.int32)
-  return {'input_ids': ids, 'token_type_ids': (np.arange(seq)[None] > seq // 4).astype(np.int32)
-          .repeat(n, 0), 'attention_mask': np.ones((n, seq), np.int32),
+def doc_stride_for(seq_len: int) -> int:
+  return DOC_STRIDE.get(seq_len, seq_len // 3)
+
+
+def synthetic(rng: np.random.Generator, n: int, seq: int, vocab: int) -> dict[str, np.ndarray]:
+  """SQuAD-shaped windows: random ids in [1000, vocab), question/context types, full masks."""
+  ids = rng.integers(min(1000, vocab - 1), vocab, (n, seq)).astype(np.int32)
+  types = (np.arange(seq)[None] > seq // 4).astype(np.int32).repeat(n, 0)
+  return {'input_ids': ids, 'token_type_ids': types, 'attention_mask': np.ones((n, seq), np.int32),
           'start_positions': rng.integers(0, seq, n).astype(np.int32),
           'end_positions': rng.integers(0, seq, n).astype(np.int32)}
 
 
-def _peak_memory_gb(mesh) -> float:
+def _memory_gb(compiled) -> float | None:
+  """XLA's buffer plan for the step: arguments + outputs + temporaries - donated aliases."""
   try:
-    stats = mesh.devices.flat[0].memory_stats() or {}
-    return stats.get('peak_bytes_in_use', 0) / 2 ** 30
-  except Exception:
-    return 0.0
+    m = compiled.memory_analysis()
+    total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+    return total / 2 ** 30
+  except Exception:  # noqa: BLE001 - not every backend reports it
+    return None
+
+
+def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,
+                  data_sharding, count: int, seed: int):
+  """`count` distinct device batches, from features when given, else synthetic."""
+  if features is not None:
+    source = batches.TrainBatches(features, global_batch, seed, data_sharding)
+    return [source.device_batch(i % source.steps_per_epoch) for i in range(count)]
+  rng = np.random.default_rng(seed)
+  n_proc = jax.process_count()
+  out = []
+  for _ in range(count):
+    host = synthetic(rng, global_batch, seq_len, vocab)
+    local = global_batch // n_proc
+    mine = {k: v[jax.process_index() * local:(jax.process_index() + 1) * local]
+            for k, v in host.items()}
+    out.append(batches.to_device(mine, data_sharding))
+  return out
 
 
 def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
                batch_per_device: int, seq_len: int, *, steps_timed: int = 20,
-               warmup_steps: int = 3, seed: int = 0) -> dict:
-  """Sentences/s of the real train_step (AdamW, clipping, dropout) at one shape."""
+               warmup_steps: int = 3, seed: int = 0, features: Features | None = None) -> dict:
+  """Sentences/s and step-time percentiles of the real train_step (AdamW, clipping, dropout)."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   global_batch = batch_per_device * mesh.size
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
@@ -51,40 +86,52 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   init = jax.jit(lambda k: steps.create_state(model.init_params(k, config), optimizer, k, scale),
                  out_shardings=rep)
   state = init(jax.random.PRNGKey(seed))
+  inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
+                         min(steps_timed, 4), seed)
   fn = jax.jit(functools.partial(steps.train_step, config=config, policy=policy,
                                  optimizer=optimizer),
                in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
-  rng = np.random.default_rng(seed)
-  inputs = [batches.to_device(_synthetic(rng, global_batch, seq_len, config.vocab_size), data)
-            for _ in range(2)]
+  t0 = time.perf_counter()
+  compiled = fn.lower(state, inputs[0]).compile()
+  compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   for i in range(warmup_steps):
-    state, metrics = fn(state, inputs[i % 2])
+    state, metrics = compiled(state, inputs[i % len(inputs)])
   jax.block_until_ready(state)
   warmup_s = time.perf_counter() - t0
-  t_start = time.perf_counter()
+  t0 = time.perf_counter()
   for i in range(steps_timed):
-    state, metrics = fn(state, inputs[i % 2])
+    state, metrics = compiled(state, inputs[i % len(inputs)])
   jax.block_until_ready(state)
-  total = time.perf_counter() - t_start
+  total = time.perf_counter() - t0
+  step_ms = []
+  for i in range(steps_timed):
+    t = time.perf_counter()
+    state, metrics = compiled(state, inputs[i % len(inputs)])
+    jax.block_until_ready(state)
+    step_ms.append((time.perf_counter() - t) * 1e3)
   rate = steps_timed * global_batch / total
   flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                            config.intermediate_size, seq_len)
-  n_feat = SQUAD_V11_TRAIN_FEATURES.get(seq_len) or 0
+  n_feat = len(features) if features is not None else SQUAD_V11_TRAIN_FEATURES.get(seq_len)
   return {'kind': 'train', 'precision': policy.name, 'seq_len': seq_len,
           'batch_size': global_batch, 'batch_size_per_device': batch_per_device,
-          'num_devices': mesh.size, 'data': 'synthetic', 'warmup_s': warmup_s,
-          'timed_steps': steps_timed, 'step_time_ms_mean': total / steps_timed * 1e3,
+          'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
+          'compile_s': compile_s, 'warmup_s': warmup_s, 'timed_steps': steps_timed,
+          'step_time_ms_mean': total / steps_timed * 1e3,
+          'step_time_ms': records.percentiles(step_ms),
           'sentences_per_s': rate, 'sentences_per_s_per_device': rate / mesh.size,
-          'mfu': records.mfu(flops, rate / mesh.size), 'peak_memory_gb': _peak_memory_gb(mesh),
-          'final_loss': float(metrics['loss']),
+          'mfu': records.mfu(flops, rate / mesh.size), 'flops_per_sequence': flops,
+          'peak_memory_gb': _memory_gb(compiled), 'final_loss': float(metrics['loss']),
+          'train_features_2_epochs': 2 * n_feat if n_feat else None,
           'projected_2_epochs_s': 2 * n_feat / rate if n_feat else None,
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention}
+          'attention': config.attention, 'hidden_dropout': config.hidden_dropout}
 
 
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
-               seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0) -> dict:
+               seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
+               features: Features | None = None) -> dict:
   """Latency percentiles (each batch synchronised) and throughput of eval_step."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
@@ -93,23 +140,34 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
                    out_shardings=rep)(jax.random.PRNGKey(seed))
   fn = jax.jit(functools.partial(steps.eval_step, config=config, policy=policy),
                in_shardings=(rep, data), out_shardings=data)
-  rng = np.random.default_rng(seed)
-  host = _synthetic(rng, batch, seq_len, config.vocab_size)
-  inputs = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)
+  if features is not None:
+    inputs = [b for b, _ in zip((b for b, _ in batches.eval_batches(features, batch, data)),
+                                range(min(iterations, 16)))]
+  else:
+    host = synthetic(np.random.default_rng(seed), batch, seq_len, config.vocab_size)
+    inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]
   t0 = time.perf_counter()
-  for _ in range(warmup):
-    jax.block_until_ready(fn(params, inputs))
+  compiled = fn.lower(params, inputs[0]).compile()
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for i in range(warmup):
+    jax.block_until_ready(compiled(params, inputs[i % len(inputs)]))
   warmup_s = time.perf_counter() - t0
   lat = []
-  for _ in range(iterations):
+  for i in range(iterations):
     t = time.perf_counter()
-    jax.block_until_ready(fn(params, inputs))
+    jax.block_until_ready(compiled(params, inputs[i % len(inputs)]))
     lat.append((time.perf_counter() - t) * 1e3)
   total_s = sum(lat) / 1e3
+  rate = iterations * batch / total_s
+  flops = records.infer_flops_per_sequence(config.num_layers, config.hidden_size,
+                                           config.intermediate_size, seq_len)
   return {'kind': 'infer', 'precision': policy.name, 'seq_len': seq_len, 'batch_size': batch,
-          'num_devices': mesh.size, 'data': 'synthetic', 'warmup_s': warmup_s,
-          'sentences': iterations * batch, 'total_inference_s': total_s,
-          'latency_ms': records.percentiles(lat), 'sentences_per_s': iterations * batch / total_s,
+          'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
+          'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': iterations * batch,
+          'total_inference_s': total_s, 'latency_ms': records.percentiles(lat),
+          'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
+          'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention}
 
@@ -128,42 +186,76 @@ def sweep(points, measure, record_path: str, common: dict) -> list[dict]:
     except Exception as e:  # noqa: BLE001 - only OOM is swallowed, the rest re-raised
       if not is_out_of_memory(e):
         raise
-      logging.warning('out of memory at %s', point)
-      rec = {**{k: v for k, v in point.items() if not dataclasses.is_dataclass(v)},
-             'status': 'oom', 'error': str(e).splitlines()[0][:300]}
+      logging.warning('out of memory at %s', _describe(point))
+      rec = {**_describe(point), 'status': 'oom', 'error': str(e).splitlines()[0][:300]}
     rec.setdefault('status', 'ok')
     out.append(records.append(record_path, {**common, **rec}))
     jax.clear_caches()
   return out
 
 
+def _describe(point: dict) -> dict:
+  """A point's plain fields for its record (no dataclasses, no feature arrays)."""
+  out = {k: v for k, v in point.items()
+         if not dataclasses.is_dataclass(v) and not isinstance(v, Features)}
+  if 'batch_per_device' in out:
+    out['batch_size_per_device'] = out.pop('batch_per_device')
+  if 'policy' in point:
+    out['precision'] = point['policy'].name
+  return out
+
+
+def squad_features(data, kind: str, seq_len: int, vocab_dir: str) -> Features | None:
+  """Windows of the configured SQuAD file at `seq_len` (NVIDIA's stride), or None when the
+  file is not configured or absent (the sweep then uses synthetic windows and says so)."""
+  from bert_jax.squad import features as features_lib, sources
+  from bert_jax.squad.reader import SAMPLE_DIR
+  from bert_jax.tokenizer import load_tokenizer, vocab_fingerprint
+  spec = data.train_file if kind == 'train' else data.dev_file
+  if spec != 'sample' and not os.path.exists(spec):
+    logging.info('bench: %s file %r not present; synthetic windows', kind, spec)
+    return None
+  tokenizer = load_tokenizer(vocab_dir or SAMPLE_DIR)
+  cache_dir = data.cache_dir or sources.default_cache_dir()
+  examples, _, identity = sources.read(spec, 'train' if kind == 'train' else 'dev',
+                                       is_training=kind == 'train', version_2=data.version_2,
+                                       cache_dir=cache_dir)
+  return features_lib.cached_featurize(
+      examples, tokenizer, data_identity=identity, vocab_fingerprint=vocab_fingerprint(tokenizer),
+      cache_dir=cache_dir, is_training=kind == 'train', max_seq_length=seq_len,
+      doc_stride=doc_stride_for(seq_len), max_query_length=min(data.max_query_length, seq_len // 2))
+
+
 def run(config, workdir: str) -> list[dict]:
   """A sweep from a bench config (configs/bench_train.py, configs/bench_infer.py)."""
-  import os
   from bert_jax import settings as settings_lib
   s = settings_lib.from_config(config)
   b = config.bench
+  if b.kind not in ('train', 'infer'):
+    raise settings_lib.ConfigError('bench.kind', b.kind, "choose 'train' or 'infer'")
   shape = s.model_config(ModelConfig.preset(s.source.preset))
   present = jax.device_count()
   path = os.path.join(workdir, 'records.jsonl')
   common = {'config': s.name, 'source': 'bench'}
   out = []
+  feats = {seq: squad_features(s.data, b.kind, seq, s.source.vocab_dir) for seq in b.seq_lens}
   for n in b.num_devices:
     if n > present:
       out.append(records.append(path, {**common, 'kind': b.kind, 'num_devices': n,
                                        'status': f'skipped: only {present} device(s)'}))
       continue
     for prec in b.precisions:
-      policy = PrecisionPolicy(prec)
+      policy = PrecisionPolicy(prec, s.precision.fp32_matmul)
       cfg = shape if prec != 'fp32' or shape.attention != 'cudnn' else shape.replace(
           attention='fused')
       for seq in b.seq_lens:
         if b.kind == 'train':
           points = [dict(config=cfg, policy=policy, num_devices=n, batch_per_device=bs,
-                         seq_len=seq, steps_timed=b.steps) for bs in b.batch_sizes]
+                         seq_len=seq, steps_timed=b.steps, features=feats[seq])
+                    for bs in b.batch_sizes]
           out += sweep(points, time_train, path, common)
         else:
           points = [dict(config=cfg, policy=policy, num_devices=n, batch=bs, seq_len=seq,
-                         iterations=b.steps) for bs in b.batch_sizes]
+                         iterations=b.steps, features=feats[seq]) for bs in b.batch_sizes]
           out += sweep(points, time_infer, path, common)
   return out

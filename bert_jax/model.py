@@ -79,10 +79,24 @@ def _dense(x, p, policy: PrecisionPolicy):
 
 
 def _dropout(x, rate, rng):
+  """Inverted dropout; where it can, from one random byte per element.
+
+  One 32-bit draw feeds four elements, a quarter of the PRNG work of one float draw
+  per element. An element is dropped when its byte is below q = round(256 * rate), so
+  the rate becomes q / 256 (0.1 -> 0.1016). Where that is more than 2 % off the asked
+  rate, or the last axis does not split in fours, a float draw per element is used.
+  Kept values are scaled by the exact inverse keep probability.
+  """
   if rng is None or rate == 0.0:
     return x
-  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+  q = round(256 * rate)
+  if q > 0 and abs(q / 256 - rate) <= 0.02 * rate and x.shape[-1] % 4 == 0:
+    words = jax.random.bits(rng, (*x.shape[:-1], x.shape[-1] // 4), jnp.uint32)
+    keep = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(x.shape) >= q
+    rate = q / 256
+  else:
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros_like(x))
 
 
 def _rng(rng, *path):

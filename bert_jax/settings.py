@@ -56,9 +56,14 @@ class DataSettings:
   cache_dir: str = ''
   max_train_examples: int = 0
   max_eval_examples: int = 0
+  bucket_width: int = 0
 
   def __post_init__(self):
     _at_least('data.max_seq_length', self.max_seq_length, 16)
+    _at_least('data.bucket_width', self.bucket_width, 0)
+    if self.bucket_width and self.bucket_width % 8:
+      raise ConfigError('data.bucket_width', self.bucket_width,
+                        'must be a multiple of 8 (tensor-core tiles), e.g. 64; 0 turns buckets off')
     _at_least('data.doc_stride', self.doc_stride, 1)
     _at_least('data.max_query_length', self.max_query_length, 1)
     if self.max_query_length + 3 >= self.max_seq_length:

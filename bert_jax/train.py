@@ -103,7 +103,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   """Runs (or resumes) training; returns the final state and timing figures."""
   s = job.settings
   data = batches.TrainBatches(train_features, s.train.batch_size, s.train.seed,
-                              mesh_lib.batch_sharding(job.mesh))
+                              mesh_lib.batch_sharding(job.mesh), s.data.bucket_width)
   n_steps = total_steps(s.train, data.steps_per_epoch)
   optimizer = optim.make_optimizer(s.train, n_steps)
   step_fn = make_train_step(job, optimizer)
@@ -117,31 +117,45 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   writer = MetricsWriter(workdir)
   logging.info('training steps %d..%d (%d per epoch, global batch %d)', start, n_steps,
                data.steps_per_epoch, s.train.batch_size)
+  # Steps that compile (the first, and the first of each new bucket width) are timed
+  # apart, synchronised on both sides, and kept out of the throughput.
   timing = {'steps': n_steps, 'start_step': start, 'compile_s': 0.0, 'steady_s': 0.0,
-            'steady_steps': 0}
+            'steady_steps': 0, 'compiled_widths': []}
   bar = tqdm(total=n_steps, initial=start, desc='training', unit='step',
              disable=jax.process_index() != 0)
-  pending, t_steady = None, None
+  pending, t_steady, compile_steps, later_compiles = None, None, 0, 0.0
   every = s.train.checkpoint_every
   for step, batch in zip(range(start, n_steps),
                          batches.prefetch(data.device_batch, range(start, n_steps))):
-    t0 = time.perf_counter()
-    state, metrics = step_fn(state, batch)
-    if step == start:  # the first step compiles: keep it out of throughput
+    width = batch['input_ids'].shape[1]
+    compiles = width not in timing['compiled_widths']
+    if compiles:
       jax.block_until_ready(state)
-      timing['compile_s'] = time.perf_counter() - t0
-      t_steady = time.perf_counter()
+      t0 = time.perf_counter()
+    state, metrics = step_fn(state, batch)
+    if compiles:
+      jax.block_until_ready(state)
+      took = time.perf_counter() - t0
+      timing['compile_s'] += took
+      timing['compiled_widths'].append(width)
+      compile_steps += 1
+      if t_steady is None:
+        t_steady = time.perf_counter()
+      else:
+        later_compiles += took
     if pending is not None and (step % s.train.log_every == 0 or step == n_steps - 1):
-      _log(writer, bar, *pending, s.train.batch_size, t_steady, step - start - 1)
+      _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
+           step - start - compile_steps)
     pending = (step, metrics)
     bar.update(1)
     if every and (step + 1) % every == 0 and step + 1 < n_steps:
       ckpt.save(step + 1, state)
   jax.block_until_ready(state)
   if t_steady is not None:
-    timing['steady_s'] = time.perf_counter() - t_steady
-    timing['steady_steps'] = n_steps - start - 1
-    _log(writer, bar, *pending, s.train.batch_size, t_steady, n_steps - start - 1)
+    timing['steady_s'] = time.perf_counter() - t_steady - later_compiles
+    timing['steady_steps'] = n_steps - start - compile_steps
+    _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
+         timing['steady_steps'])
     if ckpt.latest_step() != n_steps:
       ckpt.save(n_steps, state)
   bar.close()
@@ -149,9 +163,9 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   return state, timing
 
 
-def _log(writer, bar, step, metrics, batch_size, t_steady, steady_steps):
+def _log(writer, bar, step, metrics, batch_size, t_steady, excluded_s, steady_steps):
   m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  elapsed = time.perf_counter() - t_steady
+  elapsed = time.perf_counter() - t_steady - excluded_s
   if steady_steps > 0 and elapsed > 0:
     m['sentences_per_s'] = steady_steps * batch_size / elapsed
   bar.set_postfix(loss=f"{m['loss']:.3f}", sent_s=f"{m.get('sentences_per_s', 0):.0f}")
@@ -202,7 +216,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 if final['timing']['latencies_ms'] else 0.0)
   results = {
       **final['scores'], 'train_time_s': train_wall, 'train_sentences_per_s': steady_rate,
-      'compile_s': timing['compile_s'], 'steps': timing['steps'],
+      'compile_s': timing['compile_s'], 'compiled_widths': timing['compiled_widths'],
+      'bucket_width': s.data.bucket_width, 'steps': timing['steps'],
       'resumed_from_step': timing['start_step'], 'train_features': len(train_features),
       'train_questions_skipped': sum(report.skipped.values()),
       'eval_examples': final['num_examples'], 'eval_features': final['num_features'],
@@ -214,7 +229,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                            s.data.max_seq_length)
   common = {'config': s.name, 'precision': s.precision.name, 'seq_len': s.data.max_seq_length,
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
-            'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate'}
+            'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
+            'bucket_width': s.data.bucket_width}
   rec_path = os.path.join(workdir, 'records.jsonl')
   records.append(rec_path, {
       **common, 'kind': 'train', 'batch_size': s.train.batch_size,
@@ -222,7 +238,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'sentences_per_s': steady_rate, 'sentences_per_s_per_device': steady_rate / job.mesh.size,
       'compile_s': timing['compile_s'], 'timed_steps': timing['steady_steps'],
       'total_train_time_s': train_wall,
-      'mfu': records.mfu(flops, steady_rate / job.mesh.size)})
+      # FLOPs are counted at max_seq_length, so with buckets MFU would overstate: left out.
+      'mfu': None if s.data.bucket_width else records.mfu(flops, steady_rate / job.mesh.size)})
   records.append(rec_path, {
       **common, 'kind': 'infer', 'batch_size': s.eval.batch_size,
       'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],

@@ -39,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.cache_dir = ''                # feature cache ('' = ~/.cache/bert_jax)
   c.data.max_train_examples = 0        # keep the first N questions (0 = all)
   c.data.max_eval_examples = 0         # likewise for the dev set
+  c.data.bucket_width = 0              # training batches cut to a multiple of this holding their longest window (0 = pad to max_seq_length)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32              # global batch (all devices, all hosts)

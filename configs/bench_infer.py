@@ -1,7 +1,9 @@
 """Experiment card: NVIDIA's finetune_inference_benchmark.sh, as bert_jax records.
 
 What: BERT-Large inference latency p50/p90/p95/p99/p100, average and throughput over
-batch 1-64 x seq 128/384 x fp16/bf16/fp32 on one GPU, synthetic SQuAD-shaped batches.
+batch 1-64 x seq 128/384 x fp16/bf16/fp32 on one GPU, on the real dev windows when the dev
+file below exists (else synthetic windows; each record says which). Fixed shapes: nothing
+recompiles in the timed loop. Tables and plots: --mode=report on the same workdir.
 Command: python run.py --config=configs/bench_infer.py --mode=bench --workdir=runs/bench
 Hardware: 1 x H100/H200. Expected: see docs/benchmarks.md for measured points.
 """
@@ -13,6 +15,11 @@ from configs import base
 def get_config():
   c = base.get_config()
   c.name = 'bench_infer'
+  # Real SQuAD windows when these exist (else synthetic windows of the same shape);
+  # the vocab is BERT's uncased one, which the MiniLM folder carries.
+  c.model.vocab_dir = '../shared/models/all-MiniLM-L6-v2-fp16'
+  c.data.train_file = '../shared/data/squad/train-v1.1.reconstructed.json.gz'
+  c.data.dev_file = '../shared/data/squad/dev-v1.1.json.gz'
   c.bench = ml_collections.ConfigDict()
   c.bench.kind = 'infer'
   c.bench.batch_sizes = (1, 2, 4, 8, 16, 32, 64)

@@ -1,0 +1,185 @@
+"""Where a BERT step's GPU time goes: variants timed side by side, then a kernel breakdown.
+
+  python benchmarks/profile_step.py --kind train --seq 384 --batch 32 --precision bf16 \
+      --variants bern base rbg nodrop --profile base --out prof
+  python benchmarks/profile_step.py --kind infer --seq 384 --batch 1 --precision fp16
+
+Variants (train): base = the code as it is; bern = dropout masks from one float draw
+per element (jax.random.bernoulli, the code before byte masks); nodrop = dropout off
+(the ceiling dropout allows); rbg = the train state's key uses JAX's 'rbg' PRNG (XLA
+RngBitGenerator). Variants (infer): base (cuDNN attention under bf16/fp16), xla.
+Each variant compiles apart (warm-up excluded) and times --steps steps with one sync.
+With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
+(matmul / attention / elementwise+reduction / copy / other) from its Perfetto JSON.
+"""
+import argparse
+import collections
+import functools
+import glob
+import gzip
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bert_jax import benchmark, batches, mesh as mesh_lib, model, optim, records, steps
+from bert_jax.loss_scale import LossScale
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.settings import MeshSettings, TrainSettings
+
+
+def _bernoulli_dropout(x, rate, rng):
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+
+
+def build_train(variant, seq, batch, policy, preset):
+  model._dropout = _bernoulli_dropout if variant == 'bern' else ORIGINAL_DROPOUT
+  config = ModelConfig.preset(preset).replace(attention='fused')
+  if variant == 'nodrop':
+    config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  optimizer = optim.make_optimizer(TrainSettings(), 10_000)
+  scale = LossScale.create(2.0 ** 15, 2000) if policy.needs_loss_scaling else LossScale.disabled()
+  impl = 'rbg' if variant.startswith('rbg') else None
+  key = jax.random.key(0, impl=impl) if impl else jax.random.PRNGKey(0)
+  state = jax.jit(lambda: steps.create_state(
+      model.init_params(jax.random.PRNGKey(1), config), optimizer, key, scale),
+      out_shardings=rep)()
+  fn = jax.jit(functools.partial(steps.train_step, config=config, policy=policy,
+                                 optimizer=optimizer),
+               in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+  rng = np.random.default_rng(0)
+  inputs = [batches.to_device(benchmark._synthetic(rng, batch, seq, config.vocab_size), data)
+            for _ in range(2)]
+  holder = {'state': state}
+
+  def run(n):
+    for i in range(n):
+      holder['state'], metrics = fn(holder['state'], inputs[i % 2])
+    jax.block_until_ready(holder['state'])
+  return run, config
+
+
+def build_infer(variant, seq, batch, policy, preset):
+  config = ModelConfig.preset(preset).replace(attention='xla' if variant == 'xla' else 'fused')
+  params = jax.jit(lambda: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
+                                        model.init_params(jax.random.PRNGKey(1), config)))()
+  fn = jax.jit(functools.partial(steps.eval_step, config=config, policy=policy))
+  host = benchmark._synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
+  x = {k: jnp.asarray(host[k]) for k in steps.INPUT_KEYS}
+
+  def run(n):
+    for _ in range(n):
+      jax.block_until_ready(fn(params, x))
+  return run, config
+
+
+ORIGINAL_DROPOUT = model._dropout
+CLASSES = (('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
+           ('matmul', ('gemm', 'cutlass', 'xmma', 'nvjet', 'sm90', 'cublas', 'wgmma', 'dot')),
+           ('copy', ('memcpy', 'memset', 'copy', 'transpose')),
+           ('elementwise+reduction', ('fusion', 'loop_', 'input_', 'reduce', 'convert',
+                                      'multiply', 'add', 'rng', 'threefry', 'select')))
+
+
+def classify(name):
+  low = name.lower()
+  for cls, keys in CLASSES:
+    if any(k in low for k in keys):
+      return cls
+  return 'other'
+
+
+def summarise(trace_dir, steps_profiled, top=30):
+  files = glob.glob(os.path.join(trace_dir, '**', 'perfetto_trace.json.gz'), recursive=True)
+  if not files:
+    return {'error': f'no perfetto_trace.json.gz under {trace_dir}'}
+  with gzip.open(files[0]) as f:
+    trace = json.load(f)
+  events = trace['traceEvents'] if isinstance(trace, dict) else trace
+  names = {e['pid']: e['args'].get('name', '') for e in events
+           if e.get('ph') == 'M' and e.get('name') == 'process_name'}
+  gpu_pids = {pid for pid, n in names.items() if 'gpu' in n.lower() and 'host' not in n.lower()}
+  threads = {(e['pid'], e['tid']): e['args'].get('name', '') for e in events
+             if e.get('ph') == 'M' and e.get('name') == 'thread_name' and e['pid'] in gpu_pids}
+  per_thread = collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and e.get('pid') in gpu_pids:
+      per_thread[threads.get((e['pid'], e.get('tid')), '?')] += e.get('dur', 0)
+  # Kernels live on the 'Stream #..' lines; 'XLA Ops'/'XLA Modules' lines overlap them.
+  kernel_lines = {k for k, n in threads.items() if 'stream' in n.lower()} or \
+                 {k for k, n in threads.items() if n == 'XLA Ops'}
+  per_kernel = collections.Counter()
+  counts = collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in kernel_lines and 'dur' in e:
+      per_kernel[e['name']] += e['dur']
+      counts[e['name']] += 1
+  per_class = collections.Counter()
+  for k, us in per_kernel.items():
+    per_class[classify(k)] += us
+  total = sum(per_kernel.values())
+  return {
+      'gpu_processes': sorted(names[p] for p in gpu_pids),
+      'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
+      'kernel_ms_per_step': total / 1e3 / steps_profiled,
+      'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
+      'top_kernels': [{'name': k[:120], 'class': classify(k), 'calls_per_step':
+                       counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
+                      for k, us in per_kernel.most_common(top)],
+  }
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--kind', choices=('train', 'infer'), default='train')
+  p.add_argument('--seq', type=int, default=384)
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--precision', default='bf16')
+  p.add_argument('--variants', nargs='*', default=['base'])
+  p.add_argument('--profile', default=None, help='variant to trace')
+  p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--out', default='prof')
+  p.add_argument('--preset', default='large', help='tiny|mini|base|large')
+  args = p.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  policy = PrecisionPolicy(args.precision)
+  build = build_train if args.kind == 'train' else build_infer
+  env = records.environment()
+  for variant in args.variants:
+    run, config = build(variant, args.seq, args.batch, policy, args.preset)
+    t0 = time.perf_counter()
+    run(3)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(args.steps)
+    dt = (time.perf_counter() - t0) / args.steps
+    rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant, 'seq_len': args.seq,
+           'batch_size': args.batch, 'precision': args.precision, 'warmup_s': warm,
+           'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
+           'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags']}
+    if args.kind == 'train':
+      flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
+                                               config.intermediate_size, args.seq)
+      rec['mfu'] = records.mfu(flops, args.batch / dt)
+    if variant == args.profile:
+      trace_dir = os.path.join(args.out, f'trace_{args.kind}_{variant}')
+      with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        run(5)
+      rec['profile'] = summarise(trace_dir, 5)
+    print(json.dumps(rec), flush=True)
+    with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
+      f.write(json.dumps(rec) + '\n')
+    jax.clear_caches()
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,257 @@
+"""Benchmark records -> the seed's tables (markdown) and PNG plots.
+
+  python run.py --mode=report --workdir=runs/bench    # reads every *.jsonl there
+
+Writes <workdir>/report/report.md and, per sequence length, train_throughput_seq*.png
+(sentences/s per GPU against batch size, one line per precision and GPU count, the
+peer's points beside ours), train_scaling_seq*.png (scaling efficiency against GPU
+count) and infer_latency_seq*_*.png (latency percentiles against batch size).
+A point measured more than once is shown with its latest record.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import os
+
+from bert_jax import records
+
+PCTS = ('p50', 'p90', 'p95', 'p99', 'p100')
+
+
+def load(workdir: str) -> list[dict]:
+  """Every record line of every *.jsonl in workdir (ours and the peer's), in file order."""
+  out = []
+  for path in sorted(glob.glob(os.path.join(workdir, '*.jsonl'))):
+    for rec in records.read(path):
+      if rec.get('schema', '').startswith('bert_jax.record') and rec.get('kind') in (
+          'train', 'infer'):
+        out.append(rec)
+  return out
+
+
+def system(rec: dict) -> str:
+  """'bert_jax' or the peer with its mode, e.g. 'pytorch-hf compile'."""
+  fw = rec.get('framework', 'bert_jax')
+  return fw if fw == 'bert_jax' else f"{fw} {rec.get('mode', '')}".strip()
+
+
+def _latest(recs, key):
+  table = {}
+  for r in recs:
+    table[key(r)] = r
+  return table
+
+
+def _fmt(x, digits=1):
+  if x is None:
+    return '—'
+  if isinstance(x, float):
+    return f'{x:,.{2 if abs(x) < 10 else digits}f}'
+  return f'{x:,}' if isinstance(x, int) else str(x)
+
+
+def _header(recs) -> list[str]:
+  devices = sorted({f"{r.get('device', '?')}" for r in recs})
+  mine = [r for r in recs if system(r) == 'bert_jax']
+  versions = sorted({f"jax {r.get('jax')}, jaxlib {r.get('jaxlib')}, flax {r.get('flax')}"
+                     for r in mine if r.get('jax')})
+  peers = sorted({f"torch {r.get('torch')}, transformers {r.get('transformers')}"
+                  for r in recs if r.get('torch')})
+  commits = sorted({r.get('git_commit', '') for r in mine if r.get('git_commit')})
+  flags = sorted({r.get('xla_flags', '') for r in mine if r.get('xla_flags')})
+  data = sorted({r['data'] for r in recs if r.get('data')})
+  times = sorted(r.get('time', '') for r in recs if r.get('time'))
+  lines = ['# Benchmark report', '',
+           f"- Devices: {', '.join(devices)}",
+           f"- bert_jax: {'; '.join(versions) or '—'}; commit {', '.join(commits) or '—'}",
+           f"- Peer: {'; '.join(peers) or 'none in these records'}",
+           f"- XLA flags: {', '.join(flags) or 'none'}",
+           f"- Inputs: {', '.join(data)} windows; measured {times[0] if times else '?'} to "
+           f"{times[-1] if times else '?'}",
+           '- Warm-up and compilation are excluded from every throughput and latency below.', '']
+  return lines
+
+
+def train_tables(recs) -> list[str]:
+  train = [r for r in recs if r['kind'] == 'train' and r.get('source', 'bench') == 'bench']
+  ok = [r for r in train if r.get('status', 'ok') == 'ok']
+  mine = _latest([r for r in ok if system(r) == 'bert_jax'],
+                 lambda r: (r['seq_len'], r['precision'], r['num_devices'],
+                            r['batch_size_per_device']))
+  peer = _latest([r for r in ok if system(r) != 'bert_jax'],
+                 lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
+  peer_systems = sorted({k[3] for k in peer})
+  failed = [r for r in train if r.get('status', 'ok') != 'ok']
+  lines = []
+  for seq in sorted({k[0] for k in mine}):
+    lines += [f'## Training, seq {seq}: sentences/s', '']
+    head = ['precision', 'GPUs', 'batch/GPU', 'sent/s', 'per GPU', 'MFU', 'step p50 ms',
+            'p90', 'p99', 'memory GB', '2 epochs (s)']
+    head += [f'{p} sent/s' for p in peer_systems] + (['ours ÷ best peer'] if peer_systems else [])
+    lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+    for key in sorted(k for k in mine if k[0] == seq):
+      r = mine[key]
+      st = r.get('step_time_ms') or {}
+      row = [r['precision'], r['num_devices'], r['batch_size_per_device'], r['sentences_per_s'],
+             r['sentences_per_s_per_device'], f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
+             st.get('p50'), st.get('p90'), st.get('p99'), r.get('peak_memory_gb'),
+             r.get('projected_2_epochs_s')]
+      if peer_systems:
+        rates = [peer.get((seq, r['precision'], r['batch_size'], p), {}).get('sentences_per_s')
+                 if r['num_devices'] == 1 else None for p in peer_systems]
+        best = max((x for x in rates if x), default=None)
+        row += rates + [f"{r['sentences_per_s'] / best:.2f}" if best else None]
+      lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
+    lines.append('')
+    lines += _scaling_table(mine, seq)
+  if failed:
+    lines += ['## Training points not measured', '', '| precision | seq | GPUs | batch/GPU | status |',
+              '| --- | --- | --- | --- | --- |']
+    for r in failed:
+      lines.append('| ' + ' | '.join(_fmt(r.get(k)) for k in (
+          'precision', 'seq_len', 'num_devices', 'batch_size_per_device', 'status')) + ' |')
+    lines.append('')
+  return lines
+
+
+def _scaling_table(mine, seq) -> list[str]:
+  counts = sorted({k[2] for k in mine if k[0] == seq})
+  if len(counts) < 2:
+    return []
+  lines = [f'### Scaling, seq {seq}: total sentences/s (efficiency = rate_n ÷ (n × rate_1))', '',
+           '| precision | batch/GPU | ' + ' | '.join(f'{n} GPU' for n in counts) + ' |',
+           '|' + ' --- |' * (2 + len(counts))]
+  for prec, bs in sorted({(k[1], k[3]) for k in mine if k[0] == seq}):
+    one = mine.get((seq, prec, 1, bs))
+    cells = []
+    for n in counts:
+      r = mine.get((seq, prec, n, bs))
+      if r is None:
+        cells.append('—')
+      elif one and n > 1:
+        eff = r['sentences_per_s'] / (n * one['sentences_per_s'])
+        cells.append(f"{r['sentences_per_s']:,.1f} ({100 * eff:.0f} %)")
+      else:
+        cells.append(f"{r['sentences_per_s']:,.1f}")
+    lines.append(f'| {prec} | {bs} | ' + ' | '.join(cells) + ' |')
+  return lines + ['']
+
+
+def infer_tables(recs) -> list[str]:
+  infer = [r for r in recs if r['kind'] == 'infer' and r.get('status', 'ok') == 'ok'
+           and r.get('source', 'bench') == 'bench']
+  rows = _latest(infer, lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
+  lines = []
+  for seq in sorted({k[0] for k in rows}):
+    lines += [f'## Inference, seq {seq}: latency (ms) and throughput', '',
+              '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
+              '| average | sent/s | p100 ≤ 2 × p99 |',
+              '|' + ' --- |' * 13]
+    for key in sorted((k for k in rows if k[0] == seq), key=lambda k: (k[1], k[2], k[3] != 'bert_jax', k[3])):
+      r = rows[key]
+      lat = r['latency_ms']
+      row = [key[3], r['precision'], r['batch_size'], r.get('total_inference_s'),
+             r.get('sentences')] + [lat[p] for p in PCTS] + [lat['mean'], r['sentences_per_s'],
+                                                             'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO']
+      lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
+    lines.append('')
+  return lines
+
+
+def plots(recs, out_dir: str) -> list[str]:
+  """PNG plots; returns the file names written."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  written = []
+  ok = [r for r in recs if r.get('status', 'ok') == 'ok']
+  train = [r for r in ok if r['kind'] == 'train' and r.get('source', 'bench') == 'bench']
+  for seq in sorted({r['seq_len'] for r in train}):
+    series = collections.defaultdict(dict)
+    for r in train:
+      if r['seq_len'] == seq:
+        label = (f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU")
+        series[label][r.get('batch_size_per_device', r['batch_size'])] = r.get(
+            'sentences_per_s_per_device', r['sentences_per_s'])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in sorted(series.items()):
+      xs = sorted(pts)
+      style = '-o' if label.startswith('bert_jax') else '--s'
+      ax.plot(xs, [pts[x] for x in xs], style, label=label)
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('batch size per GPU')
+    ax.set_ylabel('training sentences/s per GPU')
+    ax.set_title(f'Training throughput, seq {seq}')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    name = f'train_throughput_seq{seq}.png'
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, name), dpi=110)
+    plt.close(fig)
+    written.append(name)
+    mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
+                   lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices']))
+    if len({k[2] for k in mine}) > 1:
+      fig, ax = plt.subplots(figsize=(6, 4))
+      for prec, bs in sorted({(k[0], k[1]) for k in mine}):
+        base = mine.get((prec, bs, 1))
+        if not base:
+          continue
+        ns = sorted(k[2] for k in mine if k[:2] == (prec, bs))
+        eff = [mine[(prec, bs, n)]['sentences_per_s'] / (n * base['sentences_per_s']) for n in ns]
+        ax.plot(ns, eff, '-o', label=f'{prec}, batch {bs}/GPU')
+      ax.axhline(1.0, color='grey', lw=0.8)
+      ax.set_xlabel('GPUs')
+      ax.set_ylabel('scaling efficiency')
+      ax.set_title(f'Data-parallel scaling, seq {seq}')
+      ax.legend(fontsize=7)
+      ax.grid(alpha=0.3)
+      name = f'train_scaling_seq{seq}.png'
+      fig.tight_layout()
+      fig.savefig(os.path.join(out_dir, name), dpi=110)
+      plt.close(fig)
+      written.append(name)
+  infer = [r for r in ok if r['kind'] == 'infer' and r.get('source', 'bench') == 'bench']
+  for seq, prec in sorted({(r['seq_len'], r['precision']) for r in infer}):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    by_sys = collections.defaultdict(dict)
+    for r in infer:
+      if (r['seq_len'], r['precision']) == (seq, prec):
+        by_sys[system(r)][r['batch_size']] = r['latency_ms']
+    for sys_name, pts in sorted(by_sys.items()):
+      xs = sorted(pts)
+      for p, alpha in zip(PCTS, (1.0, 0.8, 0.6, 0.45, 0.3)):
+        style = '-o' if sys_name == 'bert_jax' else '--s'
+        ax.plot(xs, [pts[x][p] for x in xs], style, alpha=alpha, label=f'{sys_name} {p}')
+    ax.set_xscale('log', base=2)
+    ax.set_yscale('log')
+    ax.set_xlabel('batch size')
+    ax.set_ylabel('latency (ms)')
+    ax.set_title(f'Inference latency percentiles, seq {seq}, {prec}')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    name = f'infer_latency_seq{seq}_{prec}.png'
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, name), dpi=110)
+    plt.close(fig)
+    written.append(name)
+  return written
+
+
+def write(workdir: str) -> dict:
+  """report.md and the PNG plots under <workdir>/report; returns what was written."""
+  recs = load(workdir)
+  if not recs:
+    raise FileNotFoundError(f'{workdir} holds no benchmark records (*.jsonl with schema '
+                            f'{records.SCHEMA}); run --mode=bench with this --workdir first')
+  out_dir = os.path.join(workdir, 'report')
+  os.makedirs(out_dir, exist_ok=True)
+  images = plots(recs, out_dir)
+  lines = _header(recs) + train_tables(recs) + infer_tables(recs)
+  lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
+  path = os.path.join(out_dir, 'report.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return {'report': path, 'plots': [os.path.join(out_dir, n) for n in images],
+          'records': len(recs)}
