@@ -52,11 +52,21 @@ grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then 
   wait
   mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl"; cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl"
   python3 run.py --mode=report --workdir="$OUT/all" 2>&1 | tail -3 ;;
+rest)  # the grid points the 'grid' call did not reach before its time limit
+  B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,) --workdir=$OUT/g3
+     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
+  python3 run.py --config=configs/bench_train.py $B --config.bench.seq_lens='(384,)' \
+    --config.bench.precisions='("fp32",)' --config.bench.batch_sizes='(32,)' 2>&1 | grep -E 'Error' | head -3
+  python3 run.py --config=configs/bench_infer.py $B --config.bench.seq_lens='(384,)' \
+    --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(16,32)' 2>&1 | grep -E 'Error' | head -3
+  python3 run.py --config=configs/bench_infer.py $B --config.bench.seq_lens='(128,)' \
+    --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(1,8,64)' 2>&1 | grep -E 'Error' | head -3 ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=2,3 NDEV=2 STEPS=150 CACHE=/tmp/cache_2 bash $0 large
     CUDA_VISIBLE_DEVICES=2 NDEV=1 STEPS=150 CACHE=/tmp/cache_2 bash $0 large ) &
+  ( sleep 240; CUDA_VISIBLE_DEVICES=3 bash $0 rest ) &  # starts when the 2-GPU run is done
   wait
   NDEV=4 STEPS=150 bash $0 large ;;
 bench)  # issues 5/6: our train and inference points, then the PyTorch peer on the same shapes
