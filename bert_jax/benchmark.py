@@ -239,6 +239,11 @@ def run(config, workdir: str) -> list[dict]:
   common = {'config': s.name, 'source': 'bench'}
   out = []
   feats = {seq: squad_features(s.data, b.kind, seq, s.source.vocab_dir) for seq in b.seq_lens}
+  top_id = max((int(f.input_ids.max()) for f in feats.values() if f is not None), default=-1)
+  if top_id >= shape.vocab_size:  # a small preset with a bigger real vocabulary
+    logging.info('bench: vocab_size %d -> %d to hold the tokenizer ids', shape.vocab_size,
+                 top_id + 1)
+    shape = shape.replace(vocab_size=top_id + 1)
   for n in b.num_devices:
     if n > present:
       out.append(records.append(path, {**common, 'kind': b.kind, 'num_devices': n,

@@ -16,7 +16,8 @@ DATA_AXIS = 'data'
 def initialize_distributed(settings: MeshSettings) -> None:
   """Joins a multi-host run. Explicit coordinator settings win; else the cluster's env."""
   if settings.num_processes > 1:
-    if jax.process_count() == settings.num_processes:
+    # Must run before anything touches the backend (jax.devices, process_count, ...).
+    if jax.distributed.is_initialized():
       return  # already initialised (e.g. from a notebook)
     jax.distributed.initialize(coordinator_address=settings.coordinator_address or None,
                                num_processes=settings.num_processes,

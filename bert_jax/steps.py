@@ -81,9 +81,15 @@ def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: 
   new_state = state.replace(
       step=state.step + 1, params=keep(new_params, state.params),
       opt_state=keep(new_opt, state.opt_state), loss_scale=state.loss_scale.update(finite))
-  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), 'finite': finite,
+  metrics = {'loss': loss, 'grad_norm': _global_norm(grads), 'finite': finite,
              'loss_scale': scale, 'skipped_steps': new_state.loss_scale.skipped}
   return new_state, metrics
+
+
+def _global_norm(tree):
+  # optax.tree.norm (optax >= 0.2.5) replaces the deprecated optax.global_norm.
+  tree_lib = getattr(optax, 'tree', None)
+  return tree_lib.norm(tree) if hasattr(tree_lib, 'norm') else optax.global_norm(tree)
 
 
 def eval_step(params, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy):

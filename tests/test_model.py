@@ -143,3 +143,20 @@ def test_dropout_is_random_and_off_without_rng():
                                                policy=FP32, dropout_rng=rng)[0])
   assert np.array_equal(run(None), run(None))
   assert not np.allclose(run(jax.random.PRNGKey(1)), run(jax.random.PRNGKey(2)))
+
+
+@pytest.mark.parametrize('shape,rate,expected_rate', [
+    ((32, 64, 128), 0.1, 26 / 256),    # byte masks: 0.1 -> round(25.6) / 256
+    ((32, 64, 128), 0.25, 0.25),       # exactly 64 / 256
+    ((32, 64, 127), 0.1, 0.1),         # last axis not a multiple of 4: one float draw each
+    ((32, 64, 128), 0.001, 0.001)])    # too far from a byte step: one float draw each
+def test_dropout_rate_and_expectation(shape, rate, expected_rate):
+  x = jnp.ones(shape, jnp.float32)
+  y = model._dropout(x, rate, jax.random.PRNGKey(3))
+  dropped = float(jnp.mean(y == 0))
+  n = x.size
+  assert abs(dropped - expected_rate) < 5 * (expected_rate * (1 - expected_rate) / n) ** 0.5
+  kept = np.unique(np.asarray(y[y != 0]))
+  np.testing.assert_allclose(kept, [1 / (1 - expected_rate)], rtol=1e-6)  # unbiased scale
+  y2 = model._dropout(x, rate, jax.random.PRNGKey(4))
+  assert not np.array_equal(np.asarray(y), np.asarray(y2))

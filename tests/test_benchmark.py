@@ -1,0 +1,162 @@
+"""Benchmark harness on CPU: a tiny sweep's records, the report, OOM handling, percentiles."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import jax
+from bert_jax import benchmark, records, report
+from configs import bench_infer, bench_train
+
+TRAIN_FIELDS = {
+    'schema', 'config', 'device', 'platform', 'device_count', 'process_count', 'driver', 'jax',
+    'jaxlib', 'flax', 'xla_flags', 'git_commit', 'time', 'kind', 'status', 'precision',
+    'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data', 'compile_s',
+    'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean', 'sentences_per_s',
+    'sentences_per_s_per_device', 'mfu', 'peak_memory_gb', 'projected_2_epochs_s'}
+INFER_FIELDS = {
+    'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
+    'xla_flags', 'git_commit', 'time', 'kind', 'status', 'precision', 'seq_len', 'batch_size',
+    'num_devices', 'data', 'compile_s', 'warmup_s', 'sentences', 'total_inference_s',
+    'latency_ms', 'sentences_per_s', 'mfu'}
+
+
+def _tiny(config, **bench):
+  config.model.preset = 'tiny'
+  config.model.attention = 'xla'
+  config.model.vocab_dir = ''
+  config.data.train_file = 'sample'
+  config.data.dev_file = 'sample'
+  for key, value in bench.items():
+    setattr(config.bench, key, value)
+  return config
+
+
+@pytest.fixture(scope='module')
+def sweep_dir(tmp_path_factory):
+  """One tiny training sweep (fp32 and bf16, 1 and 2 of the 8 fake devices, 16 absent)
+  and one inference sweep, on the bundled sample's real windows; then the report."""
+  workdir = str(tmp_path_factory.mktemp('bench'))
+  cache = str(tmp_path_factory.mktemp('cache'))
+  train_cfg = _tiny(bench_train.get_config(), batch_sizes=(4,), seq_lens=(64,),
+                    precisions=('fp32', 'bf16'), num_devices=(1, 2, 16), steps=3)
+  train_cfg.data.cache_dir = cache
+  infer_cfg = _tiny(bench_infer.get_config(), batch_sizes=(1, 4), seq_lens=(64,),
+                    precisions=('fp32',), num_devices=(1,), steps=5)
+  infer_cfg.data.cache_dir = cache
+  benchmark.run(train_cfg, workdir)
+  benchmark.run(infer_cfg, workdir)
+  return workdir, report.write(workdir)
+
+
+def test_sweep_records_carry_every_field(sweep_dir):
+  workdir, _ = sweep_dir
+  recs = records.read(os.path.join(workdir, 'records.jsonl'))
+  train = [r for r in recs if r['kind'] == 'train' and r['status'] == 'ok']
+  infer = [r for r in recs if r['kind'] == 'infer' and r['status'] == 'ok']
+  assert len(train) == 2 * 2 and len(infer) == 2   # precisions x devices; batches
+  for r in train:
+    assert TRAIN_FIELDS <= set(r), TRAIN_FIELDS - set(r)
+    assert set(r['step_time_ms']) >= {'p50', 'p90', 'p99'}
+    assert r['data'] == 'squad' and r['sentences_per_s'] > 0 and r['compile_s'] > 0
+    assert r['batch_size'] == r['batch_size_per_device'] * r['num_devices']
+    assert r['projected_2_epochs_s'] == pytest.approx(
+        r['train_features_2_epochs'] / r['sentences_per_s'])
+  for r in infer:
+    assert INFER_FIELDS <= set(r), INFER_FIELDS - set(r)
+    assert set(r['latency_ms']) == {'p50', 'p90', 'p95', 'p99', 'p100', 'mean'}
+    assert r['sentences'] == 5 * r['batch_size']
+    assert r['sentences_per_s'] == pytest.approx(r['sentences'] / r['total_inference_s'])
+  assert {r['num_devices'] for r in train} == {1, 2}
+  skipped = [r for r in recs if r['status'].startswith('skipped')]
+  assert [r['num_devices'] for r in skipped] == [16]
+
+
+def test_report_has_tables_and_plots(sweep_dir):
+  workdir, written = sweep_dir
+  text = open(written['report']).read()
+  assert '## Training, seq 64: sentences/s' in text
+  assert '### Scaling, seq 64' in text          # 1 and 2 devices measured
+  assert '## Inference, seq 64: latency (ms) and throughput' in text
+  assert '| bert_jax | fp32 | 4 |' in text
+  assert 'skipped: only 8 device(s)' in text
+  names = {os.path.basename(p) for p in written['plots']}
+  assert names == {'train_throughput_seq64.png', 'train_scaling_seq64.png',
+                   'infer_latency_seq64_fp32.png'}
+  for path in written['plots']:
+    with open(path, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert os.path.getsize(path) > 10_000
+    assert f'![{os.path.basename(path)}]' in text
+
+
+def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+  from bert_jax.model_config import ModelConfig
+  from bert_jax.precision import PrecisionPolicy
+  config = ModelConfig.preset('tiny').replace(vocab_size=128, attention='xla')
+
+  def measure(**point):
+    if point['batch_per_device'] == 4:
+      raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.1GiB.')
+    return benchmark.time_train(**point)
+
+  points = [dict(config=config, policy=PrecisionPolicy('fp32'), num_devices=1,
+                 batch_per_device=b, seq_len=16, steps_timed=2) for b in (2, 4, 8)]
+  path = str(tmp_path / 'records.jsonl')
+  out = benchmark.sweep(points, measure, path, {'config': 'oom_test'})
+  assert [r['status'] for r in out] == ['ok', 'oom', 'ok']
+  on_disk = records.read(path)
+  assert [r['status'] for r in on_disk] == ['ok', 'oom', 'ok']
+  oom = on_disk[1]
+  assert oom['batch_size_per_device'] == 4 and oom['precision'] == 'fp32'
+  assert 'RESOURCE_EXHAUSTED' in oom['error'] and oom['device']
+  with pytest.raises(ValueError, match='not an OOM'):   # other errors are not swallowed
+    benchmark.sweep(points[:1], lambda **_: (_ for _ in ()).throw(ValueError('not an OOM')),
+                    path, {})
+
+
+def test_percentiles_match_numpy():
+  assert records.percentiles([1.0, 2.0, 3.0, 4.0]) == {
+      'p50': 2.5, 'p90': 3.7, 'p95': pytest.approx(3.85), 'p99': pytest.approx(3.97),
+      'p100': 4.0, 'mean': 2.5}
+  rng = np.random.default_rng(0)
+  for n in (1, 2, 7, 100, 1001):
+    v = rng.lognormal(size=n)
+    got = records.percentiles(v.tolist())
+    for q in (50, 90, 95, 99, 100):
+      assert got[f'p{q}'] == pytest.approx(float(np.percentile(v, q)), rel=1e-12)
+    assert got['mean'] == pytest.approx(float(v.mean()), rel=1e-12)
+
+
+def test_mfu_formula_matches_the_published_flops():
+  """performance.md: BERT-Large 739.3 GFLOP per training sequence at 384, 236.8 at 128."""
+  assert records.train_flops_per_sequence(24, 1024, 4096, 384) / 1e9 == pytest.approx(739.3, abs=0.1)
+  assert records.train_flops_per_sequence(24, 1024, 4096, 128) / 1e9 == pytest.approx(236.8, abs=0.1)
+  assert records.mfu(739.3e9, 700) == pytest.approx(0.523, abs=1e-3)
+
+
+def test_report_puts_the_peer_beside_us(tmp_path):
+  common = {'kind': 'train', 'status': 'ok', 'precision': 'bf16', 'seq_len': 384,
+            'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1, 'data': 'synthetic',
+            'source': 'bench', 'mfu': 0.37}
+  records.append(str(tmp_path / 'records.jsonl'), {**common, 'sentences_per_s': 500.0,
+                                                   'sentences_per_s_per_device': 500.0})
+  records.append(str(tmp_path / 'records.jsonl'), {**common, 'num_devices': 2, 'batch_size': 64,
+                                                   'sentences_per_s': 950.0,
+                                                   'sentences_per_s_per_device': 475.0})
+  with open(tmp_path / 'peer.jsonl', 'w') as f:
+    for mode, rate in (('eager', 380.0), ('compile', 480.0)):
+      f.write(json.dumps({'schema': records.SCHEMA, 'framework': 'pytorch-hf', 'mode': mode,
+                          'kind': 'train', 'status': 'ok', 'precision': 'bf16', 'seq_len': 384,
+                          'batch_size': 32, 'sentences_per_s': rate, 'device': 'cpu'}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
+  assert '480.0' in row and '380.0' in row and row.rstrip(' |').endswith('1.04')
+  assert '950.0 (95 %)' in text                       # 2-GPU scaling efficiency
+  assert jax.device_count() == 8
+
+
+def test_report_without_records_says_what_to_do(tmp_path):
+  with pytest.raises(FileNotFoundError, match='--mode=bench'):
+    report.write(str(tmp_path))
