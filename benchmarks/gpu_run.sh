@@ -2,7 +2,8 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Results go to $OUT (or ./gpu_out).
+# Groups: minilm, large (1 GPU or NDEV), profile (1 GPU), grid, rest, scale (4 GPUs).
+# Results go to $OUT (or ./gpu_out). The device tool returns at most 8 files: tar the rest.
 set -uo pipefail
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
@@ -69,22 +70,6 @@ scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large 
   ( sleep 240; CUDA_VISIBLE_DEVICES=3 bash $0 rest ) &  # starts when the 2-GPU run is done
   wait
   NDEV=4 STEPS=150 bash $0 large ;;
-bench)  # issues 5/6: our train and inference points, then the PyTorch peer on the same shapes
-  for spec in "384 32 bf16,fp16" "128 64 bf16"; do set -- $spec
-    python3 run.py --config=configs/bench_train.py --mode=bench --workdir="$OUT" \
-      --config.bench.seq_lens="($1,)" --config.bench.batch_sizes="($2,)" \
-      --config.bench.precisions="(\"${3//,/\",\"}\",)" --config.bench.num_devices='(1,)' 2>&1 | tail -2
-  done
-  python3 run.py --config=configs/bench_infer.py --mode=bench --workdir="$OUT" \
-    --config.bench.seq_lens='(384,)' --config.bench.batch_sizes='(1,8,64)' \
-    --config.bench.precisions='("fp16","bf16")' 2>&1 | tail -2
-  python3 run.py --config=configs/bench_infer.py --mode=bench --workdir="$OUT" \
-    --config.bench.seq_lens='(128,)' --config.bench.batch_sizes='(1,)' \
-    --config.bench.precisions='("fp16",)' 2>&1 | tail -2
-  python3 benchmarks/peer_hf.py --out "$OUT/peer.jsonl" --train 384:32 128:64 \
-    --precision bf16 --modes eager compile 2>&1 | grep -E '^\{|Error' | cut -c1-300
-  python3 benchmarks/peer_hf.py --out "$OUT/peer.jsonl" --infer 384:1 384:8 128:1 \
-    --precision fp16 --modes eager compile 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
 profile)  # issue 6: variants side by side and a kernel breakdown (benchmarks/profile_step.py)
   python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --precision bf16 \
     --variants bern base rbg nodrop --profile base --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400

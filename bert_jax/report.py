@@ -138,6 +138,29 @@ def _scaling_table(mine, seq) -> list[str]:
   return lines + ['']
 
 
+def job_tables(recs) -> list[str]:
+  """Fine-tuning jobs (--mode=train_and_evaluate): steady sentences/s and scaling."""
+  jobs = [r for r in recs if r.get('source') == 'train_and_evaluate' and r['kind'] == 'train']
+  if not jobs:
+    return []
+  key = lambda r: (r['config'], r.get('bucket_width', 0), r.get('batch_size_per_device'))
+  one = {key(r): r for r in jobs if r['num_devices'] == 1}
+  lines = ['## Fine-tuning jobs (train_and_evaluate): steady training throughput', '',
+           '| config | GPUs | batch (global) | bucket width | sent/s | per GPU | scaling vs 1 GPU '
+           '| MFU | compile s | training s (incl. compile) |', '|' + ' --- |' * 10]
+  for r in sorted(jobs, key=lambda r: (*key(r), r['num_devices'])):
+    base = one.get(key(r))
+    scale = (f"{r['sentences_per_s'] / base['sentences_per_s']:.2f}× "
+             f"({100 * r['sentences_per_s'] / (r['num_devices'] * base['sentences_per_s']):.0f} %)"
+             if base and r['num_devices'] > 1 else None)
+    row = [r['config'], r['num_devices'], r['batch_size'], r.get('bucket_width', 0),
+           r['sentences_per_s'], r['sentences_per_s_per_device'], scale,
+           f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None, r.get('compile_s'),
+           r.get('total_train_time_s')]
+    lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
+  return lines + ['']
+
+
 def infer_tables(recs) -> list[str]:
   infer = [r for r in recs if r['kind'] == 'infer' and r.get('status', 'ok') == 'ok'
            and r.get('source', 'bench') == 'bench']
@@ -248,8 +271,9 @@ def write(workdir: str) -> dict:
   out_dir = os.path.join(workdir, 'report')
   os.makedirs(out_dir, exist_ok=True)
   images = plots(recs, out_dir)
-  lines = _header(recs) + train_tables(recs) + infer_tables(recs)
-  lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
+  lines = _header(recs) + train_tables(recs) + job_tables(recs) + infer_tables(recs)
+  if images:
+    lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
   path = os.path.join(out_dir, 'report.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

@@ -18,3 +18,5 @@ def test_quickstart_notebook_runs(monkeypatch, capsys):
   out = capsys.readouterr().out
   assert '"f1"' in out and 'answer:' in out
   assert namespace['results']['f1'] > 0
+  assert '## Inference, seq 64: latency (ms) and throughput' in out   # the benchmark cells
+  assert namespace['written']['plots']
