@@ -41,9 +41,11 @@ def percentiles(values_ms) -> dict[str, float]:
 
 
 def _git_commit() -> str:
+  """The checkout's commit, '-dirty' when tracked files differ from it ('' outside git)."""
   try:
-    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                          text=True, cwd=os.path.dirname(__file__), timeout=5).stdout.strip()
+    return subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=7'],
+                          capture_output=True, text=True, cwd=os.path.dirname(__file__),
+                          timeout=5).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return ''
 
