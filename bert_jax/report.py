@@ -182,83 +182,87 @@ def infer_tables(recs) -> list[str]:
   return lines
 
 
+def _save(fig, out_dir: str, name: str, written: list[str]) -> None:
+  import matplotlib.pyplot as plt
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, name), dpi=110)
+  plt.close(fig)
+  written.append(name)
+
+
+def _throughput_plot(plt, train, seq):
+  series = collections.defaultdict(dict)
+  for r in train:
+    if r['seq_len'] == seq:
+      label = f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU"
+      series[label][r.get('batch_size_per_device', r['batch_size'])] = r.get(
+          'sentences_per_s_per_device', r['sentences_per_s'])
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for label, pts in sorted(series.items()):
+    xs = sorted(pts)
+    ax.plot(xs, [pts[x] for x in xs], '-o' if label.startswith('bert_jax') else '--s',
+            label=label)
+  ax.set_xscale('log', base=2)
+  ax.set(xlabel='batch size per GPU', ylabel='training sentences/s per GPU',
+         title=f'Training throughput, seq {seq}')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return fig
+
+
+def _scaling_plot(plt, mine, seq):
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for prec, bs in sorted({(k[0], k[1]) for k in mine}):
+    base = mine.get((prec, bs, 1))
+    if base:
+      ns = sorted(k[2] for k in mine if k[:2] == (prec, bs))
+      eff = [mine[(prec, bs, n)]['sentences_per_s'] / (n * base['sentences_per_s']) for n in ns]
+      ax.plot(ns, eff, '-o', label=f'{prec}, batch {bs}/GPU')
+  ax.axhline(1.0, color='grey', lw=0.8)
+  ax.set(xlabel='GPUs', ylabel='scaling efficiency', title=f'Data-parallel scaling, seq {seq}')
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  return fig
+
+
+def _latency_plot(plt, infer, seq, prec):
+  by_sys = collections.defaultdict(dict)
+  for r in infer:
+    if (r['seq_len'], r['precision']) == (seq, prec):
+      by_sys[system(r)][r['batch_size']] = r['latency_ms']
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for sys_name, pts in sorted(by_sys.items()):
+    xs = sorted(pts)
+    for p, alpha in zip(PCTS, (1.0, 0.8, 0.6, 0.45, 0.3)):
+      ax.plot(xs, [pts[x][p] for x in xs], '-o' if sys_name == 'bert_jax' else '--s',
+              alpha=alpha, label=f'{sys_name} {p}')
+  ax.set_xscale('log', base=2)
+  ax.set_yscale('log')
+  ax.set(xlabel='batch size', ylabel='latency (ms)',
+         title=f'Inference latency percentiles, seq {seq}, {prec}')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6, ncol=2)
+  return fig
+
+
 def plots(recs, out_dir: str) -> list[str]:
   """PNG plots; returns the file names written."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  written = []
-  ok = [r for r in recs if r.get('status', 'ok') == 'ok']
-  train = [r for r in ok if r['kind'] == 'train' and r.get('source', 'bench') == 'bench']
+  written: list[str] = []
+  ok = [r for r in recs if r.get('status', 'ok') == 'ok' and r.get('source', 'bench') == 'bench']
+  train = [r for r in ok if r['kind'] == 'train']
   for seq in sorted({r['seq_len'] for r in train}):
-    series = collections.defaultdict(dict)
-    for r in train:
-      if r['seq_len'] == seq:
-        label = (f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU")
-        series[label][r.get('batch_size_per_device', r['batch_size'])] = r.get(
-            'sentences_per_s_per_device', r['sentences_per_s'])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, pts in sorted(series.items()):
-      xs = sorted(pts)
-      style = '-o' if label.startswith('bert_jax') else '--s'
-      ax.plot(xs, [pts[x] for x in xs], style, label=label)
-    ax.set_xscale('log', base=2)
-    ax.set_xlabel('batch size per GPU')
-    ax.set_ylabel('training sentences/s per GPU')
-    ax.set_title(f'Training throughput, seq {seq}')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    name = f'train_throughput_seq{seq}.png'
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, name), dpi=110)
-    plt.close(fig)
-    written.append(name)
+    _save(_throughput_plot(plt, train, seq), out_dir, f'train_throughput_seq{seq}.png', written)
     mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
                    lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices']))
     if len({k[2] for k in mine}) > 1:
-      fig, ax = plt.subplots(figsize=(6, 4))
-      for prec, bs in sorted({(k[0], k[1]) for k in mine}):
-        base = mine.get((prec, bs, 1))
-        if not base:
-          continue
-        ns = sorted(k[2] for k in mine if k[:2] == (prec, bs))
-        eff = [mine[(prec, bs, n)]['sentences_per_s'] / (n * base['sentences_per_s']) for n in ns]
-        ax.plot(ns, eff, '-o', label=f'{prec}, batch {bs}/GPU')
-      ax.axhline(1.0, color='grey', lw=0.8)
-      ax.set_xlabel('GPUs')
-      ax.set_ylabel('scaling efficiency')
-      ax.set_title(f'Data-parallel scaling, seq {seq}')
-      ax.legend(fontsize=7)
-      ax.grid(alpha=0.3)
-      name = f'train_scaling_seq{seq}.png'
-      fig.tight_layout()
-      fig.savefig(os.path.join(out_dir, name), dpi=110)
-      plt.close(fig)
-      written.append(name)
-  infer = [r for r in ok if r['kind'] == 'infer' and r.get('source', 'bench') == 'bench']
+      _save(_scaling_plot(plt, mine, seq), out_dir, f'train_scaling_seq{seq}.png', written)
+  infer = [r for r in ok if r['kind'] == 'infer']
   for seq, prec in sorted({(r['seq_len'], r['precision']) for r in infer}):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    by_sys = collections.defaultdict(dict)
-    for r in infer:
-      if (r['seq_len'], r['precision']) == (seq, prec):
-        by_sys[system(r)][r['batch_size']] = r['latency_ms']
-    for sys_name, pts in sorted(by_sys.items()):
-      xs = sorted(pts)
-      for p, alpha in zip(PCTS, (1.0, 0.8, 0.6, 0.45, 0.3)):
-        style = '-o' if sys_name == 'bert_jax' else '--s'
-        ax.plot(xs, [pts[x][p] for x in xs], style, alpha=alpha, label=f'{sys_name} {p}')
-    ax.set_xscale('log', base=2)
-    ax.set_yscale('log')
-    ax.set_xlabel('batch size')
-    ax.set_ylabel('latency (ms)')
-    ax.set_title(f'Inference latency percentiles, seq {seq}, {prec}')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    name = f'infer_latency_seq{seq}_{prec}.png'
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, name), dpi=110)
-    plt.close(fig)
-    written.append(name)
+    _save(_latency_plot(plt, infer, seq, prec), out_dir, f'infer_latency_seq{seq}_{prec}.png',
+          written)
   return written
 
 
