@@ -17,6 +17,7 @@ import time
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from bert_jax import batches, mesh as mesh_lib, model, optim, records, steps
 from bert_jax.loss_scale import LossScale
@@ -177,10 +178,16 @@ def is_out_of_memory(error: Exception) -> bool:
   return 'RESOURCE_EXHAUSTED' in text or 'Out of memory' in text or 'out of memory' in text
 
 
-def sweep(points, measure, record_path: str, common: dict) -> list[dict]:
-  """Measures each point; an out-of-memory point is recorded as such and the sweep goes on."""
+def sweep(points, measure, record_path: str, common: dict, bar=None) -> list[dict]:
+  """Measures each point; an out-of-memory point is recorded as such and the sweep goes on.
+
+  Each record is appended as soon as its point is done, so a sweep that dies keeps every
+  finished point. `bar` (a tqdm bar) advances once per point.
+  """
   out = []
   for point in points:
+    if bar is not None:
+      bar.set_description(_label(point))
     try:
       rec = measure(**point)
     except Exception as e:  # noqa: BLE001 - only OOM is swallowed, the rest re-raised
@@ -190,8 +197,18 @@ def sweep(points, measure, record_path: str, common: dict) -> list[dict]:
       rec = {**_describe(point), 'status': 'oom', 'error': str(e).splitlines()[0][:300]}
     rec.setdefault('status', 'ok')
     out.append(records.append(record_path, {**common, **rec}))
+    if bar is not None:
+      bar.update(1)
+      if rec['status'] == 'ok':
+        bar.set_postfix(sent_s=f"{rec['sentences_per_s']:.1f}")
     jax.clear_caches()
   return out
+
+
+def _label(point: dict) -> str:
+  d = _describe(point)
+  batch = d.get('batch_size_per_device', d.get('batch'))
+  return f"{d.get('precision')} seq {d.get('seq_len')} batch {batch} x{d.get('num_devices')}"
 
 
 def _describe(point: dict) -> dict:
@@ -244,6 +261,8 @@ def run(config, workdir: str) -> list[dict]:
     logging.info('bench: vocab_size %d -> %d to hold the tokenizer ids', shape.vocab_size,
                  top_id + 1)
     shape = shape.replace(vocab_size=top_id + 1)
+  measure = time_train if b.kind == 'train' else time_infer
+  todo = []
   for n in b.num_devices:
     if n > present:
       out.append(records.append(path, {**common, 'kind': b.kind, 'num_devices': n,
@@ -254,13 +273,14 @@ def run(config, workdir: str) -> list[dict]:
       cfg = shape if prec != 'fp32' or shape.attention != 'cudnn' else shape.replace(
           attention='fused')
       for seq in b.seq_lens:
-        if b.kind == 'train':
-          points = [dict(config=cfg, policy=policy, num_devices=n, batch_per_device=bs,
-                         seq_len=seq, steps_timed=b.steps, features=feats[seq])
-                    for bs in b.batch_sizes]
-          out += sweep(points, time_train, path, common)
-        else:
-          points = [dict(config=cfg, policy=policy, num_devices=n, batch=bs, seq_len=seq,
-                         iterations=b.steps, features=feats[seq]) for bs in b.batch_sizes]
-          out += sweep(points, time_infer, path, common)
+        for bs in b.batch_sizes:
+          point = dict(config=cfg, policy=policy, num_devices=n, seq_len=seq,
+                       features=feats[seq])
+          if b.kind == 'train':
+            point.update(batch_per_device=bs, steps_timed=b.steps)
+          else:
+            point.update(batch=bs, iterations=b.steps)
+          todo.append(point)
+  with tqdm(total=len(todo), unit='point', disable=jax.process_index() != 0) as bar:
+    out += sweep(todo, measure, path, common, bar)
   return out
