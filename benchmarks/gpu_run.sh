@@ -2,8 +2,9 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV), profile (1 GPU), grid, rest, scale (4 GPUs).
-# Results go to $OUT (or ./gpu_out). The device tool returns at most 8 files: tar the rest.
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile (1 GPU); grid, rest, fullgrid, scale
+# (4 GPUs: one job per GPU at once). Results go to $OUT (or ./gpu_out); the 4-GPU groups
+# pack them into $OUT/results.tgz, since the device tool returns at most 8 files.
 set -uo pipefail
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
@@ -16,6 +17,21 @@ SQ=.gpu/squad
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())' | tee -a "$OUT/gpu.txt"
 quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|step/s|^\s*$' | tail -"$1"; }
+
+# One-GPU bench points pinned to one GPU of a several-GPU machine; records in $OUT/g<GPU>.
+B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
+   --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
+ours() {  # GPU kind seq precision batches
+  CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
+    --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
+    --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
+peer() { CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
+merge() {  # every GPU's records in $OUT/all, and the report of them
+  mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl" 2>/dev/null
+  cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl" 2>/dev/null
+  python3 run.py --mode=report --workdir="$OUT/all" 2>&1 | tail -3; }
+pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
+  tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
 case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets)
@@ -36,13 +52,6 @@ large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hun
     --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
   mkdir -p "$OUT/$(basename $W)"; cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/" ;;
 grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
-  B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
-     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
-  ours() {  # GPU kind seq precision batches
-    CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
-      --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
-      --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
-  peer() { CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train 384 bf16 '(1,4,16,32,64)'; ours 0 train 384 fp16 '(32,)'; ours 0 train 384 fp32 '(32,)' ) &
   ( ours 1 train 128 bf16 '(1,16,64)'; ours 1 train 128 fp16 '(64,)'; ours 1 train 128 fp32 '(64,)'
@@ -50,18 +59,25 @@ grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then 
   ( peer 2 --train 384:32 --precision bf16 --modes compile; peer 2 --train 384:32 128:64 --precision bf16 --modes eager
     peer 2 --infer 384:1 384:8 384:64 128:1 --precision fp16 --modes eager; ours 2 infer 384 bf16 '(1,8,64)' ) &
   ( peer 3 --train 128:64 --precision bf16 --modes compile; peer 3 --infer 384:1 384:8 128:1 384:64 --precision fp16 --modes compile ) &
-  wait
-  mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl"; cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl"
-  python3 run.py --mode=report --workdir="$OUT/all" 2>&1 | tail -3 ;;
+  wait; merge; pack ;;
 rest)  # the grid points the 'grid' call did not reach before its time limit
-  B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,) --workdir=$OUT/g3
-     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
+  B="$B --workdir=$OUT/g3"
   python3 run.py --config=configs/bench_train.py $B --config.bench.seq_lens='(384,)' \
     --config.bench.precisions='("fp32",)' --config.bench.batch_sizes='(32,)' 2>&1 | grep -E 'Error' | head -3
   python3 run.py --config=configs/bench_infer.py $B --config.bench.seq_lens='(384,)' \
     --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(16,32)' 2>&1 | grep -E 'Error' | head -3
   python3 run.py --config=configs/bench_infer.py $B --config.bench.seq_lens='(128,)' \
     --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(1,8,64)' 2>&1 | grep -E 'Error' | head -3 ;;
+fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length, ours and the peer's
+  S=${SEQ:-384}; ALL='(1,2,4,8,16,32,64)'; P=$([ "$S" = 384 ] && echo 32 || echo 64)
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( ours 0 train $S bf16 "$ALL" ) &
+  ( ours 1 train $S fp16 "$ALL" ) &
+  ( ours 2 train $S fp32 "$ALL" ) &
+  ( ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)'
+    peer 3 --train $S:$P --precision bf16 --modes eager compile
+    peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes eager compile ) &
+  wait; merge; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &
@@ -69,7 +85,7 @@ scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large 
     CUDA_VISIBLE_DEVICES=2 NDEV=1 STEPS=150 CACHE=/tmp/cache_2 bash $0 large ) &
   ( sleep 240; CUDA_VISIBLE_DEVICES=3 bash $0 rest ) &  # starts when the 2-GPU run is done
   wait
-  NDEV=4 STEPS=150 bash $0 large ;;
+  NDEV=4 STEPS=150 bash $0 large; pack ;;
 profile)  # issue 6: variants side by side and a kernel breakdown (benchmarks/profile_step.py)
   python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --precision bf16 \
     --variants bern base rbg nodrop --profile base --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
