@@ -247,9 +247,10 @@ def run(config, workdir: str) -> list[dict]:
   """A sweep from a bench config (configs/bench_train.py, configs/bench_infer.py)."""
   from bert_jax import settings as settings_lib
   s = settings_lib.from_config(config)
-  b = config.bench
-  if b.kind not in ('train', 'infer'):
-    raise settings_lib.ConfigError('bench.kind', b.kind, "choose 'train' or 'infer'")
+  b = s.bench
+  if b is None:
+    raise settings_lib.ConfigError('bench', None, 'this config has no bench section; use '
+                                   'configs/bench_train.py or configs/bench_infer.py')
   shape = s.model_config(ModelConfig.preset(s.source.preset))
   present = jax.device_count()
   path = os.path.join(workdir, 'records.jsonl')

@@ -245,8 +245,8 @@ def _latency_plot(plt, infer, seq, prec):
   return fig
 
 
-def plots(recs, out_dir: str) -> list[str]:
-  """PNG plots; returns the file names written."""
+def plots(recs, out_dir: str, prefix: str = '') -> list[str]:
+  """PNG plots (file names start with `prefix`); returns the file names written."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -254,15 +254,17 @@ def plots(recs, out_dir: str) -> list[str]:
   ok = [r for r in recs if r.get('status', 'ok') == 'ok' and r.get('source', 'bench') == 'bench']
   train = [r for r in ok if r['kind'] == 'train']
   for seq in sorted({r['seq_len'] for r in train}):
-    _save(_throughput_plot(plt, train, seq), out_dir, f'train_throughput_seq{seq}.png', written)
+    _save(_throughput_plot(plt, train, seq), out_dir, f'{prefix}train_throughput_seq{seq}.png',
+          written)
     mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
                    lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices']))
     if len({k[2] for k in mine}) > 1:
-      _save(_scaling_plot(plt, mine, seq), out_dir, f'train_scaling_seq{seq}.png', written)
+      _save(_scaling_plot(plt, mine, seq), out_dir, f'{prefix}train_scaling_seq{seq}.png',
+            written)
   infer = [r for r in ok if r['kind'] == 'infer']
   for seq, prec in sorted({(r['seq_len'], r['precision']) for r in infer}):
-    _save(_latency_plot(plt, infer, seq, prec), out_dir, f'infer_latency_seq{seq}_{prec}.png',
-          written)
+    _save(_latency_plot(plt, infer, seq, prec), out_dir,
+          f'{prefix}infer_latency_seq{seq}_{prec}.png', written)
   return written
 
 
@@ -274,8 +276,17 @@ def write(workdir: str) -> dict:
                             f'{records.SCHEMA}); run --mode=bench with this --workdir first')
   out_dir = os.path.join(workdir, 'report')
   os.makedirs(out_dir, exist_ok=True)
-  images = plots(recs, out_dir)
-  lines = _header(recs) + train_tables(recs) + job_tables(recs) + infer_tables(recs)
+  by_device = collections.defaultdict(list)
+  for r in recs:
+    by_device[r.get('device', '?')].append(r)
+  lines, images = _header(recs), []
+  for device, sub in sorted(by_device.items()):
+    prefix = ''
+    if len(by_device) > 1:  # never mix cards in one table: a section per card
+      lines += [f'# {device}', '']
+      prefix = ''.join(c if c.isalnum() else '_' for c in device).strip('_') + '_'
+    lines += train_tables(sub) + job_tables(sub) + infer_tables(sub)
+    images += plots(sub, out_dir, prefix)
   if images:
     lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
   path = os.path.join(out_dir, 'report.md')

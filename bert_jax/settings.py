@@ -126,6 +126,34 @@ class EvalSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class BenchSettings:
+  """A benchmark sweep (configs/bench_train.py, configs/bench_infer.py): every combination
+  of per-GPU batch size, sequence length, precision and GPU count is one point."""
+  kind: str = 'train'
+  batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)
+  seq_lens: tuple = (128, 384)
+  precisions: tuple = ('fp32', 'fp16', 'bf16')
+  num_devices: tuple = (1,)
+  steps: int = 20
+
+  def __post_init__(self):
+    _choice('bench.kind', self.kind, ('train', 'infer'))
+    for name, low, high in (('batch_sizes', 1, None), ('seq_lens', 16, 512),
+                            ('num_devices', 1, None)):
+      values = getattr(self, name)
+      if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low
+                                and (high is None or v <= high) for v in values):
+        bound = f'in [{low}, {high}]' if high else f'>= {low}'
+        raise ConfigError(f'bench.{name}', values, f'give a non-empty tuple of integers {bound}, '
+                          f"e.g. --config.bench.{name}='(32,)'")
+    bad = [p for p in self.precisions if p not in ('fp32', 'fp16', 'bf16')]
+    if bad or not self.precisions:
+      raise ConfigError('bench.precisions', self.precisions,
+                        "choose from 'fp32', 'fp16', 'bf16', e.g. --config.bench.precisions='(\"bf16\",)'")
+    _at_least('bench.steps', self.steps, 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
   """Everything a run needs, typed. `model` is filled once the checkpoint is read."""
   name: str
@@ -135,6 +163,7 @@ class Settings:
   data: DataSettings
   train: TrainSettings
   eval: EvalSettings
+  bench: BenchSettings | None = None   # only bench configs have a bench section
 
   def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
     """The checkpoint's shape (or the preset's), with this run's attention and dropout."""
@@ -153,7 +182,8 @@ class Settings:
 
 
 _SECTIONS = {'model': ModelSource, 'precision': PrecisionPolicy, 'mesh': MeshSettings,
-             'data': DataSettings, 'train': TrainSettings, 'eval': EvalSettings}
+             'data': DataSettings, 'train': TrainSettings, 'eval': EvalSettings,
+             'bench': BenchSettings}
 _PRECISION_KEYS = {'policy': 'name'}
 
 
@@ -162,6 +192,8 @@ def from_config(config) -> Settings:
   raw = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
   built = {}
   for section, cls in _SECTIONS.items():
+    if section == 'bench' and section not in raw:
+      continue
     values = dict(raw.get(section, {}))
     if section == 'precision':
       values = {_PRECISION_KEYS.get(k, k): v for k, v in values.items()}
@@ -174,11 +206,13 @@ def from_config(config) -> Settings:
     built[section] = cls(**values)
   return Settings(name=raw.get('name', 'unnamed'), source=built['model'],
                   precision=built['precision'], mesh=built['mesh'], data=built['data'],
-                  train=built['train'], eval=built['eval'])
+                  train=built['train'], eval=built['eval'], bench=built.get('bench'))
 
 
 def _coerce(field, value, default):
   kind = type(default)
+  if kind is tuple and isinstance(value, list):
+    value = tuple(value)
   if kind is float and isinstance(value, int) and not isinstance(value, bool):
     return float(value)
   if kind is bool and not isinstance(value, bool) or (

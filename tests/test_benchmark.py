@@ -160,3 +160,23 @@ def test_report_puts_the_peer_beside_us(tmp_path):
 def test_report_without_records_says_what_to_do(tmp_path):
   with pytest.raises(FileNotFoundError, match='--mode=bench'):
     report.write(str(tmp_path))
+
+
+def test_report_never_mixes_cards_in_one_table(tmp_path):
+  base = {'kind': 'infer', 'status': 'ok', 'precision': 'fp16', 'seq_len': 384, 'batch_size': 1,
+          'num_devices': 1, 'source': 'bench', 'sentences': 100, 'total_inference_s': 0.25,
+          'sentences_per_s': 400.0, 'latency_ms': {'p50': 2.5, 'p90': 2.6, 'p95': 2.7,
+                                                   'p99': 2.8, 'p100': 2.9, 'mean': 2.5}}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    for device, mean in (('NVIDIA H100 80GB HBM3', 3.1), ('NVIDIA H200', 2.5)):
+      lat = {**base['latency_ms'], 'mean': mean}
+      f.write(json.dumps({'schema': records.SCHEMA, **base, 'device': device,
+                          'latency_ms': lat}) + '\n')
+  out = report.write(str(tmp_path))
+  text = open(out['report']).read()
+  assert '# NVIDIA H100 80GB HBM3' in text and '# NVIDIA H200' in text
+  assert text.count('## Inference, seq 384') == 2          # one table per card
+  assert '| 3.10 |' in text and '| 2.50 |' in text       # neither record hides the other
+  assert {os.path.basename(p) for p in out['plots']} == {
+      'NVIDIA_H100_80GB_HBM3_infer_latency_seq384_fp16.png',
+      'NVIDIA_H200_infer_latency_seq384_fp16.png'}

@@ -82,3 +82,27 @@ def test_more_devices_than_present_is_a_clear_error():
   with pytest.raises(TopologyError, match=r'num_devices=16 but only 8 cpu device.*'
                                           r'--config.mesh.num_devices=8'):
     mesh.make_mesh(MeshSettings(num_devices=16))
+
+
+@pytest.mark.parametrize('field,value,pattern', [
+    ('kind', 'serve', "'bench.kind' = 'serve'"),
+    ('batch_sizes', (0, 8), r"'bench.batch_sizes' = \(0, 8\): give a non-empty tuple"),
+    ('batch_sizes', (), "'bench.batch_sizes'"),
+    ('seq_lens', (1024,), r"'bench.seq_lens' = \(1024,\).*in \[16, 512\]"),
+    ('precisions', ('fp8',), r"'bench.precisions' = \('fp8',\): choose from"),
+    ('num_devices', (1, 'two'), "'bench.num_devices'"),
+    ('steps', 0, "'bench.steps' = 0: must be >= 1"),
+])
+def test_bad_bench_values_name_field_and_value(field, value, pattern):
+  config = importlib.import_module('configs.bench_train').get_config().to_dict()
+  config['bench'][field] = value
+  with pytest.raises(ConfigError, match=pattern):
+    settings.from_config(config)
+
+
+def test_bench_section_is_typed_and_lists_become_tuples():
+  config = importlib.import_module('configs.bench_infer').get_config().to_dict()
+  config['bench']['batch_sizes'] = [1, 8]
+  s = settings.from_config(config)
+  assert s.bench.kind == 'infer' and s.bench.batch_sizes == (1, 8)
+  assert settings.from_config(base()).bench is None   # only bench configs have one
