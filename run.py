@@ -5,6 +5,7 @@
 """
 import json
 import logging
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -25,14 +26,18 @@ def main(argv):
   logging.getLogger().setLevel(logging.INFO)
   logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save chatter
   from bert_jax import benchmark, report, train
-  if FLAGS.mode == 'report':
-    results = report.write(FLAGS.workdir)
-  elif FLAGS.mode == 'bench':
-    results = benchmark.run(FLAGS.config, FLAGS.workdir)
-  elif FLAGS.mode == 'train_and_evaluate':
-    results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  else:
-    results = train.from_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  from bert_jax.errors import BertJaxError
+  try:
+    if FLAGS.mode == 'report':
+      results = report.write(FLAGS.workdir)
+    elif FLAGS.mode == 'bench':
+      results = benchmark.run(FLAGS.config, FLAGS.workdir)
+    elif FLAGS.mode == 'train_and_evaluate':
+      results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      results = train.from_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except (BertJaxError, FileNotFoundError) as e:  # bad input: the message says what to fix
+    sys.exit(f'bert_jax: {e}')
   print(json.dumps(results, indent=2))
 
 

@@ -106,3 +106,16 @@ def test_bench_section_is_typed_and_lists_become_tuples():
   s = settings.from_config(config)
   assert s.bench.kind == 'infer' and s.bench.batch_sizes == (1, 8)
   assert settings.from_config(base()).bench is None   # only bench configs have one
+
+
+def test_run_py_reports_bad_input_in_one_line(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(CONFIG_DIR)
+  out = subprocess.run([sys.executable, 'run.py', '--config=configs/bench_train.py',
+                        '--mode=bench', "--config.bench.precisions=('fp8',)",
+                        f'--workdir={tmp_path}'], cwd=root, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode == 1
+  assert "bert_jax: config field 'bench.precisions' = ('fp8',): choose from" in out.stderr
+  assert 'Traceback' not in out.stderr
