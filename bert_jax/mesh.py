@@ -14,14 +14,22 @@ DATA_AXIS = 'data'
 
 
 def initialize_distributed(settings: MeshSettings) -> None:
-  """Joins a multi-host run. Explicit coordinator settings win; else the cluster's env."""
-  if settings.num_processes > 1:
-    # Must run before anything touches the backend (jax.devices, process_count, ...).
-    if jax.distributed.is_initialized():
-      return  # already initialised (e.g. from a notebook)
-    jax.distributed.initialize(coordinator_address=settings.coordinator_address or None,
-                               num_processes=settings.num_processes,
-                               process_id=settings.process_id)
+  """Joins a multi-host run: from explicit settings (num_processes > 1), or from the
+  cluster's environment (num_processes = 0). Must run before anything touches the backend."""
+  if settings.num_processes == 1 or jax.distributed.is_initialized():
+    return  # one process, or already initialised (e.g. from a notebook)
+  if settings.num_processes == 0:
+    try:
+      jax.distributed.initialize()  # JAX reads SLURM, Open MPI, Kubernetes or TPU variables
+    except (ValueError, RuntimeError) as e:
+      raise TopologyError(
+          f'mesh.num_processes=0 asks for the hosts from the cluster environment, but none '
+          f'was found ({e}). Run under SLURM/mpirun/k8s, or give mesh.coordinator_address, '
+          'mesh.num_processes and mesh.process_id.') from e
+    return
+  jax.distributed.initialize(coordinator_address=settings.coordinator_address or None,
+                             num_processes=settings.num_processes,
+                             process_id=settings.process_id)
 
 
 def make_mesh(settings: MeshSettings) -> Mesh:

@@ -30,7 +30,8 @@ class ModelSource:
 
 @dataclasses.dataclass(frozen=True)
 class MeshSettings:
-  """Devices and hosts. num_devices=0 uses every local device."""
+  """Devices and hosts. num_devices=0 uses every device of every host. num_processes=0
+  takes the hosts from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU)."""
   num_devices: int = 0
   coordinator_address: str = ''
   num_processes: int = 1
@@ -38,8 +39,8 @@ class MeshSettings:
 
   def __post_init__(self):
     _at_least('mesh.num_devices', self.num_devices, 0)
-    _at_least('mesh.num_processes', self.num_processes, 1)
-    if not 0 <= self.process_id < self.num_processes:
+    _at_least('mesh.num_processes', self.num_processes, 0)
+    if self.num_processes and not 0 <= self.process_id < self.num_processes:
       raise ConfigError('mesh.process_id', self.process_id,
                         f'must lie in [0, num_processes={self.num_processes})')
 

@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = 0               # data-parallel devices in all (0 = every visible device)
   c.mesh.coordinator_address = ''      # host:port of process 0 for multi-host runs ('' = detect the cluster)
-  c.mesh.num_processes = 1             # hosts (processes) taking part
+  c.mesh.num_processes = 1             # hosts (processes) taking part (0 = read them from the SLURM/MPI/k8s environment)
   c.mesh.process_id = 0                # this process's index among them
 
   c.data = ml_collections.ConfigDict()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = ['run.py', '--config=configs/tiny_cpu.py', '--config.train.num_epochs=2',
@@ -52,3 +53,24 @@ def test_two_processes_match_one_process(tmp_path):
   records = [json.loads(line) for line in open(tmp_path / 'two' / 'records.jsonl')]
   assert {r['process_count'] for r in records} == {2}   # written once, by process 0
   assert {r['num_devices'] for r in records} == {2}
+
+
+def test_hosts_from_explicit_settings_or_the_cluster_environment(monkeypatch):
+  import jax
+  from bert_jax import mesh
+  from bert_jax.errors import TopologyError
+  from bert_jax.settings import MeshSettings
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'is_initialized', lambda: False)
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *a, **k: calls.append(k))
+  mesh.initialize_distributed(MeshSettings())                     # one process: nothing
+  mesh.initialize_distributed(MeshSettings(num_processes=0))      # the cluster's environment
+  mesh.initialize_distributed(MeshSettings(coordinator_address='h:1', num_processes=4,
+                                           process_id=3))
+  assert calls == [{}, {'coordinator_address': 'h:1', 'num_processes': 4, 'process_id': 3}]
+
+  def no_cluster(**_):
+    raise ValueError('coordinator_address should be defined')
+  monkeypatch.setattr(jax.distributed, 'initialize', no_cluster)
+  with pytest.raises(TopologyError, match='num_processes=0 .* cluster environment'):
+    mesh.initialize_distributed(MeshSettings(num_processes=0))
