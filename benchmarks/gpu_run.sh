@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile (1 GPU); grid, rest, fullgrid, scale
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2 (1 GPU); grid, rest, fullgrid, scale
 # (4 GPUs: one job per GPU at once). Results go to $OUT (or ./gpu_out); the 4-GPU groups
 # pack them into $OUT/results.tgz, since the device tool returns at most 8 files.
 set -uo pipefail
@@ -94,4 +94,12 @@ profile)  # issue 6: variants side by side and a kernel breakdown (benchmarks/pr
   python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 8 --precision fp16 \
     --variants base --steps 100 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
   rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb ;;
+profile2)  # issue 6, next: q/k/v from three matmuls, tanh GELU, and XLA command buffers at batch 1
+  python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --precision bf16 \
+    --variants base qkv3 gelu_tanh --profile qkv3 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 1 --precision fp16 \
+    --variants base qkv3 --steps 200 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  XLA_FLAGS=--xla_gpu_enable_command_buffer= python3 benchmarks/profile_step.py --kind infer \
+    --seq 384 --batch 1 --precision fp16 --variants base --steps 200 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 esac

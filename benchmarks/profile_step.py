@@ -7,7 +7,9 @@
 Variants (train): base = the code as it is; bern = dropout masks from one float draw
 per element (jax.random.bernoulli, the code before byte masks); nodrop = dropout off
 (the ceiling dropout allows); rbg = the train state's key uses JAX's 'rbg' PRNG (XLA
-RngBitGenerator). Variants (infer): base (cuDNN attention under bf16/fp16), xla.
+RngBitGenerator); qkv3 = q, k, v from three matmuls instead of slicing one fused output;
+gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU).
+Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
 Each variant compiles apart (warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
 (matmul / attention / elementwise+reduction / copy / other) from its Perfetto JSON.
@@ -39,8 +41,33 @@ def _bernoulli_dropout(x, rate, rng):
   return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
 
 
+def _qkv_three_dots(x_BTD, p, config, policy):
+  """q, k and v from three [D, D] slices of the fused kernel: no activation slicing."""
+  b, t, d = x_BTD.shape
+  kernel, bias = p['kernel'].reshape(d, 3, d), p['bias'].reshape(3, d)
+  return tuple(model._dense(x_BTD, {'kernel': kernel[:, i], 'bias': bias[i]}, policy)
+               .reshape(b, t, config.num_heads, config.head_dim) for i in range(3))
+
+
+def _gelu_tanh(h):
+  return jax.nn.gelu(h, approximate=True)  # cuBLASLt's epilogue form; not HF's exact GELU
+
+
+PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
+           'gelu_tanh': {'_gelu': _gelu_tanh}}
+ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
+
+
+def apply_variant(variant):
+  """Puts bert_jax.model back as it is, then swaps in the variant's functions."""
+  for name, fn in ORIGINALS.items():
+    setattr(model, name, fn)
+  for name, fn in PATCHES.get(variant, {}).items():
+    setattr(model, name, fn)
+
+
 def build_train(variant, seq, batch, policy, preset):
-  model._dropout = _bernoulli_dropout if variant == 'bern' else ORIGINAL_DROPOUT
+  apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='fused')
   if variant == 'nodrop':
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
@@ -57,7 +84,7 @@ def build_train(variant, seq, batch, policy, preset):
                                  optimizer=optimizer),
                in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
   rng = np.random.default_rng(0)
-  inputs = [batches.to_device(benchmark._synthetic(rng, batch, seq, config.vocab_size), data)
+  inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
             for _ in range(2)]
   holder = {'state': state}
 
@@ -69,11 +96,12 @@ def build_train(variant, seq, batch, policy, preset):
 
 
 def build_infer(variant, seq, batch, policy, preset):
+  apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='xla' if variant == 'xla' else 'fused')
   params = jax.jit(lambda: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
                                         model.init_params(jax.random.PRNGKey(1), config)))()
   fn = jax.jit(functools.partial(steps.eval_step, config=config, policy=policy))
-  host = benchmark._synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
+  host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = {k: jnp.asarray(host[k]) for k in steps.INPUT_KEYS}
 
   def run(n):
@@ -82,7 +110,6 @@ def build_infer(variant, seq, batch, policy, preset):
   return run, config
 
 
-ORIGINAL_DROPOUT = model._dropout
 CLASSES = (('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
            ('matmul', ('gemm', 'cutlass', 'xmma', 'nvjet', 'sm90', 'cublas', 'wgmma', 'dot')),
            ('copy', ('memcpy', 'memset', 'copy', 'transpose')),

@@ -113,10 +113,21 @@ def _cudnn_suits(dtype) -> bool:
   return jax.default_backend() == 'gpu' and dtype in (jnp.bfloat16, jnp.float16)
 
 
+def _qkv(x_BTD, p, config, policy):
+  """Queries, keys and values [B, T, N, H] from one fused [D, 3D] projection."""
+  b, t, _ = x_BTD.shape
+  qkv = _dense(x_BTD, p, policy).reshape(b, t, 3, config.num_heads, config.head_dim)
+  return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+
+def _gelu(h):
+  """BERT's exact (erf) GELU, computed in float32."""
+  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+
+
 def _attention_block(x_BTD, mask_BT, p, config, policy, rng):
   b, t, _ = x_BTD.shape
-  qkv = _dense(x_BTD, p['qkv'], policy).reshape(b, t, 3, config.num_heads, config.head_dim)
-  q_BTNH, k_BTNH, v_BTNH = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+  q_BTNH, k_BTNH, v_BTNH = _qkv(x_BTD, p['qkv'], config, policy)
   if config.attention == 'xla':
     out_BTNH = attn.xla_attention(
         q_BTNH, k_BTNH, v_BTNH, mask_BT, precision=policy.matmul_precision,
@@ -131,7 +142,7 @@ def _attention_block(x_BTD, mask_BT, p, config, policy, rng):
 
 def _ffn_block(x_BTD, p, config, policy, rng):
   h_BTF = _dense(x_BTD, p['ffn_in'], policy)
-  h_BTF = jax.nn.gelu(h_BTF.astype(jnp.float32), approximate=False).astype(x_BTD.dtype)
+  h_BTF = _gelu(h_BTF)
   out_BTD = _dense(h_BTF, p['ffn_out'], policy)
   out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 2))
   return _layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)
