@@ -247,6 +247,7 @@ def run(config, workdir: str) -> list[dict]:
   """A sweep from a bench config (configs/bench_train.py, configs/bench_infer.py)."""
   from bert_jax import settings as settings_lib
   s = settings_lib.from_config(config)
+  mesh_lib.use_compilation_cache(s.train.compilation_cache_dir)
   b = s.bench
   if b is None:
     raise settings_lib.ConfigError('bench', None, 'this config has no bench section; use '

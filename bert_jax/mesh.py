@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import numpy as np
@@ -30,6 +31,13 @@ def initialize_distributed(settings: MeshSettings) -> None:
   jax.distributed.initialize(coordinator_address=settings.coordinator_address or None,
                              num_processes=settings.num_processes,
                              process_id=settings.process_id)
+
+
+def use_compilation_cache(directory: str) -> None:
+  """XLA's persistent compilation cache in `directory` ('' leaves it off): a re-run of the
+  same job (a resume, a repeated benchmark) loads its compiled steps instead of compiling."""
+  if directory:
+    jax.config.update('jax_compilation_cache_dir', os.path.abspath(os.path.expanduser(directory)))
 
 
 def make_mesh(settings: MeshSettings) -> Mesh:

@@ -94,6 +94,7 @@ class TrainSettings:
   keep_checkpoints: int = 2
   loss_scale_init: float = 2.0 ** 15
   loss_scale_growth_interval: int = 2000
+  compilation_cache_dir: str = ''
 
   def __post_init__(self):
     _at_least('train.batch_size', self.batch_size, 1)

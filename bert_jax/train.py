@@ -40,6 +40,7 @@ def setup(config) -> Job:
   """Validates the config, joins the hosts, builds the mesh, loads weights and tokenizer."""
   s = settings_lib.from_config(config)
   mesh_lib.initialize_distributed(s.mesh)
+  mesh_lib.use_compilation_cache(s.train.compilation_cache_dir)
   mesh = mesh_lib.make_mesh(s.mesh)
   mesh_lib.log_topology(mesh)
   rng = jax.random.PRNGKey(s.train.seed)

@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2         # checkpoints kept on disk
   c.train.loss_scale_init = 2.0 ** 15  # fp16 only: initial dynamic loss scale
   c.train.loss_scale_growth_interval = 2000  # fp16 only: finite steps before the scale doubles
+  c.train.compilation_cache_dir = ''   # XLA's persistent cache: re-runs load compiled steps ('' = off)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64               # global eval batch

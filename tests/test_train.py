@@ -215,10 +215,13 @@ def _run(workdir, *extra, wait=True):
 
 
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
-  """kill -9 mid-training, rerun the same command: same final predictions and scores."""
-  straight = _run(tmp_path / 'straight')
+  """kill -9 mid-training, rerun the same command: same final predictions and scores.
+  The runs share XLA's persistent compilation cache, so the resumed run loads its step."""
+  cache = f'--config.train.compilation_cache_dir={tmp_path / "xla_cache"}'
+  straight = _run(tmp_path / 'straight', cache)
   assert straight.returncode == 0, straight.stderr[-2000:]
-  proc = _run(tmp_path / 'killed', wait=False)
+  assert list((tmp_path / 'xla_cache').glob('jit_train_step-*'))
+  proc = _run(tmp_path / 'killed', cache, wait=False)
   ckpts = tmp_path / 'killed' / 'checkpoints'
   deadline = time.time() + 300
   while time.time() < deadline:
@@ -228,7 +231,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = _run(tmp_path / 'killed')
+  resumed = _run(tmp_path / 'killed', cache)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   a = json.loads((tmp_path / 'straight' / 'eval_results.json').read_text())
   b = json.loads((tmp_path / 'killed' / 'eval_results.json').read_text())
