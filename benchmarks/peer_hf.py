@@ -9,9 +9,10 @@ import datetime
 import json
 import time
 
-import numpy as np
 import torch
 import transformers
+
+from bert_jax.records import SCHEMA, percentiles  # the same schema and arithmetic as ours
 
 
 def make_model(layers, hidden, heads, ff):
@@ -30,7 +31,7 @@ def batch(b, s):
 
 
 def env():
-  return {'schema': 'bert_jax.record/1', 'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
+  return {'schema': SCHEMA, 'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
           'transformers': transformers.__version__, 'framework': 'pytorch-hf',
           'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
@@ -71,11 +72,6 @@ def train_point(args, seq, b, compiled, dtype):
           torch.cuda.max_memory_allocated() / 2 ** 30,
           'sentences_per_s': args.steps * b / total, 'sentences_per_s_per_device': args.steps * b / total}
 
-
-def percentiles(values):
-  v = np.asarray(values)
-  return {**{f'p{q}': float(np.percentile(v, q)) for q in (50, 90, 95, 99, 100)},
-          'mean': float(v.mean())}
 
 
 def infer_point(args, seq, b, compiled, dtype):

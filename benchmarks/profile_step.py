@@ -16,7 +16,6 @@ With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per
 """
 import argparse
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -27,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_jax import benchmark, batches, mesh as mesh_lib, model, optim, records, steps
+from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, records,
+                      steps, train)
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -74,15 +74,12 @@ def build_train(variant, seq, batch, policy, preset):
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
-  scale = LossScale.create(2.0 ** 15, 2000) if policy.needs_loss_scaling else LossScale.disabled()
   impl = 'rbg' if variant.startswith('rbg') else None
   key = jax.random.key(0, impl=impl) if impl else jax.random.PRNGKey(0)
   state = jax.jit(lambda: steps.create_state(
-      model.init_params(jax.random.PRNGKey(1), config), optimizer, key, scale),
-      out_shardings=rep)()
-  fn = jax.jit(functools.partial(steps.train_step, config=config, policy=policy,
-                                 optimizer=optimizer),
-               in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+      model.init_params(jax.random.PRNGKey(1), config), optimizer, key,
+      LossScale.for_policy(policy)), out_shardings=rep)()
+  fn = train.jit_train_step(mesh, config, policy, optimizer)
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
             for _ in range(2)]
@@ -98,11 +95,13 @@ def build_train(variant, seq, batch, policy, preset):
 def build_infer(variant, seq, batch, policy, preset):
   apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='xla' if variant == 'xla' else 'fused')
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   params = jax.jit(lambda: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
-                                        model.init_params(jax.random.PRNGKey(1), config)))()
-  fn = jax.jit(functools.partial(steps.eval_step, config=config, policy=policy))
+                                        model.init_params(jax.random.PRNGKey(1), config)),
+                   out_shardings=mesh_lib.replicated(mesh))()
+  fn = inference.make_eval_fn(mesh, config, policy)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
-  x = {k: jnp.asarray(host[k]) for k in steps.INPUT_KEYS}
+  x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
 
   def run(n):
     for _ in range(n):

@@ -10,7 +10,7 @@ shape (random token ids, never zeros, full-length masks); each record's `data` s
 from __future__ import annotations
 
 import dataclasses
-import functools
+import itertools
 import logging
 import os
 import time
@@ -19,7 +19,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from bert_jax import batches, mesh as mesh_lib, model, optim, records, steps
+from bert_jax import (batches, inference, mesh as mesh_lib, model, optim, records, steps,
+                      train as train_lib)
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -83,15 +84,13 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   global_batch = batch_per_device * mesh.size
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  scale = LossScale.create(2.0 ** 15, 2000) if policy.needs_loss_scaling else LossScale.disabled()
+  scale = LossScale.for_policy(policy)
   init = jax.jit(lambda k: steps.create_state(model.init_params(k, config), optimizer, k, scale),
                  out_shardings=rep)
   state = init(jax.random.PRNGKey(seed))
   inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
                          min(steps_timed, 4), seed)
-  fn = jax.jit(functools.partial(steps.train_step, config=config, policy=policy,
-                                 optimizer=optimizer),
-               in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+  fn = train_lib.jit_train_step(mesh, config, policy, optimizer)
   t0 = time.perf_counter()
   compiled = fn.lower(state, inputs[0]).compile()
   compile_s = time.perf_counter() - t0
@@ -139,11 +138,10 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
   params = jax.jit(lambda k: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
                                           model.init_params(k, config)),
                    out_shardings=rep)(jax.random.PRNGKey(seed))
-  fn = jax.jit(functools.partial(steps.eval_step, config=config, policy=policy),
-               in_shardings=(rep, data), out_shardings=data)
+  fn = inference.make_eval_fn(mesh, config, policy)
   if features is not None:
-    inputs = [b for b, _ in zip((b for b, _ in batches.eval_batches(features, batch, data)),
-                                range(min(iterations, 16)))]
+    inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
+                                             min(iterations, 16))]
   else:
     host = synthetic(np.random.default_rng(seed), batch, seq_len, config.vocab_size)
     inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]

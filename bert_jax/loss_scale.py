@@ -25,6 +25,12 @@ class LossScale:
   def disabled(cls) -> 'LossScale':
     return cls.create(1.0, 2 ** 30)
 
+  @classmethod
+  def for_policy(cls, policy, initial: float = 2.0 ** 15,
+                 growth_interval: int = 2000) -> 'LossScale':
+    """Dynamic scaling where the precision policy needs it (fp16), else disabled."""
+    return cls.create(initial, growth_interval) if policy.needs_loss_scaling else cls.disabled()
+
   def update(self, grads_finite: jax.Array) -> 'LossScale':
     grow = grads_finite & (self.good_steps + 1 >= self.growth_interval)
     scale = jnp.where(grads_finite,

@@ -80,19 +80,24 @@ def total_steps(train: settings_lib.TrainSettings, steps_per_epoch: int) -> int:
   return train.max_steps or max(1, math.ceil(train.num_epochs * steps_per_epoch))
 
 
-def make_train_step(job: Job, optimizer):
+def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1):
   """The jitted step. State replicated in and out (and donated); the batch split over 'data'."""
-  s = job.settings
-  fn = functools.partial(steps.train_step, config=job.model_config, policy=s.precision,
-                         optimizer=optimizer, accumulation=s.train.num_accumulation_steps)
-  rep, data = mesh_lib.replicated(job.mesh), mesh_lib.batch_sharding(job.mesh)
+  fn = functools.partial(steps.train_step, config=config, policy=policy, optimizer=optimizer,
+                         accumulation=accumulation)
+  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def make_train_step(job: Job, optimizer):
+  s = job.settings
+  return jit_train_step(job.mesh, job.model_config, s.precision, optimizer,
+                        s.train.num_accumulation_steps)
 
 
 def initial_state(job: Job, optimizer) -> steps.TrainState:
   t = job.settings.train
-  scale = (LossScale.create(t.loss_scale_init, t.loss_scale_growth_interval)
-           if job.settings.precision.needs_loss_scaling else LossScale.disabled())
+  scale = LossScale.for_policy(job.settings.precision, t.loss_scale_init,
+                               t.loss_scale_growth_interval)
   rng = jax.random.fold_in(jax.random.PRNGKey(t.seed), 1)
   params = jax.device_put(job.pretrained.params, mesh_lib.replicated(job.mesh))
   init = jax.jit(lambda p: steps.create_state(p, optimizer, rng, scale),
@@ -124,7 +129,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
             'steady_steps': 0, 'compiled_widths': []}
   bar = tqdm(total=n_steps, initial=start, desc='training', unit='step',
              disable=jax.process_index() != 0)
-  pending, t_steady, compile_steps, later_compiles = None, None, 0, 0.0
+  pending, t_steady, later_compiles = None, None, 0.0
   every = s.train.checkpoint_every
   for step, batch in zip(range(start, n_steps),
                          batches.prefetch(data.device_batch, range(start, n_steps))):
@@ -139,14 +144,13 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
       took = time.perf_counter() - t0
       timing['compile_s'] += took
       timing['compiled_widths'].append(width)
-      compile_steps += 1
       if t_steady is None:
         t_steady = time.perf_counter()
       else:
         later_compiles += took
     if pending is not None and (step % s.train.log_every == 0 or step == n_steps - 1):
       _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
-           step - start - compile_steps)
+           step - start - len(timing['compiled_widths']))
     pending = (step, metrics)
     bar.update(1)
     if every and (step + 1) % every == 0 and step + 1 < n_steps:
@@ -154,7 +158,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   jax.block_until_ready(state)
   if t_steady is not None:
     timing['steady_s'] = time.perf_counter() - t_steady - later_compiles
-    timing['steady_steps'] = n_steps - start - compile_steps
+    timing['steady_steps'] = n_steps - start - len(timing['compiled_widths'])
     _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
          timing['steady_steps'])
     if ckpt.latest_step() != n_steps:
