@@ -102,4 +102,27 @@ profile2)  # issue 6, next: q/k/v from three matmuls, tanh GELU, and XLA command
   XLA_FLAGS=--xla_gpu_enable_command_buffer= python3 benchmarks/profile_step.py --kind infer \
     --seq 384 --batch 1 --precision fp16 --variants base --steps 200 --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-400
   rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+profile3)  # issue 6 on a 4-GPU machine: one variant set per GPU, kernels named by their HLO;
+  # then BERT-Large on 4 GPUs with and without the latency-hiding scheduler
+  PS="python3 benchmarks/profile_step.py --seq 384"
+  show() { grep -E '^\{|Error' | cut -c1-300; }
+  ( CUDA_VISIBLE_DEVICES=0 $PS --kind train --batch 32 --variants base qkv3 --profile base --out "$OUT/p0" | show ) &
+  ( CUDA_VISIBLE_DEVICES=1 $PS --kind train --batch 32 --variants biasmm qkv3+biasmm --profile qkv3+biasmm \
+      --out "$OUT/p1" | show ) &
+  ( CUDA_VISIBLE_DEVICES=2 XLA_FLAGS=--xla_gpu_enable_cudnn_layer_norm=true $PS --kind train --batch 32 \
+      --variants base --out "$OUT/p2" | show
+    CUDA_VISIBLE_DEVICES=2 $PS --kind train --batch 32 --variants gelu_tanh --out "$OUT/p2" | show ) &
+  ( export CUDA_VISIBLE_DEVICES=3
+    $PS --kind infer --batch 1 --precision fp16 --variants base qkv3 --profile base --steps 200 --out "$OUT/p3" | show
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= $PS --kind infer --batch 1 --precision fp16 --variants base \
+      --steps 200 --out "$OUT/p3" | show
+    $PS --kind infer --batch 8 --precision fp16 --variants base qkv3 --steps 100 --out "$OUT/p3" | show ) &
+  wait
+  S4="--config.bench.num_devices=(4,) --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
+  S4="$S4 --config.bench.precisions=(\"bf16\",)"
+  B4="${B/--config.bench.num_devices=(1,)/} $S4 --config.data.cache_dir=/tmp/cache4"
+  timeout 200 python3 run.py --config=configs/bench_train.py $B4 --workdir="$OUT/s4" 2>&1 | grep -E 'Error' | head -3
+  XLA_FLAGS=--xla_gpu_enable_latency_hiding_scheduler=true timeout 200 python3 run.py \
+    --config=configs/bench_train.py $B4 --workdir="$OUT/s4" 2>&1 | grep -E 'Error' | head -3
+  rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 esac

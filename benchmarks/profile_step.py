@@ -16,10 +16,12 @@ With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per
 """
 import argparse
 import collections
+import functools
 import glob
 import gzip
 import json
 import os
+import re
 import time
 
 import jax
@@ -53,28 +55,61 @@ def _gelu_tanh(h):
   return jax.nn.gelu(h, approximate=True)  # cuBLASLt's epilogue form; not HF's exact GELU
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _linear(x, w, b, precision):
+  return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
+
+
+def _linear_fwd(x, w, b, precision):
+  return _linear(x, w, b, precision), (x, w)
+
+
+def _linear_bwd(precision, res, dy):
+  x, w = res
+  x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+  dx = jnp.einsum('...e,de->...d', dy, w, precision=precision)
+  dw = jnp.einsum('nd,ne->de', x2, dy2, precision=precision)
+  # The bias gradient as a [1, N] x [N, E] matmul (float32 accumulation), not a reduction.
+  db = jnp.einsum('n,ne->e', jnp.ones(x2.shape[:1], dy.dtype), dy2, precision=precision,
+                  preferred_element_type=jnp.float32)
+  return dx, dw, db.astype(dy.dtype)
+
+
+_linear.defvjp(_linear_fwd, _linear_bwd)
+
+
+def _dense_biasmm(x, p, policy):
+  dtype = policy.compute_dtype
+  return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
+
+
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
-           'gelu_tanh': {'_gelu': _gelu_tanh}}
+           'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 
 def apply_variant(variant):
-  """Puts bert_jax.model back as it is, then swaps in the variant's functions."""
+  """Puts bert_jax.model back as it is, then swaps in the variant's functions.
+
+  A variant may combine parts with '+', e.g. 'qkv3+biasmm'."""
   for name, fn in ORIGINALS.items():
     setattr(model, name, fn)
-  for name, fn in PATCHES.get(variant, {}).items():
-    setattr(model, name, fn)
+  parts = variant.split('+')
+  for part in parts:
+    for name, fn in PATCHES.get(part, {}).items():
+      setattr(model, name, fn)
+  return parts
 
 
 def build_train(variant, seq, batch, policy, preset):
-  apply_variant(variant)
+  parts = apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='fused')
-  if variant == 'nodrop':
+  if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
-  impl = 'rbg' if variant.startswith('rbg') else None
+  impl = 'rbg' if 'rbg' in parts else None
   key = jax.random.key(0, impl=impl) if impl else jax.random.PRNGKey(0)
   state = jax.jit(lambda: steps.create_state(
       model.init_params(jax.random.PRNGKey(1), config), optimizer, key,
@@ -83,18 +118,19 @@ def build_train(variant, seq, batch, policy, preset):
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
             for _ in range(2)]
+  compiled = fn.lower(state, inputs[0]).compile()
   holder = {'state': state}
 
   def run(n):
     for i in range(n):
-      holder['state'], metrics = fn(holder['state'], inputs[i % 2])
+      holder['state'], metrics = compiled(holder['state'], inputs[i % 2])
     jax.block_until_ready(holder['state'])
-  return run, config
+  return run, config, compiled
 
 
 def build_infer(variant, seq, batch, policy, preset):
-  apply_variant(variant)
-  config = ModelConfig.preset(preset).replace(attention='xla' if variant == 'xla' else 'fused')
+  parts = apply_variant(variant)
+  config = ModelConfig.preset(preset).replace(attention='xla' if 'xla' in parts else 'fused')
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   params = jax.jit(lambda: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
                                         model.init_params(jax.random.PRNGKey(1), config)),
@@ -102,11 +138,12 @@ def build_infer(variant, seq, batch, policy, preset):
   fn = inference.make_eval_fn(mesh, config, policy)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
+  compiled = fn.lower(params, x).compile()
 
   def run(n):
     for _ in range(n):
-      jax.block_until_ready(fn(params, x))
-  return run, config
+      jax.block_until_ready(compiled(params, x))
+  return run, config, compiled
 
 
 CLASSES = (('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
@@ -122,6 +159,54 @@ def classify(name):
     if any(k in low for k in keys):
       return cls
   return 'other'
+
+
+_FUSION = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\S+) fusion\((.*?)\), kind=(\w+)'
+                     r'.*?calls=%?([\w.\-]+)')
+_OP = re.compile(r'= \S+ ([a-z][\w\-]*)\(')
+
+
+def _kernel_name(hlo_name):
+  return re.sub(r'[.\-]', '_', hlo_name)
+
+
+def hlo_fusions(hlo_text):
+  """Per fusion of the optimised HLO (by its kernel name): result shape, kind, operand
+  shapes and the ops inside, so a kernel in the trace says what it computes."""
+  bodies, current = {}, None
+  for line in hlo_text.splitlines():
+    head = re.match(r'^%?([\w.\-]+) [^=]*\{\s*$', line) or re.match(r'^%?([\w.\-]+) \(', line)
+    if head and not line.startswith(' '):
+      current = head.group(1)
+      bodies[current] = collections.Counter()
+    elif current and line.startswith('}'):
+      current = None
+    elif current:
+      op = _OP.search(line)
+      if op and op.group(1) not in ('parameter', 'constant'):
+        bodies[current][op.group(1)] += 1
+  shapes = dict(re.findall(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = ([^\s{]+)', hlo_text, re.M))
+  out = {}
+  for line in hlo_text.splitlines():
+    m = _FUSION.match(line)
+    if m:
+      name, shape, operands, kind, calls = m.groups()
+      op_name = re.search(r'op_name="([^"]*)"', line)
+      out.setdefault(_kernel_name(name), {
+          'hlo': name, 'shape': shape.split('{')[0], 'kind': kind,
+          'operands': [shapes.get(o, o) for o in re.findall(r'%?([\w.\-]+)', operands)][:6],
+          'ops': dict(bodies.get(calls, collections.Counter()).most_common(8)),
+          'op_name': op_name.group(1)[-160:] if op_name else ''})
+  return out
+
+
+def annotate(summary, fusions):
+  """Adds the HLO description to each top kernel whose name is a fusion's."""
+  for k in summary.get('top_kernels', []):
+    info = fusions.get(k['name']) or fusions.get(re.sub(r'_\d+$', '', k['name']))
+    if info:
+      k['hlo'] = info
+  return summary
 
 
 def summarise(trace_dir, steps_profiled, top=30):
@@ -181,7 +266,9 @@ def main():
   build = build_train if args.kind == 'train' else build_infer
   env = records.environment()
   for variant in args.variants:
-    run, config = build(variant, args.seq, args.batch, policy, args.preset)
+    t0 = time.perf_counter()
+    run, config, compiled = build(variant, args.seq, args.batch, policy, args.preset)
+    compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run(3)
     warm = time.perf_counter() - t0
@@ -189,7 +276,7 @@ def main():
     run(args.steps)
     dt = (time.perf_counter() - t0) / args.steps
     rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant, 'seq_len': args.seq,
-           'batch_size': args.batch, 'precision': args.precision, 'warmup_s': warm,
+           'batch_size': args.batch, 'precision': args.precision, 'compile_s': compile_s, 'warmup_s': warm,
            'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
            'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags']}
     if args.kind == 'train':
@@ -200,7 +287,10 @@ def main():
       trace_dir = os.path.join(args.out, f'trace_{args.kind}_{variant}')
       with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
         run(5)
-      rec['profile'] = summarise(trace_dir, 5)
+      hlo = compiled.as_text()
+      with gzip.open(os.path.join(args.out, f'hlo_{args.kind}_{variant}.txt.gz'), 'wt') as f:
+        f.write(hlo)
+      rec['profile'] = annotate(summarise(trace_dir, 5), hlo_fusions(hlo))
     print(json.dumps(rec), flush=True)
     with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
       f.write(json.dumps(rec) + '\n')
