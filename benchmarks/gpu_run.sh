@@ -2,9 +2,10 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2 (1 GPU); grid, rest, fullgrid, scale
-# (4 GPUs: one job per GPU at once). Results go to $OUT (or ./gpu_out); the 4-GPU groups
-# pack them into $OUT/results.tgz, since the device tool returns at most 8 files.
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2 (1 GPU); grid, rest, fullgrid,
+# gridrest, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
+# at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
@@ -21,11 +22,12 @@ quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|
 # One-GPU bench points pinned to one GPU of a several-GPU machine; records in $OUT/g<GPU>.
 B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
    --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
+left() { local l=$(( ${DEADLINE:-560} - SECONDS )); echo $(( l > 1 ? l : 1 )); }  # secs to deadline
 ours() {  # GPU kind seq precision batches
-  CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
+  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
     --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
     --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
-peer() { CUDA_VISIBLE_DEVICES=$1 timeout 560 python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
+peer() { CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
 merge() {  # every GPU's records in $OUT/all, and the report of them
   mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl" 2>/dev/null
   cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl" 2>/dev/null
@@ -68,16 +70,29 @@ rest)  # the grid points the 'grid' call did not reach before its time limit
     --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(16,32)' 2>&1 | grep -E 'Error' | head -3
   python3 run.py --config=configs/bench_infer.py $B --config.bench.seq_lens='(128,)' \
     --config.bench.precisions='("fp16",)' --config.bench.batch_sizes='(1,8,64)' 2>&1 | grep -E 'Error' | head -3 ;;
-fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length, ours and the peer's
+fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length, ours and the peer's.
+  # Everything stops by DEADLINE seconds (records are appended per point); merge with
+  # 'run.py --mode=report' where the records land (9.9 min per call is too short for both).
   S=${SEQ:-384}; ALL='(1,2,4,8,16,32,64)'; P=$([ "$S" = 384 ] && echo 32 || echo 64)
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train $S bf16 "$ALL" ) &
   ( ours 1 train $S fp16 "$ALL" ) &
   ( ours 2 train $S fp32 "$ALL" ) &
-  ( ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)'
-    peer 3 --train $S:$P --precision bf16 --modes eager compile
-    peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes eager compile ) &
-  wait; merge; pack ;;
+  ( peer 3 --train $S:$P --precision bf16 --modes eager compile
+    peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes eager compile
+    ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)' ) &
+  wait ;;
+gridrest)  # 4 GPUs, about 5 min: the one-GPU points the two fullgrid calls left, the peer at 384
+  # in the same call, and issue 6's next variant (GELU residual in bf16) beside the base step
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( ours 0 train 384 fp32 '(64,)'; ours 0 infer 384 fp32 '(2,4,16,32)'; ours 0 infer 128 bf16 '(32,64)' ) &
+  ( ours 1 infer 128 fp32 '(1,2,4,8,16,32,64)' ) &
+  ( peer 2 --train 384:32 --precision bf16 --modes eager compile
+    peer 2 --infer 384:1 384:8 384:64 --precision fp16 --modes eager compile ) &
+  ( CUDA_VISIBLE_DEVICES=3 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
+      --batch 32 --variants base gelu_res16 qkv3+gelu_res16 --profile gelu_res16 --out "$OUT/g3" \
+      2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
+  wait; rm -rf "$OUT"/g3/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &

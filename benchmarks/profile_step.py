@@ -8,7 +8,11 @@ Variants (train): base = the code as it is; bern = dropout masks from one float 
 per element (jax.random.bernoulli, the code before byte masks); nodrop = dropout off
 (the ceiling dropout allows); rbg = the train state's key uses JAX's 'rbg' PRNG (XLA
 RngBitGenerator); qkv3 = q, k, v from three matmuls instead of slicing one fused output;
-gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU).
+gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU);
+biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
+gelu_res16 = the exact GELU with a custom VJP that keeps its input in the compute dtype for
+the backward pass (autodiff keeps the float32 copy: 4 bytes an element written and re-read).
+Parts combine with '+', e.g. qkv3+gelu_res16.
 Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
 Each variant compiles apart (warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
@@ -55,6 +59,27 @@ def _gelu_tanh(h):
   return jax.nn.gelu(h, approximate=True)  # cuBLASLt's epilogue form; not HF's exact GELU
 
 
+@jax.custom_vjp
+def _gelu_res16(h):
+  return ORIGINALS['_gelu'](h)
+
+
+def _gelu_res16_fwd(h):
+  # Saves the pre-activation in the compute dtype (bf16: 2 bytes an element), where autodiff
+  # of the float32 GELU saves its float32 copy (4 bytes) for the backward pass.
+  return ORIGINALS['_gelu'](h), h
+
+
+def _gelu_res16_bwd(h, g):
+  x = h.astype(jnp.float32)
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
+  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
+
+
+_gelu_res16.defvjp(_gelu_res16_fwd, _gelu_res16_bwd)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _linear(x, w, b, precision):
   return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
@@ -84,7 +109,8 @@ def _dense_biasmm(x, p, policy):
 
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
-           'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm}}
+           'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
+           'gelu_res16': {'_gelu': _gelu_res16}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 
@@ -161,9 +187,9 @@ def classify(name):
   return 'other'
 
 
-_FUSION = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\S+) fusion\((.*?)\), kind=(\w+)'
+_FUSION = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\(.*?\)|\S+) fusion\((.*?)\), kind=(\w+)'
                      r'.*?calls=%?([\w.\-]+)')
-_OP = re.compile(r'= \S+ ([a-z][\w\-]*)\(')
+_OP = re.compile(r'= (?:\(.*?\)|\S+) ([a-z][\w\-]*)\(')
 
 
 def _kernel_name(hlo_name):
@@ -185,7 +211,7 @@ def hlo_fusions(hlo_text):
       op = _OP.search(line)
       if op and op.group(1) not in ('parameter', 'constant'):
         bodies[current][op.group(1)] += 1
-  shapes = dict(re.findall(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = ([^\s{]+)', hlo_text, re.M))
+  shapes = dict(re.findall(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = (\(.*?\)|[^\s{]+)', hlo_text, re.M))
   out = {}
   for line in hlo_text.splitlines():
     m = _FUSION.match(line)
@@ -193,7 +219,7 @@ def hlo_fusions(hlo_text):
       name, shape, operands, kind, calls = m.groups()
       op_name = re.search(r'op_name="([^"]*)"', line)
       out.setdefault(_kernel_name(name), {
-          'hlo': name, 'shape': shape.split('{')[0], 'kind': kind,
+          'hlo': name, 'shape': re.sub(r'\{[\d,]*\}', '', shape), 'kind': kind,
           'operands': [shapes.get(o, o) for o in re.findall(r'%?([\w.\-]+)', operands)][:6],
           'ops': dict(bodies.get(calls, collections.Counter()).most_common(8)),
           'op_name': op_name.group(1)[-160:] if op_name else ''})
