@@ -11,6 +11,7 @@ A point measured more than once is shown with its latest record.
 from __future__ import annotations
 
 import collections
+import datetime
 import glob
 import os
 
@@ -41,6 +42,22 @@ def _latest(recs, key):
   for r in recs:
     table[key(r)] = r
   return table
+
+
+# One device call lasts at most ~10 minutes: records further apart than this come from
+# different calls (or machines), and a ratio between them is not a same-run comparison.
+SAME_CALL_MINUTES = 15
+APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
+              'ours (another run or device call): the ratio is not a same-run comparison.')
+
+
+def _apart(a: dict, b: dict) -> bool:
+  """Whether two records were measured more than SAME_CALL_MINUTES apart."""
+  try:
+    ta, tb = (datetime.datetime.fromisoformat(r['time']) for r in (a, b))
+  except (KeyError, TypeError, ValueError):
+    return False
+  return abs((ta - tb).total_seconds()) > 60 * SAME_CALL_MINUTES
 
 
 def _fmt(x, digits=1):
@@ -83,7 +100,7 @@ def train_tables(recs) -> list[str]:
                  lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
   peer_systems = sorted({k[3] for k in peer})
   failed = [r for r in train if r.get('status', 'ok') != 'ok']
-  lines = []
+  lines, apart = [], False
   for seq in sorted({k[0] for k in mine}):
     lines += [f'## Training, seq {seq}: sentences/s', '']
     head = ['precision', 'GPUs', 'batch/GPU', 'sent/s', 'per GPU', 'MFU', 'step p50 ms',
@@ -98,13 +115,19 @@ def train_tables(recs) -> list[str]:
              st.get('p50'), st.get('p90'), st.get('p99'), r.get('peak_memory_gb'),
              r.get('projected_2_epochs_s')]
       if peer_systems:
-        rates = [peer.get((seq, r['precision'], r['batch_size'], p), {}).get('sentences_per_s')
-                 if r['num_devices'] == 1 else None for p in peer_systems]
-        best = max((x for x in rates if x), default=None)
-        row += rates + [f"{r['sentences_per_s'] / best:.2f}" if best else None]
+        peers = [peer.get((seq, r['precision'], r['batch_size'], p)) if r['num_devices'] == 1
+                 else None for p in peer_systems]
+        row += [_fmt(q['sentences_per_s']) + (' †' if _apart(q, r) else '') if q else None
+                for q in peers]
+        best = max((q for q in peers if q), key=lambda q: q['sentences_per_s'], default=None)
+        row.append(f"{r['sentences_per_s'] / best['sentences_per_s']:.2f}"
+                   + (' †' if _apart(best, r) else '') if best else None)
+        apart = apart or any(q and _apart(q, r) for q in peers)
       lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
     lines.append('')
     lines += _scaling_table(mine, seq)
+  if apart:
+    lines += [APART_NOTE, '']
   if failed:
     lines += ['## Training points not measured', '', '| precision | seq | GPUs | batch/GPU | status |',
               '| --- | --- | --- | --- | --- |']
@@ -165,7 +188,7 @@ def infer_tables(recs) -> list[str]:
   infer = [r for r in recs if r['kind'] == 'infer' and r.get('status', 'ok') == 'ok'
            and r.get('source', 'bench') == 'bench']
   rows = _latest(infer, lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
-  lines = []
+  lines, apart = [], False
   for seq in sorted({k[0] for k in rows}):
     lines += [f'## Inference, seq {seq}: latency (ms) and throughput', '',
               '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
@@ -174,12 +197,15 @@ def infer_tables(recs) -> list[str]:
     for key in sorted((k for k in rows if k[0] == seq), key=lambda k: (k[1], k[2], k[3] != 'bert_jax', k[3])):
       r = rows[key]
       lat = r['latency_ms']
-      row = [key[3], r['precision'], r['batch_size'], r.get('total_inference_s'),
+      ours = [rows[k] for k in rows if k[3] == 'bert_jax' and (k[0], k[2]) == (seq, key[2])]
+      far = key[3] != 'bert_jax' and bool(ours) and all(_apart(r, o) for o in ours)
+      apart = apart or far
+      row = [key[3] + (' †' if far else ''), r['precision'], r['batch_size'], r.get('total_inference_s'),
              r.get('sentences')] + [lat[p] for p in PCTS] + [lat['mean'], r['sentences_per_s'],
                                                              'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO']
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
     lines.append('')
-  return lines
+  return lines + ([APART_NOTE, ''] if apart else [])
 
 
 def _save(fig, out_dir: str, name: str, written: list[str]) -> None:

@@ -180,3 +180,23 @@ def test_report_never_mixes_cards_in_one_table(tmp_path):
   assert {os.path.basename(p) for p in out['plots']} == {
       'NVIDIA_H100_80GB_HBM3_infer_latency_seq384_fp16.png',
       'NVIDIA_H200_infer_latency_seq384_fp16.png'}
+
+
+def test_report_marks_a_peer_measured_in_another_call(tmp_path):
+  ours = {'schema': records.SCHEMA, 'kind': 'infer', 'status': 'ok', 'precision': 'fp16',
+          'seq_len': 384, 'num_devices': 1, 'source': 'bench', 'sentences': 100,
+          'total_inference_s': 0.25, 'sentences_per_s': 400.0, 'device': 'NVIDIA H200',
+          'latency_ms': {'p50': 2.5, 'p90': 2.6, 'p95': 2.7, 'p99': 2.8, 'p100': 2.9,
+                         'mean': 2.5}}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    for batch in (1, 8):
+      f.write(json.dumps({**ours, 'batch_size': batch, 'time': '2026-11-27T06:00:00+00:00'})
+              + '\n')
+    # batch 1: the peer 5 minutes later (same call); batch 8: 2 hours earlier (another call)
+    for batch, when in ((1, '2026-11-27T06:05:00+00:00'), (8, '2026-11-27T04:00:00+00:00')):
+      f.write(json.dumps({**ours, 'framework': 'pytorch-hf', 'mode': 'compile',
+                          'batch_size': batch, 'time': when}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  rows = [line for line in text.splitlines() if line.startswith('| pytorch-hf')]
+  assert '†' not in rows[0] and '| pytorch-hf compile † | fp16 | 8 |' in rows[1]
+  assert report.APART_NOTE in text
