@@ -83,14 +83,16 @@ fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length,
     ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)' ) &
   wait ;;
 gridrest)  # 4 GPUs, about 5 min: the one-GPU points the two fullgrid calls left, the peer at 384
-  # in the same call, and issue 6's next variant (GELU residual in bf16) beside the base step
+  # in the same call, and issue 6's next variants (GELU and LayerNorm residuals in the compute
+  # dtype) beside the base step
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train 384 fp32 '(64,)'; ours 0 infer 384 fp32 '(2,4,16,32)'; ours 0 infer 128 bf16 '(32,64)' ) &
   ( ours 1 infer 128 fp32 '(1,2,4,8,16,32,64)' ) &
   ( peer 2 --train 384:32 --precision bf16 --modes eager compile
     peer 2 --infer 384:1 384:8 384:64 --precision fp16 --modes eager compile ) &
   ( CUDA_VISIBLE_DEVICES=3 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
-      --batch 32 --variants base gelu_res16 qkv3+gelu_res16 --profile gelu_res16 --out "$OUT/g3" \
+      --batch 32 --variants base gelu_res16 ln_res16 gelu_res16+ln_res16 --profile gelu_res16+ln_res16 \
+      --out "$OUT/g3" \
       2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
   wait; rm -rf "$OUT"/g3/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs

@@ -12,7 +12,8 @@ gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU)
 biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
 gelu_res16 = the exact GELU with a custom VJP that keeps its input in the compute dtype for
 the backward pass (autodiff keeps the float32 copy: 4 bytes an element written and re-read).
-Parts combine with '+', e.g. qkv3+gelu_res16.
+ln_res16 = LayerNorm with a custom VJP that saves its input in its own dtype and the float32
+row statistics. Parts combine with '+', e.g. gelu_res16+ln_res16.
 Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
 Each variant compiles apart (warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
@@ -80,6 +81,40 @@ def _gelu_res16_bwd(h, g):
 _gelu_res16.defvjp(_gelu_res16_fwd, _gelu_res16_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _ln(x, scale, bias, eps, dtype):
+  return ORIGINALS['_layer_norm'](x, {'scale': scale, 'bias': bias}, eps, dtype)
+
+
+def _ln_fwd(x, scale, bias, eps, dtype):
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=-1, keepdims=True)
+  rstd = jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
+  y = ((x32 - mean) * rstd * scale + bias).astype(dtype)
+  # Saves the input in its own dtype and two float32 numbers per row; autodiff keeps
+  # float32 [B, T, D] intermediates instead.
+  return y, (x, mean, rstd, scale)
+
+
+def _ln_bwd(eps, dtype, res, g):
+  x, mean, rstd, scale = res
+  g32 = g.astype(jnp.float32)
+  xhat = (x.astype(jnp.float32) - mean) * rstd
+  gs = g32 * scale
+  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
+               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
+  axes = tuple(range(g.ndim - 1))
+  return dx.astype(x.dtype), jnp.sum(g32 * xhat, axis=axes), jnp.sum(g32, axis=axes)
+
+
+_ln.defvjp(_ln_fwd, _ln_bwd)
+
+
+def _layer_norm_res16(x, p, eps, dtype):
+  """LayerNorm whose backward pass reads the input in its own dtype (custom VJP)."""
+  return _ln(x, p['scale'], p['bias'], eps, dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _linear(x, w, b, precision):
   return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
@@ -110,7 +145,7 @@ def _dense_biasmm(x, p, policy):
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
-           'gelu_res16': {'_gelu': _gelu_res16}}
+           'gelu_res16': {'_gelu': _gelu_res16}, 'ln_res16': {'_layer_norm': _layer_norm_res16}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 
@@ -302,7 +337,8 @@ def main():
     run(args.steps)
     dt = (time.perf_counter() - t0) / args.steps
     rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant, 'seq_len': args.seq,
-           'batch_size': args.batch, 'precision': args.precision, 'compile_s': compile_s, 'warmup_s': warm,
+           'batch_size': args.batch, 'precision': args.precision, 'compile_s': compile_s,
+           'warmup_s': warm,
            'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
            'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags']}
     if args.kind == 'train':

@@ -194,15 +194,17 @@ def infer_tables(recs) -> list[str]:
               '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
               '| average | sent/s | p100 ≤ 2 × p99 |',
               '|' + ' --- |' * 13]
-    for key in sorted((k for k in rows if k[0] == seq), key=lambda k: (k[1], k[2], k[3] != 'bert_jax', k[3])):
+    for key in sorted((k for k in rows if k[0] == seq),
+                      key=lambda k: (k[1], k[2], k[3] != 'bert_jax', k[3])):
       r = rows[key]
       lat = r['latency_ms']
       ours = [rows[k] for k in rows if k[3] == 'bert_jax' and (k[0], k[2]) == (seq, key[2])]
       far = key[3] != 'bert_jax' and bool(ours) and all(_apart(r, o) for o in ours)
       apart = apart or far
-      row = [key[3] + (' †' if far else ''), r['precision'], r['batch_size'], r.get('total_inference_s'),
-             r.get('sentences')] + [lat[p] for p in PCTS] + [lat['mean'], r['sentences_per_s'],
-                                                             'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO']
+      row = ([key[3] + (' †' if far else ''), r['precision'], r['batch_size'],
+              r.get('total_inference_s'), r.get('sentences')] + [lat[p] for p in PCTS]
+             + [lat['mean'], r['sentences_per_s'],
+                'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO'])
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
     lines.append('')
   return lines + ([APART_NOTE, ''] if apart else [])

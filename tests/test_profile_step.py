@@ -44,7 +44,8 @@ def _grads(ps, variant, precision):
     ps.apply_variant('base')
 
 
-@pytest.mark.parametrize('variant', ['qkv3', 'biasmm', 'gelu_res16', 'qkv3+biasmm+gelu_res16'])
+@pytest.mark.parametrize('variant', ['qkv3', 'biasmm', 'gelu_res16', 'ln_res16',
+                                     'qkv3+biasmm+gelu_res16+ln_res16'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -62,6 +63,24 @@ def test_gelu_res16_keeps_a_bf16_residual_and_bf16_gradients(ps):
   # Within one bf16 rounding step of autodiff's gradient (its float32 math differs a little).
   np.testing.assert_allclose(np.asarray(vjp(g)[0], np.float32),
                              np.asarray(vjp_ref(g)[0], np.float32), rtol=2 ** -7, atol=1e-6)
+
+
+def test_ln_res16_keeps_the_input_dtype_and_matches_autodiff(ps):
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 64), jnp.float32) * 2 + 0.5
+  p = {'scale': jnp.linspace(0.5, 1.5, 64), 'bias': jnp.linspace(-0.1, 0.1, 64)}
+  g = jax.random.normal(jax.random.PRNGKey(2), x.shape, jnp.float32)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    xd = x.astype(dtype)
+    y, vjp = jax.vjp(lambda x, p: ps._layer_norm_res16(x, p, 1e-12, dtype), xd, p)
+    y_ref, vjp_ref = jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), xd, p)
+    big = [r for r in jax.tree.leaves(vjp) if r.size == x.size]
+    assert [r.dtype for r in big] == [dtype]           # only the input itself, in its dtype
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+    tol = 1e-5 if dtype == jnp.float32 else 2 ** -7
+    gd = g.astype(dtype)
+    for a, b in zip(jax.tree.leaves(vjp(gd)), jax.tree.leaves(vjp_ref(gd))):
+      a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+      np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
 
 
 def test_apply_variant_restores_the_model(ps):
