@@ -82,12 +82,13 @@ fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length,
     peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes eager compile
     ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)' ) &
   wait ;;
-gridrest)  # 4 GPUs, about 5 min: the one-GPU points the two fullgrid calls left, the peer at 384
-  # in the same call, and issue 6's next variants (GELU and LayerNorm residuals in the compute
-  # dtype) beside the base step
+gridrest)  # 4 GPUs, about 8 min: the one-GPU points the two fullgrid calls left, the peer at 384
+  # in the same call, issue 6's next variants (GELU and LayerNorm residuals in the compute
+  # dtype) beside the base step, and BERT-Large fine-tuning with length buckets of 64
   mkdir -p "$OUT"/g{0,1,2,3}
-  ( ours 0 train 384 fp32 '(64,)'; ours 0 infer 384 fp32 '(2,4,16,32)'; ours 0 infer 128 bf16 '(32,64)' ) &
-  ( ours 1 infer 128 fp32 '(1,2,4,8,16,32,64)' ) &
+  ( ours 0 train 384 fp32 '(64,)'; ours 0 infer 384 fp32 '(2,4,16,32)'
+    ours 0 infer 128 bf16 '(32,64)'; ours 0 infer 128 fp32 '(1,2,4,8,16,32,64)' ) &
+  ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 STEPS=400 CACHE=/tmp/cache_b timeout $(left) bash $0 large ) &
   ( peer 2 --train 384:32 --precision bf16 --modes eager compile
     peer 2 --infer 384:1 384:8 384:64 --precision fp16 --modes eager compile ) &
   ( CUDA_VISIBLE_DEVICES=3 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
