@@ -15,7 +15,8 @@ the backward pass (autodiff keeps the float32 copy: 4 bytes an element written a
 ln_res16 = LayerNorm with a custom VJP that saves its input in its own dtype and the float32
 row statistics. Parts combine with '+', e.g. gelu_res16+ln_res16.
 Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
-Each variant compiles apart (warm-up excluded) and times --steps steps with one sync.
+Each variant is built and compiled apart (compile_s, which includes building the state;
+warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
 (matmul / attention / elementwise+reduction / copy / other) from its Perfetto JSON.
 """
@@ -264,7 +265,7 @@ def hlo_fusions(hlo_text):
 def annotate(summary, fusions):
   """Adds the HLO description to each top kernel whose name is a fusion's."""
   for k in summary.get('top_kernels', []):
-    info = fusions.get(k['name']) or fusions.get(re.sub(r'_\d+$', '', k['name']))
+    info = fusions.get(k['name'])
     if info:
       k['hlo'] = info
   return summary
