@@ -55,9 +55,9 @@ def _apart(a: dict, b: dict) -> bool:
   """Whether two records were measured more than SAME_CALL_MINUTES apart."""
   try:
     ta, tb = (datetime.datetime.fromisoformat(r['time']) for r in (a, b))
-  except (KeyError, TypeError, ValueError):
+    return abs((ta - tb).total_seconds()) > 60 * SAME_CALL_MINUTES
+  except (KeyError, TypeError, ValueError):  # no time, or one naive and one aware
     return False
-  return abs((ta - tb).total_seconds()) > 60 * SAME_CALL_MINUTES
 
 
 def _fmt(x, digits=1):
