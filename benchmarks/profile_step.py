@@ -36,7 +36,6 @@ import numpy as np
 
 from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, records,
                       steps, train)
-from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
@@ -169,13 +168,11 @@ def build_train(variant, seq, batch, policy, preset):
   if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
-  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  data = mesh_lib.batch_sharding(mesh)
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
-  impl = 'rbg' if 'rbg' in parts else None
-  key = jax.random.key(0, impl=impl) if impl else jax.random.PRNGKey(0)
-  state = jax.jit(lambda: steps.create_state(
-      model.init_params(jax.random.PRNGKey(1), config), optimizer, key,
-      LossScale.for_policy(policy)), out_shardings=rep)()
+  key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
+  state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
+                                       key)
   fn = train.jit_train_step(mesh, config, policy, optimizer)
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
@@ -194,9 +191,7 @@ def build_infer(variant, seq, batch, policy, preset):
   parts = apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='xla' if 'xla' in parts else 'fused')
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
-  params = jax.jit(lambda: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
-                                        model.init_params(jax.random.PRNGKey(1), config)),
-                   out_shardings=mesh_lib.replicated(mesh))()
+  params = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1))
   fn = inference.make_eval_fn(mesh, config, policy)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))

@@ -58,6 +58,24 @@ def _memory_gb(compiled) -> float | None:
     return None
 
 
+def random_train_state(mesh, config: ModelConfig, policy: PrecisionPolicy, optimizer,
+                       params_key: jax.Array, rng_key: jax.Array) -> steps.TrainState:
+  """A replicated train state: random weights from params_key, dropout keys from rng_key."""
+  scale = LossScale.for_policy(policy)
+  init = jax.jit(lambda pk, rk: steps.create_state(model.init_params(pk, config), optimizer,
+                                                   rk, scale),
+                 out_shardings=mesh_lib.replicated(mesh))
+  return init(params_key, rng_key)
+
+
+def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array):
+  """Replicated random weights in the policy's compute dtype (for inference timing)."""
+  init = jax.jit(lambda k: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
+                                        model.init_params(k, config)),
+                 out_shardings=mesh_lib.replicated(mesh))
+  return init(key)
+
+
 def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,
                   data_sharding, count: int, seed: int):
   """`count` distinct device batches, from features when given, else synthetic."""
@@ -83,11 +101,9 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   global_batch = batch_per_device * mesh.size
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
-  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  scale = LossScale.for_policy(policy)
-  init = jax.jit(lambda k: steps.create_state(model.init_params(k, config), optimizer, k, scale),
-                 out_shardings=rep)
-  state = init(jax.random.PRNGKey(seed))
+  data = mesh_lib.batch_sharding(mesh)
+  key = jax.random.PRNGKey(seed)
+  state = random_train_state(mesh, config, policy, optimizer, key, key)
   inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
                          min(steps_timed, 4), seed)
   fn = train_lib.jit_train_step(mesh, config, policy, optimizer)
@@ -134,10 +150,8 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
                features: Features | None = None) -> dict:
   """Latency percentiles (each batch synchronised) and throughput of eval_step."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
-  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  params = jax.jit(lambda k: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
-                                          model.init_params(k, config)),
-                   out_shardings=rep)(jax.random.PRNGKey(seed))
+  data = mesh_lib.batch_sharding(mesh)
+  params = random_params(mesh, config, policy, jax.random.PRNGKey(seed))
   fn = inference.make_eval_fn(mesh, config, policy)
   if features is not None:
     inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
