@@ -44,7 +44,7 @@ minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCK
     --config.data.bucket_width=${BUCKET:-0} --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
-  W=/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}
+  W=${LARGE_DIR:-/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}}  # LARGE_DIR under $OUT: kept if cut off
   python3 run.py --config=configs/large_1gpu.py --workdir=$W \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
     --config.data.cache_dir=${CACHE:-/tmp/cache} --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
@@ -52,7 +52,8 @@ large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hun
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
     --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
-  mkdir -p "$OUT/$(basename $W)"; cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/" ;;
+  [ -n "${LARGE_DIR:-}" ] || { mkdir -p "$OUT/$(basename $W)"
+    cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/"; } ;;
 grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train 384 bf16 '(1,4,16,32,64)'; ours 0 train 384 fp16 '(32,)'; ours 0 train 384 fp32 '(32,)' ) &
@@ -82,20 +83,29 @@ fullgrid)  # SEQ=384 or 128 (one call each): every one-GPU point at that length,
     peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes eager compile
     ours 3 infer $S fp16 "$ALL"; ours 3 infer $S bf16 "$ALL"; ours 3 infer $S fp32 '(1,8,64)' ) &
   wait ;;
-gridrest)  # 4 GPUs, about 8 min: the one-GPU points the two fullgrid calls left, the peer at 384
-  # in the same call, issue 6's next variants (GELU and LayerNorm residuals in the compute
-  # dtype) beside the base step, and BERT-Large fine-tuning with length buckets of 64
+gridrest)  # 4 GPUs, about 9 min: the one-GPU points the two fullgrid calls left; the peer at 384
+  # and our headline seq-384 points on one GPU in the same call; issue 6's next variants (GELU
+  # and LayerNorm residuals in the compute dtype) beside the base step, and the host time of a
+  # batch-1 inference call with XLA's command buffers as they are, off, and widened;
+  # BERT-Large fine-tuning with length buckets of 64
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train 384 fp32 '(64,)'; ours 0 infer 384 fp32 '(2,4,16,32)'
     ours 0 infer 128 bf16 '(32,64)'; ours 0 infer 128 fp32 '(1,2,4,8,16,32,64)' ) &
-  ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 STEPS=400 CACHE=/tmp/cache_b timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 STEPS=400 CACHE=/tmp/cache_b LARGE_DIR="$OUT/large_1gpu_b64" \
+    timeout $(left) bash $0 large ) &
   ( peer 2 --train 384:32 --precision bf16 --modes eager compile
-    peer 2 --infer 384:1 384:8 384:64 --precision fp16 --modes eager compile ) &
-  ( CUDA_VISIBLE_DEVICES=3 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
-      --batch 32 --variants base gelu_res16 ln_res16 gelu_res16+ln_res16 --profile gelu_res16+ln_res16 \
-      --out "$OUT/g3" \
-      2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
-  wait; rm -rf "$OUT"/g3/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+    peer 2 --infer 384:1 384:8 384:64 --precision fp16 --modes eager compile
+    ours 2 infer 384 fp16 '(1,8,64)'; ours 2 train 384 bf16 '(32,64)' ) &
+  ( export CUDA_VISIBLE_DEVICES=3; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g3"
+    show() { grep -E '^\{|Error' | cut -c1-300; }
+    timeout $(left) $PS --kind train --batch 32 --variants base gelu_res16 ln_res16 gelu_res16+ln_res16 \
+      --profile gelu_res16+ln_res16 2>&1 | show
+    IB="--kind infer --batch 1 --precision fp16 --variants base --steps 200"
+    timeout $(left) $PS $IB 2>&1 | show
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout $(left) $PS $IB 2>&1 | show
+    XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \
+      timeout $(left) $PS $IB 2>&1 | show ) &
+  wait; rm -rf "$OUT"/g3/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/large_1gpu_b64/checkpoints; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &

@@ -15,6 +15,8 @@ the backward pass (autodiff keeps the float32 copy: 4 bytes an element written a
 ln_res16 = LayerNorm with a custom VJP that saves its input in its own dtype and the float32
 row statistics. Parts combine with '+', e.g. gelu_res16+ln_res16.
 Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
+Inference records also carry 'host': the time a call takes to return before the GPU is
+done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Each variant is built and compiled apart (compile_s, which includes building the state;
 warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
@@ -200,7 +202,29 @@ def build_infer(variant, seq, batch, policy, preset):
   def run(n):
     for _ in range(n):
       jax.block_until_ready(compiled(params, x))
+  run.host_probe = lambda: host_probe(compiled, params, x)
   return run, config, compiled
+
+
+def host_probe(compiled, params, x, n=50):
+  """Host-side costs of one inference call (ms, medians of n): 'enqueue', the time until
+  the call returns (before the GPU is done); 'args', a synchronised call of a one-kernel
+  executable that takes the same params pytree, i.e. the per-call cost of the arguments."""
+  trivial = jax.jit(lambda p, batch: batch['input_ids'][:1, :1] + 1, keep_unused=True)
+  trivial = trivial.lower(params, x).compile()
+  out = {'param_leaves': len(jax.tree.leaves(params))}
+  for name, fn, sync_in_timing in (('enqueue', compiled, False), ('args', trivial, True)):
+    jax.block_until_ready(fn(params, x))
+    times = []
+    for _ in range(n):
+      t = time.perf_counter()
+      y = fn(params, x)
+      if sync_in_timing:
+        jax.block_until_ready(y)
+      times.append((time.perf_counter() - t) * 1e3)
+      jax.block_until_ready(y)
+    out[f'{name}_ms'] = float(np.median(times))
+  return out
 
 
 CLASSES = (('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
@@ -337,6 +361,8 @@ def main():
            'warmup_s': warm,
            'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
            'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags']}
+    if hasattr(run, 'host_probe'):
+      rec['host'] = run.host_probe()
     if args.kind == 'train':
       flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                                config.intermediate_size, args.seq)

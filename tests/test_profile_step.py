@@ -122,3 +122,12 @@ def test_hlo_fusions_on_a_compiled_step(ps):
   fusions = ps.hlo_fusions(text)
   assert fusions, 'no fusion found in the compiled HLO'
   assert any(v['shape'] == 'f32[32,64]' and 'tanh' in v['ops'] for v in fusions.values())
+
+
+def test_infer_host_probe_counts_every_param_leaf(ps):
+  run, config, _ = ps.build_infer('base', 16, 2, PrecisionPolicy('bf16'), 'tiny')
+  run(1)
+  host = run.host_probe()
+  # 5 embedding leaves (word, position, token type, LayerNorm scale and bias), 12 per layer, 2 qa
+  assert host['param_leaves'] == 5 + 12 * config.num_layers + 2
+  assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
