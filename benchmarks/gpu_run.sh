@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2 (1 GPU); grid, rest, fullgrid,
-# gridrest, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -98,14 +98,32 @@ gridrest)  # 4 GPUs, about 9 min: the one-GPU points the two fullgrid calls left
     ours 2 infer 384 fp16 '(1,8,64)'; ours 2 train 384 bf16 '(32,64)' ) &
   ( export CUDA_VISIBLE_DEVICES=3; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g3"
     show() { grep -E '^\{|Error' | cut -c1-300; }
-    timeout $(left) $PS --kind train --batch 32 --variants base gelu_res16 ln_res16 gelu_res16+ln_res16 \
-      --profile gelu_res16+ln_res16 2>&1 | show
+    # (ran at commit 40ab3e2 as base gelu_res16 ln_res16 gelu_res16+ln_res16; those are the model now)
+    timeout $(left) $PS --kind train --batch 32 --variants gelu_autodiff+ln_autodiff ln_autodiff \
+      gelu_autodiff base --profile base 2>&1 | show
     IB="--kind infer --batch 1 --precision fp16 --variants base --steps 200"
     timeout $(left) $PS $IB 2>&1 | show
     XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout $(left) $PS $IB 2>&1 | show
     XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \
       timeout $(left) $PS $IB 2>&1 | show ) &
   wait; rm -rf "$OUT"/g3/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/large_1gpu_b64/checkpoints; pack ;;
+headline)  # 4 GPUs, about 9 min: issue 6's targets with the peer in the same call after the
+  # custom VJPs (GELU, LayerNorm) and stacked inference params; the stacked/unstacked and
+  # autodiff/custom-VJP comparisons on one GPU; the last issue-5 grid point
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( export CUDA_VISIBLE_DEVICES=0; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g0"
+    show() { grep -E '^\{|Error' | cut -c1-300; }
+    timeout $(left) $PS --kind infer --batch 1 --precision fp16 --variants base unstacked --profile base \
+      --steps 200 2>&1 | show
+    timeout $(left) $PS --kind infer --batch 8 --precision fp16 --variants base unstacked --steps 100 2>&1 | show
+    timeout $(left) $PS --kind train --batch 32 --variants base gelu_autodiff+ln_autodiff 2>&1 | show ) &
+  ( peer 1 --train 384:32 128:64 --precision bf16 --modes compile
+    ours 1 train 384 bf16 '(32,64)'; ours 1 train 384 fp16 '(32,)' ) &
+  ( peer 2 --infer 384:1 384:8 128:1 128:8 --precision fp16 --modes compile
+    ours 2 infer 384 fp16 '(1,8,64)'; ours 2 infer 128 fp16 '(1,8)'; ours 2 infer 384 bf16 '(1,8)'
+    ours 2 infer 128 fp32 '(64,)' ) &
+  ( ours 3 train 128 bf16 '(64,)'; ours 3 train 128 fp16 '(64,)' ) &
+  wait; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &

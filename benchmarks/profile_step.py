@@ -10,11 +10,13 @@ per element (jax.random.bernoulli, the code before byte masks); nodrop = dropout
 RngBitGenerator); qkv3 = q, k, v from three matmuls instead of slicing one fused output;
 gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU);
 biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
-gelu_res16 = the exact GELU with a custom VJP that keeps its input in the compute dtype for
-the backward pass (autodiff keeps the float32 copy: 4 bytes an element written and re-read).
-ln_res16 = LayerNorm with a custom VJP that saves its input in its own dtype and the float32
-row statistics. Parts combine with '+', e.g. gelu_res16+ln_res16.
-Variants (infer): base (cuDNN attention under bf16/fp16), xla, qkv3, gelu_tanh.
+gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
+float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
+in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
+gelu_autodiff+ln_autodiff (the step before the custom VJPs).
+Variants (infer): base (cuDNN attention under bf16/fp16, params from
+inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
+layer, as before prepare_params stacked them).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Each variant is built and compiled apart (compile_s, which includes building the state;
@@ -62,59 +64,17 @@ def _gelu_tanh(h):
   return jax.nn.gelu(h, approximate=True)  # cuBLASLt's epilogue form; not HF's exact GELU
 
 
-@jax.custom_vjp
-def _gelu_res16(h):
-  return ORIGINALS['_gelu'](h)
+def _gelu_autodiff(h):
+  """The exact GELU as autodiff sees it (before commit 'custom VJPs'): float32 residual."""
+  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
 
 
-def _gelu_res16_fwd(h):
-  # Saves the pre-activation in the compute dtype (bf16: 2 bytes an element), where autodiff
-  # of the float32 GELU saves its float32 copy (4 bytes) for the backward pass.
-  return ORIGINALS['_gelu'](h), h
-
-
-def _gelu_res16_bwd(h, g):
-  x = h.astype(jnp.float32)
-  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
-  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
-  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
-
-
-_gelu_res16.defvjp(_gelu_res16_fwd, _gelu_res16_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _ln(x, scale, bias, eps, dtype):
-  return ORIGINALS['_layer_norm'](x, {'scale': scale, 'bias': bias}, eps, dtype)
-
-
-def _ln_fwd(x, scale, bias, eps, dtype):
+def _layer_norm_autodiff(x, p, eps, dtype):
+  """LayerNorm left to autodiff (before the custom VJP): float32 [B, T, D] residuals."""
   x32 = x.astype(jnp.float32)
   mean = jnp.mean(x32, axis=-1, keepdims=True)
-  rstd = jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
-  y = ((x32 - mean) * rstd * scale + bias).astype(dtype)
-  # Saves the input in its own dtype and two float32 numbers per row; autodiff keeps
-  # float32 [B, T, D] intermediates instead.
-  return y, (x, mean, rstd, scale)
-
-
-def _ln_bwd(eps, dtype, res, g):
-  x, mean, rstd, scale = res
-  g32 = g.astype(jnp.float32)
-  xhat = (x.astype(jnp.float32) - mean) * rstd
-  gs = g32 * scale
-  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
-               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
-  axes = tuple(range(g.ndim - 1))
-  return dx.astype(x.dtype), jnp.sum(g32 * xhat, axis=axes), jnp.sum(g32, axis=axes)
-
-
-_ln.defvjp(_ln_fwd, _ln_bwd)
-
-
-def _layer_norm_res16(x, p, eps, dtype):
-  """LayerNorm whose backward pass reads the input in its own dtype (custom VJP)."""
-  return _ln(x, p['scale'], p['bias'], eps, dtype)
+  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']).astype(dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -147,7 +107,8 @@ def _dense_biasmm(x, p, policy):
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
-           'gelu_res16': {'_gelu': _gelu_res16}, 'ln_res16': {'_layer_norm': _layer_norm_res16}}
+           'gelu_autodiff': {'_gelu': _gelu_autodiff},
+           'ln_autodiff': {'_layer_norm': _layer_norm_autodiff}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 
@@ -194,6 +155,8 @@ def build_infer(variant, seq, batch, policy, preset):
   config = ModelConfig.preset(preset).replace(attention='xla' if 'xla' in parts else 'fused')
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   params = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1))
+  if 'unstacked' in parts:
+    params = {**params, 'layers': model.layer_params(params['layers'])}
   fn = inference.make_eval_fn(mesh, config, policy)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))

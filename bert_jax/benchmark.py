@@ -69,11 +69,9 @@ def random_train_state(mesh, config: ModelConfig, policy: PrecisionPolicy, optim
 
 
 def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array):
-  """Replicated random weights in the policy's compute dtype (for inference timing)."""
-  init = jax.jit(lambda k: jax.tree.map(lambda x: x.astype(policy.compute_dtype),
-                                        model.init_params(k, config)),
-                 out_shardings=mesh_lib.replicated(mesh))
-  return init(key)
+  """Replicated random weights as inference uses them (inference.prepare_params)."""
+  init = jax.jit(lambda k: model.init_params(k, config), out_shardings=mesh_lib.replicated(mesh))
+  return inference.prepare_params(init(key), policy)
 
 
 def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,

@@ -2,7 +2,7 @@
 
 Params (all float32):
   embeddings: word [V, D], position [P, D], token_type [T, D], ln {scale, bias} [D]
-  layers: a list of L dicts, each
+  layers: a list of L dicts (or one dict of [L, ...] arrays: stack_layers), each
     qkv      {kernel [D, 3D], bias [3D]}   fused query|key|value, heads major inside each
     attn_out {kernel [D, D],  bias [D]}
     attn_ln  {scale [D], bias [D]}
@@ -16,10 +16,12 @@ and the feed-forward output (plus attention-probability dropout on the 'xla' pat
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bert_jax import attention as attn
 from bert_jax.model_config import ModelConfig
@@ -64,11 +66,45 @@ def init_qa_head(rng: jax.Array, config: ModelConfig) -> Params:
 
 
 def _layer_norm(x, p, eps, dtype):
-  x32 = x.astype(jnp.float32)
+  """LayerNorm over the last axis in float32, returned in dtype.
+
+  A custom VJP saves the input in its own dtype and two float32 numbers per row; autodiff
+  kept float32 [B, T, D] intermediates for the backward pass (docs/performance_notes.md, 14).
+  Gradients agree with autodiff's within float32 rounding (bf16 input: one bf16 step).
+  """
+  return _ln(x, p['scale'], p['bias'], eps, dtype)
+
+
+def _ln_stats(x32, eps):
   mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-  y = (x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']
-  return y.astype(dtype)
+  return mean, jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _ln(x, scale, bias, eps, dtype):
+  return _ln_fwd(x, scale, bias, eps, dtype)[0]
+
+
+def _ln_fwd(x, scale, bias, eps, dtype):
+  x32 = x.astype(jnp.float32)
+  mean, rstd = _ln_stats(x32, eps)
+  y = ((x32 - mean) * rstd * scale + bias).astype(dtype)
+  return y, (x, mean, rstd, scale)
+
+
+def _ln_bwd(eps, dtype, res, g):
+  x, mean, rstd, scale = res
+  g32 = g.astype(jnp.float32)
+  xhat = (x.astype(jnp.float32) - mean) * rstd
+  gs = g32 * scale
+  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
+               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
+  axes = tuple(range(g.ndim - 1))
+  return (dx.astype(x.dtype), jnp.sum(g32 * xhat, axis=axes).astype(scale.dtype),
+          jnp.sum(g32, axis=axes).astype(scale.dtype))
+
+
+_ln.defvjp(_ln_fwd, _ln_bwd)
 
 
 def _dense(x, p, policy: PrecisionPolicy):
@@ -120,9 +156,28 @@ def _qkv(x_BTD, p, config, policy):
   return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
 
+@jax.custom_vjp
 def _gelu(h):
-  """BERT's exact (erf) GELU, computed in float32."""
+  """BERT's exact (erf) GELU, computed in float32, returned in h's dtype.
+
+  A custom VJP keeps the pre-activation in its own dtype for the backward pass (autodiff of
+  the float32 GELU kept a float32 copy) and computes the derivative in float32.
+  """
   return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+
+
+def _gelu_fwd(h):
+  return _gelu(h), h
+
+
+def _gelu_bwd(h, g):
+  x = h.astype(jnp.float32)
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
+  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
+
+
+_gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
 
 def _attention_block(x_BTD, mask_BT, p, config, policy, rng):
@@ -148,6 +203,24 @@ def _ffn_block(x_BTD, p, config, policy, rng):
   return _layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)
 
 
+def stack_layers(params: Params) -> Params:
+  """The same params with 'layers' as one dict of [L, ...] arrays instead of a list of L
+  dicts: 12 arrays instead of 12 L, for calls where the per-argument cost matters
+  (inference; docs/performance_notes.md, 15). encode and qa_logits take either form."""
+  layers = params['layers']
+  if isinstance(layers, dict):
+    return params
+  return {**params, 'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+
+
+def layer_params(layers) -> list[Params]:
+  """The per-layer dicts of a list or of a stacked dict (see stack_layers)."""
+  if isinstance(layers, dict):
+    n = len(jax.tree.leaves(layers)[0])
+    return [jax.tree.map(lambda x, i=i: x[i], layers) for i in range(n)]
+  return list(layers)
+
+
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
            config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None):
   """Final hidden states [batch, time, hidden] in the policy's compute dtype.
@@ -164,7 +237,7 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
   x_BTD = _layer_norm(x_BTD, emb['ln'], config.layer_norm_eps, policy.compute_dtype)
   x_BTD = _dropout(x_BTD, config.hidden_dropout, _rng(dropout_rng, 0))
   mask_BT = attention_mask.astype(bool)
-  for i, layer in enumerate(params['layers']):
+  for i, layer in enumerate(layer_params(params['layers'])):
     layer_rng = _rng(dropout_rng, 1, i)
     x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng)
     x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)

@@ -160,3 +160,90 @@ def test_dropout_rate_and_expectation(shape, rate, expected_rate):
   np.testing.assert_allclose(kept, [1 / (1 - expected_rate)], rtol=1e-6)  # unbiased scale
   y2 = model._dropout(x, rate, jax.random.PRNGKey(4))
   assert not np.array_equal(np.asarray(y), np.asarray(y2))
+
+
+def _gelu_autodiff(h):
+  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+
+
+def _layer_norm_autodiff(x, p, eps, dtype):
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']).astype(dtype)
+
+
+def test_gelu_keeps_a_bf16_residual_and_matches_autodiff():
+  h = jax.random.normal(jax.random.PRNGKey(0), (4, 64), jnp.bfloat16) * 3
+  y, vjp = jax.vjp(model._gelu, h)
+  assert [r.dtype for r in jax.tree.leaves(vjp)] == [jnp.bfloat16]
+  y_ref, vjp_ref = jax.vjp(_gelu_autodiff, h)
+  assert any(r.dtype == jnp.float32 for r in jax.tree.leaves(vjp_ref))  # what it saves
+  g = jnp.ones_like(y)
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+  # Within one bf16 rounding step of autodiff's gradient (its float32 math differs a little).
+  np.testing.assert_allclose(np.asarray(vjp(g)[0], np.float32),
+                             np.asarray(vjp_ref(g)[0], np.float32), rtol=2 ** -7, atol=1e-6)
+  x = jnp.linspace(-6, 6, 101)  # and float32 against the closed form
+  np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(model._gelu(v)))(x),
+                             jax.grad(lambda v: jnp.sum(_gelu_autodiff(v)))(x), atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_layer_norm_keeps_its_input_dtype_and_matches_autodiff(dtype):
+  x = (jax.random.normal(jax.random.PRNGKey(1), (2, 5, 64), jnp.float32) * 2 + 0.5).astype(dtype)
+  p = {'scale': jnp.linspace(0.5, 1.5, 64), 'bias': jnp.linspace(-0.1, 0.1, 64)}
+  g = jax.random.normal(jax.random.PRNGKey(2), x.shape, jnp.float32).astype(dtype)
+  y, vjp = jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)
+  y_ref, vjp_ref = jax.vjp(lambda x, p: _layer_norm_autodiff(x, p, 1e-12, dtype), x, p)
+  big = [r for r in jax.tree.leaves(vjp) if r.size == x.size]
+  assert [r.dtype for r in big] == [dtype]           # only the input itself, in its dtype
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+  tol = 1e-5 if dtype == jnp.float32 else 2 ** -7
+  grads, grads_ref = vjp(g), vjp_ref(g)
+  assert jax.tree.map(lambda a: a.dtype, grads) == jax.tree.map(lambda a: a.dtype, grads_ref)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize('policy', ['fp32', 'bf16'])
+def test_stacked_layers_give_the_same_logits_and_gradients(policy):
+  config = ModelConfig.preset('tiny')
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  stacked = model.stack_layers(params)
+  assert len(jax.tree.leaves(stacked)) == 5 + 12 + 2
+  assert stacked['layers']['qkv']['kernel'].shape == (config.num_layers, *params['layers'][0]['qkv']['kernel'].shape)
+  assert model.stack_layers(stacked) is stacked
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (2, 16)))
+  mask = jnp.ones_like(ids).at[1, 9:].set(0)
+
+  def loss(p):
+    s, e = model.qa_logits(p, ids, jnp.zeros_like(ids), mask, config=config,
+                           policy=PrecisionPolicy(policy), dropout_rng=jax.random.PRNGKey(3))
+    return jnp.sum(s * e)
+  np.testing.assert_array_equal(loss(params), loss(stacked))
+  g, g_stacked = jax.grad(loss)(params), jax.grad(loss)(stacked)
+  for i, layer in enumerate(model.layer_params(g_stacked['layers'])):
+    for a, b in zip(jax.tree.leaves(g['layers'][i]), jax.tree.leaves(layer)):
+      np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('policy', ['fp32', 'bf16', 'fp16'])
+def test_inference_params_give_the_same_logits(policy):
+  from bert_jax import inference, steps
+  config = ModelConfig.preset('tiny')
+  pol = PrecisionPolicy(policy)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  prepared = inference.prepare_params(params, pol)
+  assert len(jax.tree.leaves(prepared)) == 5 + 12 + 2
+  assert prepared['layers']['ffn_in']['kernel'].dtype == pol.compute_dtype
+  assert prepared['layers']['ffn_in']['bias'].dtype == jnp.float32  # only kernels are cast
+  ids = jnp.asarray(np.random.default_rng(1).integers(0, config.vocab_size, (3, 16)))
+  batch = {'input_ids': ids, 'token_type_ids': jnp.zeros_like(ids),
+           'attention_mask': jnp.ones_like(ids).at[0, 5:].set(0)}
+  if policy == 'fp16' and jax.default_backend() == 'cpu':
+    return  # XLA:CPU has no fp16 dot; the dtype checks above still ran
+  run = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol))
+  for a, b in zip(run(params, batch), run(prepared, batch)):
+    np.testing.assert_array_equal(a, b)
