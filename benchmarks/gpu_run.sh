@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2 (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -124,6 +124,15 @@ headline)  # 4 GPUs, about 9 min: issue 6's targets with the peer in the same ca
     ours 2 infer 128 fp32 '(64,)' ) &
   ( ours 3 train 128 bf16 '(64,)'; ours 3 train 128 fp16 '(64,)' ) &
   wait; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+final)  # 4 GPUs, about 6 min: scaling of the bench step (seq 384, 32 per GPU, bf16) over 1, 2
+  # and 4 GPUs of one machine in one sweep; then seq-128 training, ours and the peer's, on an
+  # otherwise idle machine (the peer's seq-128 figure moved between busy calls)
+  mkdir -p "$OUT"/s "$OUT"/g0 "$OUT"/g1
+  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
+  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  ( peer 1 --train 128:64 --precision bf16 --modes compile eager ) & ( ours 0 train 128 bf16 '(64,)' ) &
+  wait; pack ;;
 scale)  # issues 4/6 on a 4-GPU machine: MiniLM padded and bucketed, BERT-Large on 1, 2, 4 GPUs
   ( CUDA_VISIBLE_DEVICES=0 bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=1 BUCKET=64 CACHE=/tmp/cache_b bash $0 minilm ) &
