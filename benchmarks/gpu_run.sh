@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -133,6 +133,11 @@ final)  # 4 GPUs, about 6 min: scaling of the bench step (seq 384, 32 per GPU, b
   timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   ( peer 1 --train 128:64 --precision bf16 --modes compile eager ) & ( ours 0 train 128 bf16 '(64,)' ) &
   wait; pack ;;
+lnpallas)  # 1 GPU, about 5 min: the LayerNorm backward as a Pallas kernel (benchmarks/ln_pallas.py)
+  # beside the base step, blocks of 16 and of 4 rows, and the kernel profile of the first
+  python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --variants base lnpallas \
+    lnpallas_r4 --profile lnpallas --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

@@ -13,7 +13,8 @@ biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reduc
 gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
 float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
-gelu_autodiff+ln_autodiff (the step before the custom VJPs).
+gelu_autodiff+ln_autodiff (the step before the custom VJPs). lnpallas / lnpallas_r4 = the
+LayerNorm backward as one Pallas kernel per block of 16 / 4 rows (benchmarks/ln_pallas.py).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -32,6 +33,7 @@ import gzip
 import json
 import os
 import re
+import sys
 import time
 
 import jax
@@ -43,6 +45,9 @@ from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, op
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ln_pallas  # noqa: E402  (benchmarks/ln_pallas.py, beside this file)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -108,7 +113,9 @@ def _dense_biasmm(x, p, policy):
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff},
-           'ln_autodiff': {'_layer_norm': _layer_norm_autodiff}}
+           'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
+           'lnpallas': {'_layer_norm': ln_pallas.make_layer_norm(rows=16, num_warps=8)},
+           'lnpallas_r4': {'_layer_norm': ln_pallas.make_layer_norm(rows=4, num_warps=4)}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 
