@@ -8,10 +8,12 @@ Notebook use:
   start, end = bert_jax.qa_logits(pre.params, batch['input_ids'], batch['token_type_ids'],
                                   batch['attention_mask'], config=pre.config,
                                   policy=bert_jax.PrecisionPolicy('bf16'))
+  fast = bert_jax.prepare_params(pre.params, bert_jax.PrecisionPolicy('bf16'))  # many calls
 """
 from bert_jax.errors import (BertJaxError, CheckpointError, ConfigError, SquadFormatError,
                              TopologyError)
 from bert_jax.hf_weights import export_folder
+from bert_jax.inference import prepare_params
 from bert_jax.model import encode, init_params, qa_logits
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy

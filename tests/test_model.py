@@ -232,11 +232,12 @@ def test_stacked_layers_give_the_same_logits_and_gradients(policy):
 
 @pytest.mark.parametrize('policy', ['fp32', 'bf16', 'fp16'])
 def test_inference_params_give_the_same_logits(policy):
-  from bert_jax import inference, steps
+  import bert_jax
+  from bert_jax import steps
   config = ModelConfig.preset('tiny')
   pol = PrecisionPolicy(policy)
   params = model.init_params(jax.random.PRNGKey(0), config)
-  prepared = inference.prepare_params(params, pol)
+  prepared = bert_jax.prepare_params(params, pol)   # the notebook API's name for it
   assert len(jax.tree.leaves(prepared)) == 5 + 12 + 2
   assert prepared['layers']['ffn_in']['kernel'].dtype == pol.compute_dtype
   assert prepared['layers']['ffn_in']['bias'].dtype == jnp.float32  # only kernels are cast
