@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
 import json
 import os
 import subprocess
@@ -50,6 +52,33 @@ def _git_commit() -> str:
     return ''
 
 
+def fingerprint(files: dict[str, bytes]) -> str:
+  """12 hex digits of sha256 over (relative path, content) pairs, in path order."""
+  h = hashlib.sha256()
+  for rel in sorted(files):
+    h.update(rel.encode() + b'\0' + files[rel] + b'\0')
+  return h.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+  """The fingerprint of the bert_jax package's .py files as they are on disk.
+
+  A device's copy of the checkout may carry a stale .git, so 'git_commit' can name an older
+  commit than the code that ran; this names the code itself. `python
+  benchmarks/which_commit.py FINGERPRINT` finds the commits whose package matches.
+  """
+  root = os.path.dirname(os.path.abspath(__file__))
+  files = {}
+  for folder, _, names in os.walk(root):
+    for name in names:
+      if name.endswith('.py'):
+        path = os.path.join(folder, name)
+        with open(path, 'rb') as f:
+          files[os.path.relpath(path, root).replace(os.sep, '/')] = f.read()
+  return fingerprint(files)
+
+
 def _driver() -> str:
   try:
     out = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
@@ -60,7 +89,8 @@ def _driver() -> str:
 
 
 def environment() -> dict:
-  """Who measured: device name and count, driver, versions, XLA flags, commit, time."""
+  """Who measured: device name and count, driver, versions, XLA flags, commit and code
+  fingerprint, time."""
   import flax
   import jaxlib
   dev = jax.devices()[0]
@@ -69,6 +99,7 @@ def environment() -> dict:
       'process_count': jax.process_count(), 'driver': _driver(), 'jax': jax.__version__,
       'jaxlib': jaxlib.__version__, 'flax': flax.__version__,
       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'git_commit': _git_commit(),
+      'code_fingerprint': code_fingerprint(),
       'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
   }
 
