@@ -330,7 +330,8 @@ def main():
            'batch_size': args.batch, 'precision': args.precision, 'compile_s': compile_s,
            'warmup_s': warm,
            'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
-           'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags']}
+           'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags'],
+           'code_fingerprint': env['code_fingerprint']}
     if hasattr(run, 'host_probe'):
       rec['host'] = run.host_probe()
     if args.kind == 'train':

@@ -11,15 +11,16 @@ from configs import bench_infer, bench_train
 
 TRAIN_FIELDS = {
     'schema', 'config', 'device', 'platform', 'device_count', 'process_count', 'driver', 'jax',
-    'jaxlib', 'flax', 'xla_flags', 'git_commit', 'time', 'kind', 'status', 'precision',
-    'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data', 'compile_s',
-    'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean', 'sentences_per_s',
-    'sentences_per_s_per_device', 'mfu', 'peak_memory_gb', 'projected_2_epochs_s'}
+    'jaxlib', 'flax', 'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status',
+    'precision', 'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data',
+    'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean',
+    'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
+    'projected_2_epochs_s'}
 INFER_FIELDS = {
     'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
-    'xla_flags', 'git_commit', 'time', 'kind', 'status', 'precision', 'seq_len', 'batch_size',
-    'num_devices', 'data', 'compile_s', 'warmup_s', 'sentences', 'total_inference_s',
-    'latency_ms', 'sentences_per_s', 'mfu'}
+    'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status', 'precision',
+    'seq_len', 'batch_size', 'num_devices', 'data', 'compile_s', 'warmup_s', 'sentences',
+    'total_inference_s', 'latency_ms', 'sentences_per_s', 'mfu'}
 
 
 def _tiny(config, **bench):
@@ -200,3 +201,38 @@ def test_report_marks_a_peer_measured_in_another_call(tmp_path):
   rows = [line for line in text.splitlines() if line.startswith('| pytorch-hf')]
   assert '†' not in rows[0] and '| pytorch-hf compile † | fp16 | 8 |' in rows[1]
   assert report.APART_NOTE in text
+
+
+def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):
+  base = {'model.py': b'a = 1\n', 'steps.py': b'b = 2\n'}
+  fp = records.fingerprint(base)
+  assert len(fp) == 12 and fp == records.fingerprint(dict(reversed(base.items())))
+  assert fp != records.fingerprint({**base, 'model.py': b'a = 2\n'})      # a changed line
+  assert fp != records.fingerprint({'model2.py': b'a = 1\n', 'steps.py': b'b = 2\n'})  # a rename
+  assert records.code_fingerprint() == records.code_fingerprint()
+
+
+def test_which_commit_finds_the_checked_out_package():
+  """benchmarks/which_commit.py reads a commit's bert_jax/ from git and fingerprints it the
+  way records do; for an unmodified checkout that is HEAD's fingerprint."""
+  import importlib.util
+  import subprocess
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  status = subprocess.run(['git', 'status', '--porcelain', '--', 'bert_jax'], cwd=root,
+                          capture_output=True, text=True)
+  if status.returncode != 0:
+    pytest.skip('not a git checkout')
+  if status.stdout.strip():
+    pytest.skip('bert_jax/ has uncommitted changes, so HEAD is not what is on disk')
+  spec = importlib.util.spec_from_file_location(
+      'which_commit', os.path.join(root, 'benchmarks', 'which_commit.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cwd = os.getcwd()
+  try:
+    os.chdir(root)
+    files = module.package_at('HEAD')
+  finally:
+    os.chdir(cwd)
+  assert 'model.py' in files and 'squad/features.py' in files
+  assert records.fingerprint(files) == records.code_fingerprint()
