@@ -133,10 +133,16 @@ final)  # 4 GPUs, about 6 min: scaling of the bench step (seq 384, 32 per GPU, b
   timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   ( peer 1 --train 128:64 --precision bf16 --modes compile eager ) & ( ours 0 train 128 bf16 '(64,)' ) &
   wait; pack ;;
-lnpallas)  # 1 GPU, about 5 min: the LayerNorm backward as a Pallas kernel (benchmarks/ln_pallas.py)
-  # beside the base step, blocks of 16 and of 4 rows, and the kernel profile of the first
-  python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --variants base lnpallas \
-    lnpallas_r4 --profile lnpallas --out "$OUT" 2>&1 | grep -E '^\{|Error' | cut -c1-300
+lnpallas)  # 1 GPU, about 8 min: the LayerNorm backward as a Pallas kernel (benchmarks/ln_pallas.py)
+  # beside the base step, blocks of 16 and of 4 rows, and the kernel profile of the first; then
+  # the base step with XLA choosing between its native and Triton emitters for every fusion
+  # (two spellings of that experimental flag; an unknown flag fails in seconds)
+  PS="python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --out $OUT"
+  show() { grep -E '^\{|Error|Unknown|unknown' | cut -c1-300; }
+  timeout $(left) $PS --variants base lnpallas lnpallas_r4 --profile lnpallas 2>&1 | show
+  for f in xla_gpu_experimental_autotune_all_fusions_with_block_level_emitter \
+           xla_gpu_experimental_all_fusions_with_triton; do
+    XLA_FLAGS=--$f=true timeout $(left) $PS --variants base 2>&1 | show; done
   rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
