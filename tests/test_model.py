@@ -162,51 +162,6 @@ def test_dropout_rate_and_expectation(shape, rate, expected_rate):
   assert not np.array_equal(np.asarray(y), np.asarray(y2))
 
 
-def _gelu_autodiff(h):
-  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
-
-
-def _layer_norm_autodiff(x, p, eps, dtype):
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']).astype(dtype)
-
-
-def test_gelu_keeps_a_bf16_residual_and_matches_autodiff():
-  h = jax.random.normal(jax.random.PRNGKey(0), (4, 64), jnp.bfloat16) * 3
-  y, vjp = jax.vjp(model._gelu, h)
-  assert [r.dtype for r in jax.tree.leaves(vjp)] == [jnp.bfloat16]
-  y_ref, vjp_ref = jax.vjp(_gelu_autodiff, h)
-  assert any(r.dtype == jnp.float32 for r in jax.tree.leaves(vjp_ref))  # what it saves
-  g = jnp.ones_like(y)
-  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
-  # Within one bf16 rounding step of autodiff's gradient (its float32 math differs a little).
-  np.testing.assert_allclose(np.asarray(vjp(g)[0], np.float32),
-                             np.asarray(vjp_ref(g)[0], np.float32), rtol=2 ** -7, atol=1e-6)
-  x = jnp.linspace(-6, 6, 101)  # and float32 against the closed form
-  np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(model._gelu(v)))(x),
-                             jax.grad(lambda v: jnp.sum(_gelu_autodiff(v)))(x), atol=1e-6)
-
-
-@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_layer_norm_keeps_its_input_dtype_and_matches_autodiff(dtype):
-  x = (jax.random.normal(jax.random.PRNGKey(1), (2, 5, 64), jnp.float32) * 2 + 0.5).astype(dtype)
-  p = {'scale': jnp.linspace(0.5, 1.5, 64), 'bias': jnp.linspace(-0.1, 0.1, 64)}
-  g = jax.random.normal(jax.random.PRNGKey(2), x.shape, jnp.float32).astype(dtype)
-  y, vjp = jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)
-  y_ref, vjp_ref = jax.vjp(lambda x, p: _layer_norm_autodiff(x, p, 1e-12, dtype), x, p)
-  big = [r for r in jax.tree.leaves(vjp) if r.size == x.size]
-  assert [r.dtype for r in big] == [dtype]           # only the input itself, in its dtype
-  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
-  tol = 1e-5 if dtype == jnp.float32 else 2 ** -7
-  grads, grads_ref = vjp(g), vjp_ref(g)
-  assert jax.tree.map(lambda a: a.dtype, grads) == jax.tree.map(lambda a: a.dtype, grads_ref)
-  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
-
-
 @pytest.mark.parametrize('policy', ['fp32', 'bf16'])
 def test_stacked_layers_give_the_same_logits_and_gradients(policy):
   config = ModelConfig.preset('tiny')

@@ -53,6 +53,44 @@ def test_exact_variants_give_the_same_gradients(ps, variant):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(a))))
 
 
+def _assert_same_within_rounding(grads, grads_ref, dtype):
+  """Same dtypes leaf by leaf; values within float32 rounding (bf16: one bf16 step)."""
+  assert jax.tree.map(lambda a: a.dtype, grads) == jax.tree.map(lambda a: a.dtype, grads_ref)
+  tol = 1e-5 if dtype == jnp.float32 else 2 ** -7
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
+
+
+def test_gelu_keeps_a_bf16_residual_and_matches_autodiff(ps):
+  h = jax.random.normal(jax.random.PRNGKey(0), (4, 64), jnp.bfloat16) * 3
+  y, vjp = jax.vjp(model._gelu, h)
+  assert [r.dtype for r in jax.tree.leaves(vjp)] == [jnp.bfloat16]
+  y_ref, vjp_ref = jax.vjp(ps._gelu_autodiff, h)
+  assert any(r.dtype == jnp.float32 for r in jax.tree.leaves(vjp_ref))  # what it saves
+  g = jnp.ones_like(y)
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+  # Within one bf16 rounding step of autodiff's gradient (its float32 math differs a little).
+  np.testing.assert_allclose(np.asarray(vjp(g)[0], np.float32),
+                             np.asarray(vjp_ref(g)[0], np.float32), rtol=2 ** -7, atol=1e-6)
+  x = jnp.linspace(-6, 6, 101)  # and float32 against the closed form
+  np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(model._gelu(v)))(x),
+                             jax.grad(lambda v: jnp.sum(ps._gelu_autodiff(v)))(x), atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_layer_norm_keeps_its_input_dtype_and_matches_autodiff(ps, dtype):
+  x = (jax.random.normal(jax.random.PRNGKey(1), (2, 5, 64), jnp.float32) * 2 + 0.5).astype(dtype)
+  p = {'scale': jnp.linspace(0.5, 1.5, 64), 'bias': jnp.linspace(-0.1, 0.1, 64)}
+  g = jax.random.normal(jax.random.PRNGKey(2), x.shape, jnp.float32).astype(dtype)
+  y, vjp = jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)
+  y_ref, vjp_ref = jax.vjp(lambda x, p: ps._layer_norm_autodiff(x, p, 1e-12, dtype), x, p)
+  big = [r for r in jax.tree.leaves(vjp) if r.size == x.size]
+  assert [r.dtype for r in big] == [dtype]           # only the input itself, in its dtype
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+  _assert_same_within_rounding(vjp(g), vjp_ref(g), dtype)
+
+
 def test_apply_variant_restores_the_model(ps):
   original = model._gelu
   ps.apply_variant('gelu_tanh')
@@ -117,11 +155,7 @@ def test_pallas_layer_norm_backward_matches_the_model(ps, dtype, monkeypatch):
   g = jax.random.normal(jax.random.PRNGKey(2), x.shape).astype(dtype)
   ours = jax.vjp(lambda x, p: ln.make_layer_norm(rows=8)(x, p, 1e-12, dtype), x, p)[1](g)
   ref = jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)[1](g)
-  assert jax.tree.map(lambda a: a.dtype, ours) == jax.tree.map(lambda a: a.dtype, ref)
-  tol = 1e-5 if dtype == jnp.float32 else 2 ** -7
-  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
+  _assert_same_within_rounding(ours, ref, dtype)
   assert calls == [{'rows': 8, 'num_warps': 8}]   # the kernel ran, not the fallback
   assert ln.fits(32, 64, 8) and not ln.fits(30, 64, 8)
 
