@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -144,6 +144,31 @@ lnpallas)  # 1 GPU, about 8 min: the LayerNorm backward as a Pallas kernel (benc
            xla_gpu_experimental_all_fusions_with_triton; do
     XLA_FLAGS=--$f=true timeout $(left) $PS --variants base 2>&1 | show; done
   rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) and the erfc GELU
+  # (GPU 1), each beside the base step on its GPU, with kernel profiles; the last grid point,
+  # then the base step under XLA's experimental all-fusion emitter autotuning (GPU 2);
+  # inference at seq 384, batch 1 and 8: erfc GELU, and cuBLAS instead of Triton gemms (GPU 3)
+  PS="python3 benchmarks/profile_step.py --seq 384"
+  show() { grep -E '^\{|Error|Unknown|unknown' | cut -c1-300; }
+  ( export CUDA_VISIBLE_DEVICES=0
+    timeout $(left) $PS --kind train --batch 32 --variants base lnpallas lnpallas_r4 --profile lnpallas \
+      --out $OUT/g0 2>&1 | show ) &
+  ( export CUDA_VISIBLE_DEVICES=1
+    timeout $(left) $PS --kind train --batch 32 --variants base gelu_erfc gelu_erfc+lnpallas \
+      --profile gelu_erfc --out $OUT/g1 2>&1 | show ) &
+  ( mkdir -p "$OUT"/g2; ours 2 infer 128 fp32 '(64,)'; export CUDA_VISIBLE_DEVICES=2
+    for f in xla_gpu_experimental_autotune_all_fusions_with_block_level_emitter \
+             xla_gpu_experimental_all_fusions_with_triton; do
+      XLA_FLAGS=--$f=true timeout $(left) $PS --kind train --batch 32 --variants base \
+        --out $OUT/g2 2>&1 | show; done ) &
+  ( export CUDA_VISIBLE_DEVICES=3; I="--kind infer --precision fp16 --out $OUT/g3"
+    timeout $(left) $PS $I --batch 1 --steps 200 --variants base gelu_erfc 2>&1 | show
+    XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 1 --steps 200 \
+      --variants base 2>&1 | show
+    timeout $(left) $PS $I --batch 8 --steps 100 --variants base gelu_erfc 2>&1 | show
+    XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 8 --steps 100 \
+      --variants base 2>&1 | show ) &
+  wait; rm -rf "$OUT"/g*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

@@ -15,6 +15,8 @@ float32 copies of their inputs for the backward pass (the model's custom VJPs ke
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
 gelu_autodiff+ln_autodiff (the step before the custom VJPs). lnpallas / lnpallas_r4 = the
 LayerNorm backward as one Pallas kernel per block of 16 / 4 rows (benchmarks/ln_pallas.py).
+gelu_erfc = the exact GELU with erf from one erfc fit instead of jax's two-branch erf
+(benchmarks/gelu_erfc.py; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -47,6 +49,7 @@ from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gelu_erfc  # noqa: E402  (benchmarks/gelu_erfc.py, beside this file)
 import ln_pallas  # noqa: E402  (benchmarks/ln_pallas.py, beside this file)
 
 
@@ -112,7 +115,7 @@ def _dense_biasmm(x, p, policy):
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
-           'gelu_autodiff': {'_gelu': _gelu_autodiff},
+           'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_erfc': {'_gelu': gelu_erfc.gelu},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'lnpallas': {'_layer_norm': ln_pallas.make_layer_norm(rows=16, num_warps=8)},
            'lnpallas_r4': {'_layer_norm': ln_pallas.make_layer_norm(rows=4, num_warps=4)}}

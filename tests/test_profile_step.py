@@ -46,7 +46,7 @@ def _grads(ps, variant, precision):
 
 @pytest.mark.parametrize('variant', ['qkv3', 'biasmm', 'gelu_autodiff', 'ln_autodiff',
                                      'qkv3+biasmm+gelu_autodiff+ln_autodiff', 'lnpallas',
-                                     'lnpallas_r4'])
+                                     'lnpallas_r4', 'gelu_erfc', 'gelu_erfc+lnpallas'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -76,6 +76,26 @@ def test_gelu_keeps_a_bf16_residual_and_matches_autodiff(ps):
   x = jnp.linspace(-6, 6, 101)  # and float32 against the closed form
   np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(model._gelu(v)))(x),
                              jax.grad(lambda v: jnp.sum(ps._gelu_autodiff(v)))(x), atol=1e-6)
+
+
+def test_erfc_gelu_matches_the_exact_gelu(ps):
+  x = jnp.linspace(-10, 10, 400_001, dtype=jnp.float32)
+  x64 = np.asarray(x, np.float64)
+  exact = 0.5 * x64 * (1 + np.vectorize(__import__('math').erf)(x64 / np.sqrt(2)))
+  for gelu, bound in ((ps.gelu_erfc.gelu, 2e-6), (model._gelu, 2e-6)):
+    err = np.abs(np.asarray(gelu(x), np.float64) - exact)
+    assert np.max(err / np.maximum(np.abs(exact), 1e-3)) < bound
+  # float32 gradients: the closed form Phi(x) + x phi(x)
+  dx = jax.grad(lambda v: jnp.sum(ps.gelu_erfc.gelu(v)))(x)
+  np.testing.assert_allclose(dx, jax.grad(lambda v: jnp.sum(model._gelu(v)))(x), atol=2e-6)
+  # bf16: the residual stays bf16; outputs equal the model's but for rare rounding ties
+  h = x.astype(jnp.bfloat16)
+  y, vjp = jax.vjp(ps.gelu_erfc.gelu, h)
+  assert [r.dtype for r in jax.tree.leaves(vjp)] == [jnp.bfloat16] and y.dtype == jnp.bfloat16
+  y_ref = model._gelu(h)
+  assert np.mean(np.asarray(y != y_ref)) < 1e-3
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32),
+                             rtol=2 ** -7, atol=1e-6)
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
