@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, adopted, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -169,6 +169,24 @@ kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) an
     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 8 --steps 100 \
       --variants base 2>&1 | show ) &
   wait; rm -rf "$OUT"/g*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+adopted)  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the same call after the
+  # LayerNorm backward kernel and the erfc GELU went into the model; the kernel's tests on the
+  # GPUs (Triton, and per device under a 4-GPU mesh) while the jobs compile; on GPU 0 the step
+  # beside the GELU without its barrier and the step as it was (jax erf, XLA LayerNorm backward)
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python3 -m pytest -q \
+      tests/test_layer_norm_kernel.py tests/test_profile_step.py -k "kernel or exact or gelu" \
+      -p no:cacheprovider 2>&1 | tail -15 > "$OUT/gpu_tests.txt" ) &
+  ( export CUDA_VISIBLE_DEVICES=0; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g0"
+    timeout $(left) $PS --kind train --batch 32 --variants base gelu_shared gelu_lax_erf+ln_xla \
+      --profile base 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
+  ( peer 1 --train 384:32 --precision bf16 --modes compile
+    ours 1 train 384 bf16 '(32,64)'; ours 1 train 384 fp16 '(32,)' ) &
+  ( peer 2 --infer 384:1 384:8 128:1 128:8 --precision fp16 --modes compile
+    ours 2 infer 384 fp16 '(1,8,64)'; ours 2 infer 128 fp16 '(1,8)' ) &
+  ( peer 3 --train 128:64 --precision bf16 --modes compile
+    ours 3 train 128 bf16 '(64,)'; ours 3 train 128 fp16 '(64,)' ) &
+  wait; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

@@ -13,10 +13,10 @@ biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reduc
 gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
 float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
-gelu_autodiff+ln_autodiff (the step before the custom VJPs). lnpallas / lnpallas_r4 = the
-LayerNorm backward as one Pallas kernel per block of 16 / 4 rows (benchmarks/ln_pallas.py).
-gelu_erfc = the exact GELU with erf from one erfc fit instead of jax's two-branch erf
-(benchmarks/gelu_erfc.py; train and infer).
+gelu_autodiff+ln_autodiff (the step before the custom VJPs). ln_xla = XLA's LayerNorm
+backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); gelu_lax_erf =
+the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
+erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -35,7 +35,6 @@ import gzip
 import json
 import os
 import re
-import sys
 import time
 
 import jax
@@ -48,9 +47,6 @@ from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gelu_erfc  # noqa: E402  (benchmarks/gelu_erfc.py, beside this file)
-import ln_pallas  # noqa: E402  (benchmarks/ln_pallas.py, beside this file)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -75,6 +71,38 @@ def _gelu_tanh(h):
 def _gelu_autodiff(h):
   """The exact GELU as autodiff sees it (before commit 'custom VJPs'): float32 residual."""
   return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+
+
+@jax.custom_vjp
+def _gelu_lax_erf(h):
+  """The GELU before the erfc fit: jax's erf; the same bf16 residual and float32 backward."""
+  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+
+
+def _gelu_lax_erf_bwd(h, g):
+  x = h.astype(jnp.float32)
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
+  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
+
+
+_gelu_lax_erf.defvjp(lambda h: (_gelu_lax_erf(h), h), _gelu_lax_erf_bwd)
+
+
+@jax.custom_vjp
+def _gelu_shared(h):
+  """The model's erfc GELU with no barrier in the backward: XLA may share Phi(x)."""
+  x = h.astype(jnp.float32)
+  return (x * model._normal_cdf(x)).astype(h.dtype)
+
+
+def _gelu_shared_bwd(h, g):
+  x = h.astype(jnp.float32)
+  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+  return ((g.astype(jnp.float32) * (model._normal_cdf(x) + x * pdf)).astype(h.dtype),)
+
+
+_gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
 
 
 def _layer_norm_autodiff(x, p, eps, dtype):
@@ -115,10 +143,10 @@ def _dense_biasmm(x, p, policy):
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
-           'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_erfc': {'_gelu': gelu_erfc.gelu},
+           'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
+           'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
-           'lnpallas': {'_layer_norm': ln_pallas.make_layer_norm(rows=16, num_warps=8)},
-           'lnpallas_r4': {'_layer_norm': ln_pallas.make_layer_norm(rows=4, num_warps=4)}}
+           'ln_xla': {'_use_ln_kernel': lambda x: False}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
 
 

@@ -1,6 +1,7 @@
 """Devices, hosts and the data-parallel Mesh."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -65,6 +66,18 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def traced_under(mesh: Mesh, fn, name: str):
+  """fn, traced with `mesh` as JAX's abstract mesh, so code inside it (the LayerNorm
+  backward kernel, bert_jax/layer_norm_kernel.py) can run per device with shard_map where
+  GSPMD has no rule for it. `name` names the jitted function (XLA cache files, profiles)."""
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+  traced.__name__ = traced.__qualname__ = name
+  return traced
 
 
 def describe_devices() -> str:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bert_jax import attention as attn
+from bert_jax import layer_norm_kernel
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 
@@ -70,7 +71,9 @@ def _layer_norm(x, p, eps, dtype):
 
   A custom VJP saves the input in its own dtype and two float32 numbers per row; autodiff
   kept float32 [B, T, D] intermediates for the backward pass (docs/performance_notes.md, 14).
-  Gradients agree with autodiff's within float32 rounding (bf16 input: one bf16 step).
+  On GPU the backward is one Pallas kernel where the shape suits it (layer_norm_kernel.py;
+  entry 20), else XLA's. Gradients agree with autodiff's within float32 rounding (bf16
+  input: one bf16 step).
   """
   return _ln(x, p['scale'], p['bias'], eps, dtype)
 
@@ -92,7 +95,19 @@ def _ln_fwd(x, scale, bias, eps, dtype):
   return y, (x, mean, rstd, scale)
 
 
+def _use_ln_kernel(x) -> bool:
+  return jax.default_backend() == 'gpu' and layer_norm_kernel.usable(x)
+
+
 def _ln_bwd(eps, dtype, res, g):
+  x, mean, rstd, scale = res
+  if _use_ln_kernel(x):
+    dx, dscale, dbias = layer_norm_kernel.layer_norm_bwd(x, g, mean, rstd, scale)
+    return dx, dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+  return _ln_bwd_xla(eps, dtype, res, g)
+
+
+def _ln_bwd_xla(eps, dtype, res, g):
   x, mean, rstd, scale = res
   g32 = g.astype(jnp.float32)
   xhat = (x.astype(jnp.float32) - mean) * rstd
@@ -156,14 +171,36 @@ def _qkv(x_BTD, p, config, policy):
   return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
 
+# erfc(z) ~ t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0 (Numerical Recipes' erfcc, a
+# Chebyshev fit with fractional error below 1.2e-7 on the whole line); P's coefficients, low first.
+_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+         -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _normal_cdf(x):
+  """Phi(x) = 1 - erfc(x / sqrt 2) / 2 for float32 x, from the one erfc fit above: a
+  division, nine multiply-adds and an exp. jax's erf evaluates two rational approximations
+  for every element (about 50 multiplies and adds, two divisions, an exp), which made the
+  GELU the largest arithmetic-bound pass of the step (docs/performance_notes.md, 20)."""
+  z = jnp.abs(x) * np.float32(1 / np.sqrt(2))
+  t = 1.0 / (1.0 + 0.5 * z)
+  p = jnp.float32(_ERFC[-1])
+  for c in _ERFC[-2::-1]:
+    p = p * t + np.float32(c)
+  tail = 0.5 * t * jnp.exp(p - z * z)                       # erfc(z) / 2
+  return jnp.where(x >= 0, 1.0 - tail, tail)
+
+
 @jax.custom_vjp
 def _gelu(h):
-  """BERT's exact (erf) GELU, computed in float32, returned in h's dtype.
+  """BERT's exact (erf) GELU, x Phi(x), computed in float32, returned in h's dtype.
 
-  A custom VJP keeps the pre-activation in its own dtype for the backward pass (autodiff of
-  the float32 GELU kept a float32 copy) and computes the derivative in float32.
+  Within 1.5e-6 (relative, where |GELU| > 1e-3) of the float64 value, as jax.nn.gelu's erf
+  is within 1.2e-6 (tests). A custom VJP keeps the pre-activation in its own dtype for the
+  backward pass (autodiff kept a float32 copy) and computes the derivative in float32.
   """
-  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+  x = h.astype(jnp.float32)
+  return (x * _normal_cdf(x)).astype(h.dtype)
 
 
 def _gelu_fwd(h):
@@ -171,10 +208,11 @@ def _gelu_fwd(h):
 
 
 def _gelu_bwd(h, g):
-  x = h.astype(jnp.float32)
-  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
+  # The barrier stops XLA from sharing Phi(x) with the forward pass, which it did by writing
+  # it out as float32 [B, T, F] (one more pass over 4 bytes an element) instead of recomputing.
+  x = jax.lax.optimization_barrier(h).astype(jnp.float32)
   pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
-  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
+  return ((g.astype(jnp.float32) * (_normal_cdf(x) + x * pdf)).astype(h.dtype),)
 
 
 _gelu.defvjp(_gelu_fwd, _gelu_bwd)

@@ -84,6 +84,7 @@ def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1)
   """The jitted step. State replicated in and out (and donated); the batch split over 'data'."""
   fn = functools.partial(steps.train_step, config=config, policy=policy, optimizer=optimizer,
                          accumulation=accumulation)
+  fn = mesh_lib.traced_under(mesh, fn, 'train_step')
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
 
