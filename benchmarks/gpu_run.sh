@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, adopted, cublas, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -187,6 +187,23 @@ adopted)  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the 
   ( peer 3 --train 128:64 --precision bf16 --modes compile
     ours 3 train 128 bf16 '(64,)'; ours 3 train 128 fp16 '(64,)' ) &
   wait; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+cublas)  # 4 GPUs, about 9 min: inference with XLA's gemms from cuBLAS only (Triton gemm fusions
+  # off) against the default, and the peer, all in one call (GPUs 0-2); the training step with
+  # and without Triton gemms (GPU 3); then the scaling sweep over 1, 2 and 4 GPUs with the
+  # LayerNorm kernel running per device (shard_map)
+  mkdir -p "$OUT"/g{0,1,2,3} "$OUT"/s
+  OFF=--xla_gpu_enable_triton_gemm=false
+  ( export DEADLINE=330; ours 0 infer 384 fp16 '(1,8,64)'; ours 0 infer 128 fp16 '(1,8,64)' ) &
+  ( export DEADLINE=330 XLA_FLAGS=$OFF; ours 1 infer 384 fp16 '(1,8,64)'; ours 1 infer 128 fp16 '(1,8,64)' ) &
+  ( export DEADLINE=330; peer 2 --infer 384:1 384:8 384:64 128:1 128:8 128:64 --precision fp16 --modes compile ) &
+  ( export DEADLINE=330 CUDA_VISIBLE_DEVICES=3; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g3"
+    timeout $(left) $PS --kind train --batch 32 --variants base 2>&1 | grep -E '^\{|Error' | cut -c1-300
+    XLA_FLAGS=$OFF timeout $(left) $PS --kind train --batch 32 --variants base 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
+  wait
+  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
+  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;
