@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, adopted, cublas, triton, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -204,6 +204,24 @@ cublas)  # 4 GPUs, about 9 min: inference with XLA's gemms from cuBLAS only (Tri
   SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
   timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   pack ;;
+triton)  # 4 GPUs, about 7 min: the train step with XLA's Triton gemm fusions off (the new GPU
+  # default, bert_jax/train.py) against on, alternating on one GPU (GPU 0: seq 384 batch 32;
+  # GPU 3: seq 128 batch 64 and seq 384 batch 64); issue 6's training targets with the peer
+  # in the same call (GPUs 1 and 2)
+  mkdir -p "$OUT"/g{0,1,2,3}
+  PS="python3 benchmarks/profile_step.py --kind train"
+  show() { grep -E '^\{|Error' | cut -c1-300; }
+  ( export CUDA_VISIBLE_DEVICES=0
+    timeout $(left) $PS --seq 384 --batch 32 --variants base triton_gemm base triton_gemm \
+      --out $OUT/g0 2>&1 | show ) &
+  ( peer 1 --train 384:32 --precision bf16 --modes compile
+    ours 1 train 384 bf16 '(32,64)'; ours 1 train 384 fp16 '(32,)' ) &
+  ( peer 2 --train 128:64 --precision bf16 --modes compile
+    ours 2 train 128 bf16 '(64,)'; ours 2 train 128 fp16 '(64,)' ) &
+  ( export CUDA_VISIBLE_DEVICES=3
+    timeout $(left) $PS --seq 128 --batch 64 --variants base triton_gemm --out $OUT/g3 2>&1 | show
+    timeout $(left) $PS --seq 384 --batch 64 --variants base triton_gemm --out $OUT/g3 2>&1 | show ) &
+  wait; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

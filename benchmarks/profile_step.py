@@ -16,7 +16,9 @@ in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
 gelu_autodiff+ln_autodiff (the step before the custom VJPs). ln_xla = XLA's LayerNorm
 backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); gelu_lax_erf =
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
-erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32).
+erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
+triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
+default turns them off, bert_jax/train.py).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -174,7 +176,8 @@ def build_train(variant, seq, batch, policy, preset):
   key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
-  fn = train.jit_train_step(mesh, config, policy, optimizer)
+  options = {'xla_gpu_enable_triton_gemm': True} if 'triton_gemm' in parts else None
+  fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
             for _ in range(2)]
