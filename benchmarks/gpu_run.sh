@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, lnpallas, gridlast (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -133,41 +133,34 @@ final)  # 4 GPUs, about 6 min: scaling of the bench step (seq 384, 32 per GPU, b
   timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   ( peer 1 --train 128:64 --precision bf16 --modes compile eager ) & ( ours 0 train 128 bf16 '(64,)' ) &
   wait; pack ;;
-lnpallas)  # 1 GPU, about 8 min: the LayerNorm backward as a Pallas kernel (benchmarks/ln_pallas.py)
-  # beside the base step, blocks of 16 and of 4 rows, and the kernel profile of the first; then
-  # the base step with XLA choosing between its native and Triton emitters for every fusion
-  # (two spellings of that experimental flag; an unknown flag fails in seconds)
-  PS="python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --out $OUT"
-  show() { grep -E '^\{|Error|Unknown|unknown' | cut -c1-300; }
-  timeout $(left) $PS --variants base lnpallas lnpallas_r4 --profile lnpallas 2>&1 | show
-  for f in xla_gpu_experimental_autotune_all_fusions_with_block_level_emitter \
-           xla_gpu_experimental_all_fusions_with_triton; do
-    XLA_FLAGS=--$f=true timeout $(left) $PS --variants base 2>&1 | show; done
-  rm -rf "$OUT"/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) and the erfc GELU
-  # (GPU 1), each beside the base step on its GPU, with kernel profiles; the last grid point,
-  # then the base step under XLA's experimental all-fusion emitter autotuning (GPU 2);
-  # inference at seq 384, batch 1 and 8: erfc GELU, and cuBLAS instead of Triton gemms (GPU 3)
+  # (GPU 1), each beside the step without them, with kernel profiles; the last grid point,
+  # then the base step under XLA's experimental all-fusion emitter flags (GPU 2); inference at
+  # seq 384, batch 1 and 8: erfc GELU, and cuBLAS instead of Triton gemms (GPU 3). Ran at commit
+  # 44b8fda, where the kernel and the GELU were variants (lnpallas, lnpallas_r4, gelu_erfc);
+  # they are the model now, so the same comparisons are spelled with today's variants
+  # (gelu_lax_erf+ln_xla = that commit's base; the 16-row kernel is no longer selectable).
   PS="python3 benchmarks/profile_step.py --seq 384"
   show() { grep -E '^\{|Error|Unknown|unknown' | cut -c1-300; }
+  OLD=gelu_lax_erf+ln_xla
   ( export CUDA_VISIBLE_DEVICES=0
-    timeout $(left) $PS --kind train --batch 32 --variants base lnpallas lnpallas_r4 --profile lnpallas \
+    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_lax_erf --profile gelu_lax_erf \
       --out $OUT/g0 2>&1 | show ) &
   ( export CUDA_VISIBLE_DEVICES=1
-    timeout $(left) $PS --kind train --batch 32 --variants base gelu_erfc gelu_erfc+lnpallas \
-      --profile gelu_erfc --out $OUT/g1 2>&1 | show ) &
+    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_shared+ln_xla gelu_shared \
+      --profile gelu_shared+ln_xla --out $OUT/g1 2>&1 | show ) &
   ( mkdir -p "$OUT"/g2; ours 2 infer 128 fp32 '(64,)'; export CUDA_VISIBLE_DEVICES=2
     for f in xla_gpu_experimental_autotune_all_fusions_with_block_level_emitter \
              xla_gpu_experimental_all_fusions_with_triton; do
-      XLA_FLAGS=--$f=true timeout $(left) $PS --kind train --batch 32 --variants base \
+      XLA_FLAGS=--$f=true timeout $(left) $PS --kind train --batch 32 --variants $OLD \
         --out $OUT/g2 2>&1 | show; done ) &
   ( export CUDA_VISIBLE_DEVICES=3; I="--kind infer --precision fp16 --out $OUT/g3"
-    timeout $(left) $PS $I --batch 1 --steps 200 --variants base gelu_erfc 2>&1 | show
+    timeout $(left) $PS $I --batch 1 --steps 200 --variants gelu_lax_erf base 2>&1 | show
     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 1 --steps 200 \
-      --variants base 2>&1 | show
-    timeout $(left) $PS $I --batch 8 --steps 100 --variants base gelu_erfc 2>&1 | show
+      --variants gelu_lax_erf 2>&1 | show
+    timeout $(left) $PS $I --batch 8 --steps 100 --variants gelu_lax_erf base 2>&1 | show
     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 8 --steps 100 \
-      --variants base 2>&1 | show ) &
+      --variants gelu_lax_erf 2>&1 | show ) &
   wait; rm -rf "$OUT"/g*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 adopted)  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the same call after the
   # LayerNorm backward kernel and the erfc GELU went into the model; the kernel's tests on the

@@ -150,6 +150,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False}}
 ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
+# parts the builders read themselves rather than patching the model
+BUILD_PARTS = ('base', 'nodrop', 'rbg', 'triton_gemm', 'xla', 'unstacked')
 
 
 def apply_variant(variant):
@@ -159,6 +161,10 @@ def apply_variant(variant):
   for name, fn in ORIGINALS.items():
     setattr(model, name, fn)
   parts = variant.split('+')
+  unknown = [p for p in parts if p not in PATCHES and p not in BUILD_PARTS]
+  if unknown:
+    raise SystemExit(f'--variants: unknown part(s) {unknown} in {variant!r}; choose from '
+                     f'{sorted([*PATCHES, *BUILD_PARTS])}, joined with "+"')
   for part in parts:
     for name, fn in PATCHES.get(part, {}).items():
       setattr(model, name, fn)

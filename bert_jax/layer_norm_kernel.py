@@ -9,13 +9,15 @@ the partials): 47 us per LayerNorm, and the step went from 497 to 517-519 sent/s
 (docs/performance_notes.md, 20).
 
 On GPU it lowers through Triton, whose block shapes must be powers of two: it runs where D
-is one (BERT-Large's 1024, not Base's 768) and the rows split into blocks; elsewhere, and on
-CPU, the model keeps XLA's backward. Under a mesh whose 'data' axis splits the batch (the
+is one (BERT-Large's 1024, not Base's 768) and the rows split into blocks; elsewhere, on CPU,
+and where Pallas' Triton backend does not import, the model keeps XLA's backward. Under a mesh whose 'data' axis splits the batch (the
 train step sets it, bert_jax/train.py), each device runs the kernel on its own rows
 (shard_map): a Pallas call has no partitioning rule, so GSPMD would otherwise gather the
 whole batch onto every device. The tests run it in Pallas' interpret mode on CPU.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +47,22 @@ def _interpret() -> bool:
   return jax.default_backend() == 'cpu'
 
 
+@functools.cache
+def _triton_available() -> bool:
+  """Pallas' Triton backend imports (jax 0.11 marks it deprecated in favour of Mosaic GPU)."""
+  try:
+    from jax.experimental.pallas import triton  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
 def fits(n: int, d: int, rows: int = ROWS) -> bool:
   """Whether the kernel takes an [n, d] input in blocks of `rows` rows."""
-  return n % rows == 0 and (_interpret() or (d & (d - 1) == 0 and rows & (rows - 1) == 0))
+  if _interpret():
+    return n % rows == 0
+  return (_triton_available() and n % rows == 0 and d & (d - 1) == 0
+          and rows & (rows - 1) == 0)
 
 
 def _data_shards(batch: int) -> int:

@@ -77,13 +77,16 @@ def _header(recs) -> list[str]:
                   for r in recs if r.get('torch')})
   commits = sorted({r.get('git_commit', '') for r in mine if r.get('git_commit')})
   flags = sorted({r.get('xla_flags', '') for r in mine if r.get('xla_flags')})
+  options = sorted({', '.join(f'{k}={v}' for k, v in sorted(r['xla_compiler_options'].items()))
+                    for r in mine if r.get('xla_compiler_options')})
   data = sorted({r['data'] for r in recs if r.get('data')})
   times = sorted(r.get('time', '') for r in recs if r.get('time'))
   lines = ['# Benchmark report', '',
            f"- Devices: {', '.join(devices)}",
            f"- bert_jax: {'; '.join(versions) or '—'}; commit {', '.join(commits) or '—'}",
            f"- Peer: {'; '.join(peers) or 'none in these records'}",
-           f"- XLA flags: {', '.join(flags) or 'none'}",
+           f"- XLA flags: {', '.join(flags) or 'none'}"
+           + (f"; train-step compiler options: {'; '.join(options)}" if options else ''),
            f"- Inputs: {', '.join(data)} windows; measured {times[0] if times else '?'} to "
            f"{times[-1] if times else '?'}",
            '- Warm-up and compilation are excluded from every throughput and latency below.', '']

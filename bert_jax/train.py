@@ -86,6 +86,11 @@ def total_steps(train: settings_lib.TrainSettings, steps_per_epoch: int) -> int:
 GPU_TRAIN_COMPILER_OPTIONS = {'xla_gpu_enable_triton_gemm': False}
 
 
+def default_compiler_options(mesh: Mesh) -> dict:
+  """The XLA options jit_train_step compiles with unless told otherwise (records carry them)."""
+  return dict(GPU_TRAIN_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == 'gpu' else {}
+
+
 def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
                    compiler_options: dict | None = None):
   """The jitted step. State replicated in and out (and donated); the batch split over 'data'.
@@ -96,7 +101,7 @@ def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
   fn = mesh_lib.traced_under(mesh, fn, 'train_step')
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   if compiler_options is None:
-    compiler_options = GPU_TRAIN_COMPILER_OPTIONS if mesh.devices.flat[0].platform == 'gpu' else {}
+    compiler_options = default_compiler_options(mesh)
   return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0,
                  compiler_options=compiler_options or None)
 
@@ -246,6 +251,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   flops = records.train_flops_per_sequence(mc.num_layers, mc.hidden_size, mc.intermediate_size,
                                            s.data.max_seq_length)
   common = {'config': s.name, 'precision': s.precision.name, 'seq_len': s.data.max_seq_length,
+            'xla_compiler_options': default_compiler_options(job.mesh),
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
             'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
             'bucket_width': s.data.bucket_width}

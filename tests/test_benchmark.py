@@ -13,7 +13,7 @@ TRAIN_FIELDS = {
     'schema', 'config', 'device', 'platform', 'device_count', 'process_count', 'driver', 'jax',
     'jaxlib', 'flax', 'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status',
     'precision', 'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data',
-    'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean',
+    'xla_compiler_options', 'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean',
     'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
     'projected_2_epochs_s'}
 INFER_FIELDS = {
@@ -62,6 +62,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert set(r['step_time_ms']) >= {'p50', 'p90', 'p99'}
     assert r['data'] == 'squad' and r['sentences_per_s'] > 0 and r['compile_s'] > 0
     assert r['batch_size'] == r['batch_size_per_device'] * r['num_devices']
+    assert r['xla_compiler_options'] == {}            # the GPU-only options stay off on CPU
     assert r['projected_2_epochs_s'] == pytest.approx(
         r['train_features_2_epochs'] / r['sentences_per_s'])
   for r in infer:
@@ -142,7 +143,9 @@ def test_report_puts_the_peer_beside_us(tmp_path):
             'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1, 'data': 'synthetic',
             'source': 'bench', 'mfu': 0.37}
   records.append(str(tmp_path / 'records.jsonl'), {**common, 'sentences_per_s': 500.0,
-                                                   'sentences_per_s_per_device': 500.0})
+                                                   'sentences_per_s_per_device': 500.0,
+                                                   'xla_compiler_options': {
+                                                       'xla_gpu_enable_triton_gemm': False}})
   records.append(str(tmp_path / 'records.jsonl'), {**common, 'num_devices': 2, 'batch_size': 64,
                                                    'sentences_per_s': 950.0,
                                                    'sentences_per_s_per_device': 475.0})
@@ -155,6 +158,7 @@ def test_report_puts_the_peer_beside_us(tmp_path):
   row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
   assert '480.0' in row and '380.0' in row and row.rstrip(' |').endswith('1.04')
   assert '950.0 (95 %)' in text                       # 2-GPU scaling efficiency
+  assert 'train-step compiler options: xla_gpu_enable_triton_gemm=False' in text
   assert jax.device_count() == 8
 
 

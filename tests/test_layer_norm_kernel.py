@@ -76,6 +76,13 @@ def test_rows_that_do_not_split_fall_back():
   assert lnk.usable(jnp.zeros((3, 4, 64)))
 
 
+def test_gpu_without_pallas_triton_falls_back(monkeypatch):
+  monkeypatch.setattr(lnk.jax, 'default_backend', lambda: 'gpu')
+  assert lnk.fits(32, 1024)
+  monkeypatch.setattr(lnk, '_triton_available', lambda: False)
+  assert not lnk.fits(32, 1024)
+
+
 def test_lowers_to_one_triton_kernel_for_cuda(monkeypatch):
   """On this CPU machine: the BERT-Large shape lowers through Pallas' Triton path (its block
   shapes are accepted) into a single kernel; compiling and timing it needs a GPU."""

@@ -28,7 +28,8 @@ def ps():
 
 def _grads(ps, variant, precision):
   config = ModelConfig.preset('tiny').replace(hidden_dropout=0.0, attention_dropout=0.0)
-  policy = PrecisionPolicy(precision)
+  # full float32 products, so the comparison also holds on a GPU (TF32 would not at 1e-5)
+  policy = PrecisionPolicy(precision, fp32_matmul='float32')
   params = model.init_params(jax.random.PRNGKey(0), config)
   rng = np.random.default_rng(0)
   ids = jnp.asarray(rng.integers(0, config.vocab_size, (3, 16)))
@@ -118,6 +119,8 @@ def test_apply_variant_restores_the_model(ps):
   assert model._gelu is not original
   ps.apply_variant('base')
   assert model._gelu is original
+  with pytest.raises(SystemExit, match="unknown part.*'lnpallas'"):
+    ps.apply_variant('gelu_tanh+lnpallas')
 
 
 def test_hlo_fusions_reads_tuple_shapes_operands_and_ops(ps):
