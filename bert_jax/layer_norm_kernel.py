@@ -5,15 +5,16 @@ and the input to recompute the row sums, one of them writing g * xhat as float32
 for the scale gradient: about 120 us per LayerNorm of BERT-Large at seq 384, batch 32. This
 kernel reads g and x once per block of rows, computes both row sums in registers, and writes
 dx plus one float32 [1, D] partial sum per block for the scale and bias gradients (XLA adds
-the partials): 47 us per LayerNorm, and the step went from 497 to 517-519 sent/s on one H200
-(docs/performance_notes.md, 20).
+the partials): 37 us per LayerNorm in blocks of 4 rows, and the step went from 497 to 519
+sent/s on one H200 (docs/performance_notes.md, 20).
 
 On GPU it lowers through Triton, whose block shapes must be powers of two: it runs where D
 is one (BERT-Large's 1024, not Base's 768) and the rows split into blocks; elsewhere, on CPU,
-and where Pallas' Triton backend does not import, the model keeps XLA's backward. Under a mesh whose 'data' axis splits the batch (the
-train step sets it, bert_jax/train.py), each device runs the kernel on its own rows
-(shard_map): a Pallas call has no partitioning rule, so GSPMD would otherwise gather the
-whole batch onto every device. The tests run it in Pallas' interpret mode on CPU.
+and where Pallas' Triton backend does not import, the model keeps XLA's backward. Under a
+mesh whose 'data' axis splits the batch (the train step sets it, bert_jax/train.py), each
+device runs the kernel on its own rows (shard_map): a Pallas call has no partitioning rule,
+so GSPMD would otherwise gather the whole batch onto every device. The tests run it in
+Pallas' interpret mode on CPU.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ TRAIN_FIELDS = {
     'schema', 'config', 'device', 'platform', 'device_count', 'process_count', 'driver', 'jax',
     'jaxlib', 'flax', 'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status',
     'precision', 'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data',
-    'xla_compiler_options', 'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms', 'step_time_ms_mean',
-    'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
+    'xla_compiler_options', 'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms',
+    'step_time_ms_mean', 'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
     'projected_2_epochs_s'}
 INFER_FIELDS = {
     'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
