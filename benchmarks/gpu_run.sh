@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -215,6 +215,27 @@ triton)  # 4 GPUs, about 7 min: the train step with XLA's Triton gemm fusions of
     timeout $(left) $PS --seq 128 --batch 64 --variants base triton_gemm --out $OUT/g3 2>&1 | show
     timeout $(left) $PS --seq 384 --batch 64 --variants base triton_gemm --out $OUT/g3 2>&1 | show ) &
   wait; pack ;;
+next)  # 4 GPUs, about 9 min, prepared for the next session (not run yet): the LayerNorm kernel
+  # with 4 and 8 blocks of rows per program and XLA's cuBLASLt path beside the base step, with
+  # the base step's profile under today's cuBLAS default (GPU 0); MiniLM's F1 with the erfc GELU,
+  # padded and with buckets of 64 (GPU 1); second same-call samples of the seq-384 training and
+  # inference targets (GPUs 2, 3); then the scaling sweep with the cuBLAS default, alone
+  mkdir -p "$OUT"/g{0,1,2,3} "$OUT"/s
+  ( export DEADLINE=330 CUDA_VISIBLE_DEVICES=0
+    timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 \
+      --variants base ln_blocks4 ln_blocks8 cublaslt --profile base --out $OUT/g0 2>&1 \
+      | grep -E '^\{|Error' | cut -c1-300 ) &
+  ( export DEADLINE=330 CUDA_VISIBLE_DEVICES=1; OUT=$OUT/g1 timeout $(left) bash $0 minilm
+    OUT=$OUT/g1 BUCKET=64 CACHE=/tmp/cache_b timeout $(left) bash $0 minilm ) &
+  ( export DEADLINE=330; peer 2 --train 384:32 --precision bf16 --modes compile
+    ours 2 train 384 bf16 '(32,64)' ) &
+  ( export DEADLINE=330; peer 3 --infer 384:1 384:8 --precision fp16 --modes compile
+    ours 3 infer 384 fp16 '(1,8)' ) &
+  wait
+  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
+  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

@@ -18,7 +18,9 @@ backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); g
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
 triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
-default turns them off, bert_jax/train.py).
+default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
+(which can fold bias adds into the matmul epilogue); ln_blocks4 / ln_blocks8 = the LayerNorm
+kernel with 4 / 8 blocks of rows per program (fewer partial sums; layer_norm_kernel.BLOCKS).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -148,26 +150,38 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
-           'ln_xla': {'_use_ln_kernel': lambda x: False}}
-ORIGINALS = {name: getattr(model, name) for patch in PATCHES.values() for name in patch}
+           'ln_xla': {'_use_ln_kernel': lambda x: False},
+           'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
+           'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8}}
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'nodrop', 'rbg', 'triton_gemm', 'xla', 'unstacked')
+BUILD_PARTS = ('base', 'nodrop', 'rbg', 'triton_gemm', 'cublaslt', 'xla', 'unstacked')
+
+
+def _target(name):
+  """(object, attribute) a patch name refers to: 'x' is bert_jax.model.x, 'mod.x' is x in the
+  module bert_jax.model imports as mod."""
+  owner, _, attr = name.rpartition('.')
+  return (getattr(model, owner) if owner else model), attr
+
+
+ORIGINALS = {name: getattr(*_target(name)) for patch in PATCHES.values() for name in patch}
 
 
 def apply_variant(variant):
-  """Puts bert_jax.model back as it is, then swaps in the variant's functions.
+  """Puts bert_jax.model (and the modules it uses) back as they are, then swaps in the
+  variant's functions and settings.
 
   A variant may combine parts with '+', e.g. 'qkv3+biasmm'."""
-  for name, fn in ORIGINALS.items():
-    setattr(model, name, fn)
+  for name, value in ORIGINALS.items():
+    setattr(*_target(name), value)
   parts = variant.split('+')
   unknown = [p for p in parts if p not in PATCHES and p not in BUILD_PARTS]
   if unknown:
     raise SystemExit(f'--variants: unknown part(s) {unknown} in {variant!r}; choose from '
                      f'{sorted([*PATCHES, *BUILD_PARTS])}, joined with "+"')
   for part in parts:
-    for name, fn in PATCHES.get(part, {}).items():
-      setattr(model, name, fn)
+    for name, value in PATCHES.get(part, {}).items():
+      setattr(*_target(name), value)
   return parts
 
 
@@ -182,7 +196,11 @@ def build_train(variant, seq, batch, policy, preset):
   key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
-  options = {'xla_gpu_enable_triton_gemm': True} if 'triton_gemm' in parts else None
+  options = train.default_compiler_options(mesh)
+  if 'triton_gemm' in parts:
+    options['xla_gpu_enable_triton_gemm'] = True
+  if 'cublaslt' in parts:
+    options['xla_gpu_enable_cublaslt'] = True
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
@@ -194,6 +212,7 @@ def build_train(variant, seq, batch, policy, preset):
     for i in range(n):
       holder['state'], metrics = compiled(holder['state'], inputs[i % 2])
     jax.block_until_ready(holder['state'])
+  run.compiler_options = options
   return run, config, compiled
 
 
@@ -374,6 +393,8 @@ def main():
            'code_fingerprint': env['code_fingerprint']}
     if hasattr(run, 'host_probe'):
       rec['host'] = run.host_probe()
+    if hasattr(run, 'compiler_options'):
+      rec['xla_compiler_options'] = run.compiler_options
     if args.kind == 'train':
       flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                                config.intermediate_size, args.seq)

@@ -28,20 +28,44 @@ from jax.sharding import PartitionSpec as P
 from bert_jax.mesh import DATA_AXIS
 
 ROWS, NUM_WARPS = 4, 4  # 4 rows x 4 warps: 518.9 sent/s; 16 x 8: 516.8 (same call, entry 20)
+# Blocks of ROWS rows per program. More than 1 means fewer per-program partial sums for XLA to
+# add (0.91 ms a step at 1); profile_step's ln_blocks4 / ln_blocks8 variants set it. Not yet
+# measured on a GPU, so the model keeps the measured 1.
+BLOCKS = 1
 
 
-def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbias_ref):
-  x = x_ref[...].astype(jnp.float32)                     # [R, D]
-  g = g_ref[...].astype(jnp.float32)
-  mean = mean_ref[...][:, None]                          # [R, 1]
-  rstd = rstd_ref[...][:, None]
+def _block_bwd(x, g, mean, rstd, scale):
+  """One block of rows (float32 math): dx, and the block's sums of g * xhat and g."""
   xhat = (x - mean) * rstd
-  gs = g * scale_ref[...].astype(jnp.float32)            # scale [1, D]
+  gs = g * scale
   a = jnp.mean(gs, axis=1, keepdims=True)
   b = jnp.mean(gs * xhat, axis=1, keepdims=True)
-  dx_ref[...] = (rstd * (gs - a - xhat * b)).astype(dx_ref.dtype)
-  dscale_ref[...] = jnp.sum(g * xhat, axis=0, keepdims=True)
-  dbias_ref[...] = jnp.sum(g, axis=0, keepdims=True)
+  dx = rstd * (gs - a - xhat * b)
+  return dx, jnp.sum(g * xhat, axis=0, keepdims=True), jnp.sum(g, axis=0, keepdims=True)
+
+
+def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbias_ref, *,
+            rows, blocks):
+  scale = scale_ref[...].astype(jnp.float32)             # [1, D]
+  if blocks == 1:
+    dx, dscale, dbias = _block_bwd(x_ref[...].astype(jnp.float32),
+                                   g_ref[...].astype(jnp.float32),
+                                   mean_ref[...][:, None], rstd_ref[...][:, None], scale)
+    dx_ref[...] = dx.astype(dx_ref.dtype)
+    dscale_ref[...] = dscale
+    dbias_ref[...] = dbias
+    return
+
+  def body(i, sums):
+    sl = pl.ds(i * rows, rows)
+    dx, dscale, dbias = _block_bwd(x_ref[sl, :].astype(jnp.float32),
+                                   g_ref[sl, :].astype(jnp.float32),
+                                   mean_ref[sl][:, None], rstd_ref[sl][:, None], scale)
+    dx_ref[sl, :] = dx.astype(dx_ref.dtype)
+    return sums[0] + dscale, sums[1] + dbias
+
+  zeros = jnp.zeros(scale.shape, jnp.float32)
+  dscale_ref[...], dbias_ref[...] = jax.lax.fori_loop(0, blocks, body, (zeros, zeros))
 
 
 def _interpret() -> bool:
@@ -58,12 +82,12 @@ def _triton_available() -> bool:
   return True
 
 
-def fits(n: int, d: int, rows: int = ROWS) -> bool:
-  """Whether the kernel takes an [n, d] input in blocks of `rows` rows."""
-  if _interpret():
-    return n % rows == 0
-  return (_triton_available() and n % rows == 0 and d & (d - 1) == 0
-          and rows & (rows - 1) == 0)
+def fits(n: int, d: int, rows: int | None = None, blocks: int | None = None) -> bool:
+  """Whether the kernel takes an [n, d] input in programs of `blocks` blocks of `rows` rows."""
+  rows, blocks = rows or ROWS, blocks or BLOCKS
+  if n % (rows * blocks):
+    return False
+  return _interpret() or (_triton_available() and d & (d - 1) == 0 and rows & (rows - 1) == 0)
 
 
 def _data_shards(batch: int) -> int:
@@ -79,32 +103,38 @@ def usable(x) -> bool:
   return x.ndim >= 2 and fits(x.size // d // shards, d)
 
 
-def _rows_bwd(x, g, mean, rstd, scale, rows, num_warps):
-  """[n, D] inputs; (dx [n, D], per-block partial dscale and dbias [n / rows, D])."""
+def _rows_bwd(x, g, mean, rstd, scale, rows, num_warps, blocks):
+  """[n, D] inputs; (dx [n, D], per-program partial dscale and dbias [n / (rows blocks), D])."""
   n, d = x.shape
+  per_program = rows * blocks
   params = None
   if not _interpret():
     from jax.experimental.pallas import triton as plgpu
     params = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
-  row_block = pl.BlockSpec((rows, d), lambda i: (i, 0))
-  stat_block = pl.BlockSpec((rows,), lambda i: (i,))
+  row_block = pl.BlockSpec((per_program, d), lambda i: (i, 0))
+  stat_block = pl.BlockSpec((per_program,), lambda i: (i,))
   part_block = pl.BlockSpec((1, d), lambda i: (i, 0))
+  parts = n // per_program
   return pl.pallas_call(
-      _kernel, grid=(n // rows,),
+      functools.partial(_kernel, rows=rows, blocks=blocks), grid=(parts,),
       in_specs=[row_block, row_block, stat_block, stat_block,
                 pl.BlockSpec((1, d), lambda i: (0, 0))],
       out_specs=[row_block, part_block, part_block],
       out_shape=[jax.ShapeDtypeStruct((n, d), x.dtype),
-                 jax.ShapeDtypeStruct((n // rows, d), jnp.float32),
-                 jax.ShapeDtypeStruct((n // rows, d), jnp.float32)],
+                 jax.ShapeDtypeStruct((parts, d), jnp.float32),
+                 jax.ShapeDtypeStruct((parts, d), jnp.float32)],
       compiler_params=params, interpret=_interpret(), name='ln_bwd_rows',
   )(x, g, mean, rstd, scale)
 
 
-def layer_norm_bwd(x, g, mean, rstd, scale, *, rows: int = ROWS, num_warps: int = NUM_WARPS):
+def layer_norm_bwd(x, g, mean, rstd, scale, *, rows: int | None = None,
+                   num_warps: int | None = None, blocks: int | None = None):
   """(dx, dscale, dbias) of LayerNorm y = (x - mean) * rstd * scale + bias over the last axis
   of x [B, ..., D], given the output gradient g; mean and rstd as the forward pass kept them
-  ([B, ..., 1]); dscale and dbias float32 [D]. Check `usable(x)` first."""
+  ([B, ..., 1]); dscale and dbias float32 [D]. Check `usable(x)` first. rows, num_warps and
+  blocks default to this module's ROWS, NUM_WARPS and BLOCKS as they are when the caller is
+  traced (a function jitted before a change keeps its compiled choice)."""
+  rows, num_warps, blocks = rows or ROWS, num_warps or NUM_WARPS, blocks or BLOCKS
   d = x.shape[-1]
   flat = lambda a: a.reshape(a.shape[0], -1, a.shape[-1])            # [B, n / B, D or 1]
   args = (flat(x), flat(g), flat(mean).astype(jnp.float32), flat(rstd).astype(jnp.float32),
@@ -113,7 +143,7 @@ def layer_norm_bwd(x, g, mean, rstd, scale, *, rows: int = ROWS, num_warps: int 
   def local(x, g, mean, rstd, scale):
     n = x.shape[0] * x.shape[1]
     dx, dscale, dbias = _rows_bwd(x.reshape(n, d), g.reshape(n, d), mean.reshape(n),
-                                  rstd.reshape(n), scale, rows, num_warps)
+                                  rstd.reshape(n), scale, rows, num_warps, blocks)
     return dx.reshape(x.shape), dscale, dbias
 
   if _data_shards(x.shape[0]) > 1:

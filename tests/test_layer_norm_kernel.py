@@ -32,8 +32,10 @@ def _vjp(x, p, g, dtype):
   return jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)[1](g)
 
 
-@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_kernel_matches_xla_backward(dtype, monkeypatch):
+@pytest.mark.parametrize('dtype,blocks', [(jnp.float32, 1), (jnp.bfloat16, 1),
+                                          (jnp.float32, 4), (jnp.bfloat16, 2)])
+def test_kernel_matches_xla_backward(dtype, blocks, monkeypatch):
+  monkeypatch.setattr(lnk, 'BLOCKS', blocks)     # blocks of rows per program (a loop if > 1)
   x, p, g = _inputs(dtype)
   monkeypatch.setattr(model, '_use_ln_kernel', lambda x: False)
   ref = _vjp(x, p, g, dtype)
@@ -41,7 +43,7 @@ def test_kernel_matches_xla_backward(dtype, monkeypatch):
   monkeypatch.setattr(model, '_use_ln_kernel', lambda x: calls.append(x.shape) or lnk.usable(x))
   _assert_close(_vjp(x, p, g, dtype), ref, dtype)
   assert calls == [(4, 16, 64)]
-  assert lnk.fits(32, 64) and not lnk.fits(30, 64)
+  assert lnk.fits(4 * 4 * blocks, 64) and not lnk.fits(4 * 4 * blocks + 4 * blocks // 2, 64)
 
 
 def test_kernel_runs_per_device_under_the_data_mesh(monkeypatch):
@@ -83,18 +85,23 @@ def test_gpu_without_pallas_triton_falls_back(monkeypatch):
   assert not lnk.fits(32, 1024)
 
 
-def test_lowers_to_one_triton_kernel_for_cuda(monkeypatch):
+@pytest.mark.parametrize('blocks', [1, 8])
+def test_lowers_to_one_triton_kernel_for_cuda(blocks, monkeypatch):
   """On this CPU machine: the BERT-Large shape lowers through Pallas' Triton path (its block
-  shapes are accepted) into a single kernel; compiling and timing it needs a GPU."""
+  shapes, and the loop over blocks of rows, are accepted) into a single kernel; compiling and
+  timing it needs a GPU."""
   monkeypatch.setattr(lnk.jax, 'default_backend', lambda: 'gpu')
+  monkeypatch.setattr(lnk, 'BLOCKS', blocks)
   x = jax.ShapeDtypeStruct((32, 384, 1024), jnp.bfloat16)
   stats = jax.ShapeDtypeStruct((32, 384, 1), jnp.float32)
   scale = jax.ShapeDtypeStruct((1024,), jnp.float32)
   triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
-  exported = jax.export.export(jax.jit(lnk.layer_norm_bwd), platforms=['cuda'],
+  bwd = lambda *a: lnk.layer_norm_bwd(*a)          # a fresh function: BLOCKS is read at tracing
+  exported = jax.export.export(jax.jit(bwd), platforms=['cuda'],
                                disabled_checks=[triton])(x, x, stats, stats, scale)
   text = exported.mlir_module()
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {lnk.NUM_WARPS}' in text
   rows = 32 * 384
-  assert f'tensor<{rows}x1024xbf16>' in text and f'tensor<{rows // lnk.ROWS}x1024xf32>' in text
+  parts = rows // (lnk.ROWS * blocks)
+  assert f'tensor<{rows}x1024xbf16>' in text and f'tensor<{parts}x1024xf32>' in text
   assert not lnk.fits(rows, 768)                     # BERT-Base's width: XLA's backward

@@ -119,6 +119,10 @@ def test_apply_variant_restores_the_model(ps):
   assert model._gelu is not original
   ps.apply_variant('base')
   assert model._gelu is original
+  ps.apply_variant('ln_blocks8+gelu_tanh')           # settings of the modules model uses, too
+  assert model.layer_norm_kernel.BLOCKS == 8 and model._gelu is not original
+  ps.apply_variant('base')
+  assert model.layer_norm_kernel.BLOCKS == 1 and model._gelu is original
   with pytest.raises(SystemExit, match="unknown part.*'lnpallas'"):
     ps.apply_variant('gelu_tanh+lnpallas')
 
