@@ -29,7 +29,9 @@ done, and that of a one-kernel call taking the same params (the per-call argumen
 Each variant is built and compiled apart (compile_s, which includes building the state;
 warm-up excluded) and times --steps steps with one sync.
 With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
-(matmul / attention / elementwise+reduction / copy / other) from its Perfetto JSON.
+(collective / matmul / attention / elementwise+reduction / copy / other) from its Perfetto
+JSON; with --devices N (train) the step runs data-parallel on N GPUs, --batch each, and the
+summary is per GPU (the average over the GPUs that ran kernels).
 """
 import argparse
 import collections
@@ -185,12 +187,13 @@ def apply_variant(variant):
   return parts
 
 
-def build_train(variant, seq, batch, policy, preset):
+def build_train(variant, seq, batch, policy, preset, devices=1):
+  """The train step on `devices` GPUs (data parallel), `batch` sequences per GPU."""
   parts = apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='fused')
   if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
-  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=devices))
   data = mesh_lib.batch_sharding(mesh)
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
   key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
@@ -203,8 +206,8 @@ def build_train(variant, seq, batch, policy, preset):
     options['xla_gpu_enable_cublaslt'] = True
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
   rng = np.random.default_rng(0)
-  inputs = [batches.to_device(benchmark.synthetic(rng, batch, seq, config.vocab_size), data)
-            for _ in range(2)]
+  inputs = [batches.to_device(benchmark.synthetic(rng, batch * devices, seq, config.vocab_size),
+                              data) for _ in range(2)]
   compiled = fn.lower(state, inputs[0]).compile()
   holder = {'state': state}
 
@@ -256,7 +259,9 @@ def host_probe(compiled, params, x, n=50):
   return out
 
 
-CLASSES = (('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
+CLASSES = (('collective', ('nccl', 'allreduce', 'all_reduce', 'all-reduce', 'reducescatter',
+                            'allgather')),
+           ('attention', ('fmha', 'flash', 'cudnn', 'attn', 'sdpa')),
            ('matmul', ('gemm', 'cutlass', 'xmma', 'nvjet', 'sm90', 'cublas', 'wgmma', 'dot')),
            ('copy', ('memcpy', 'memset', 'copy', 'transpose')),
            ('elementwise+reduction', ('fusion', 'loop_', 'input_', 'reduce', 'convert',
@@ -340,16 +345,20 @@ def summarise(trace_dir, steps_profiled, top=30):
                  {k for k, n in threads.items() if n == 'XLA Ops'}
   per_kernel = collections.Counter()
   counts = collections.Counter()
+  busy = set()
   for e in events:
     if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in kernel_lines and 'dur' in e:
       per_kernel[e['name']] += e['dur']
       counts[e['name']] += 1
+      busy.add(e['pid'])
+  # Per GPU: with several GPUs in the step, every figure is the average over those that ran.
+  steps_profiled *= max(1, len(busy))
   per_class = collections.Counter()
   for k, us in per_kernel.items():
     per_class[classify(k)] += us
   total = sum(per_kernel.values())
   return {
-      'gpu_processes': sorted(names[p] for p in gpu_pids),
+      'gpu_processes': sorted(names[p] for p in gpu_pids), 'gpus_with_kernels': len(busy),
       'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
       'kernel_ms_per_step': total / 1e3 / steps_profiled,
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
@@ -370,14 +379,19 @@ def main():
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--out', default='prof')
   p.add_argument('--preset', default='large', help='tiny|mini|base|large')
+  p.add_argument('--devices', type=int, default=1,
+                 help='train only: GPUs in the data-parallel step, --batch sequences each')
   args = p.parse_args()
+  if args.devices > 1 and args.kind != 'train':
+    p.error('--devices > 1 is for --kind train')
   os.makedirs(args.out, exist_ok=True)
   policy = PrecisionPolicy(args.precision)
   build = build_train if args.kind == 'train' else build_infer
   env = records.environment()
   for variant in args.variants:
     t0 = time.perf_counter()
-    run, config, compiled = build(variant, args.seq, args.batch, policy, args.preset)
+    extra = {'devices': args.devices} if args.kind == 'train' else {}
+    run, config, compiled = build(variant, args.seq, args.batch, policy, args.preset, **extra)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run(3)
@@ -388,7 +402,8 @@ def main():
     rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant, 'seq_len': args.seq,
            'batch_size': args.batch, 'precision': args.precision, 'compile_s': compile_s,
            'warmup_s': warm,
-           'step_ms': dt * 1e3, 'sentences_per_s': args.batch / dt,
+           'num_devices': args.devices,
+           'step_ms': dt * 1e3, 'sentences_per_s': args.batch * args.devices / dt,
            'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags'],
            'code_fingerprint': env['code_fingerprint']}
     if hasattr(run, 'host_probe'):

@@ -170,3 +170,26 @@ def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   per_layer = 12 * config.num_layers if variant == 'unstacked' else 12
   assert host['param_leaves'] == 5 + per_layer + 2
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
+
+
+def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
+  """A trace of 2 steps on two GPUs (and one idle GPU): per-GPU, per-step figures, with the
+  NCCL kernel in its own class."""
+  import gzip
+  import json
+  events = [{'ph': 'M', 'name': 'process_name', 'pid': p, 'args': {'name': f'/device:GPU:{p}'}}
+            for p in (0, 1, 2)]
+  events += [{'ph': 'M', 'name': 'thread_name', 'pid': p, 'tid': 7,
+              'args': {'name': 'Stream #14(Compute)'}} for p in (0, 1, 2)]
+  for p in (0, 1):
+    events += [{'ph': 'X', 'pid': p, 'tid': 7, 'name': 'nvjet_sm90_tst_128x160', 'dur': 300},
+               {'ph': 'X', 'pid': p, 'tid': 7, 'name': 'ncclDevKernel_AllReduce_Sum_f32_RING',
+                'dur': 100}] * 2
+  path = tmp_path / 'plugins' / 'profile' / 'x'
+  path.mkdir(parents=True)
+  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  out = ps.summarise(str(tmp_path), steps_profiled=2)
+  assert out['gpus_with_kernels'] == 2
+  assert out['kernel_ms_per_step'] == pytest.approx(0.4)
+  assert out['class_ms_per_step'] == pytest.approx({'matmul': 0.3, 'collective': 0.1})
