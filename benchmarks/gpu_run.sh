@@ -139,16 +139,17 @@ kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) an
   # seq 384, batch 1 and 8: erfc GELU, and cuBLAS instead of Triton gemms (GPU 3). Ran at commit
   # 44b8fda, where the kernel and the GELU were variants (lnpallas, lnpallas_r4, gelu_erfc);
   # they are the model now, so the same comparisons are spelled with today's variants
-  # (gelu_lax_erf+ln_xla = that commit's base; the 16-row kernel is no longer selectable).
+  # (gelu_lax_erf+ln_xla = that commit's base; +triton_gemm = its matmuls, before the cuBLAS
+  # default; the 16-row kernel is no longer selectable).
   PS="python3 benchmarks/profile_step.py --seq 384"
   show() { grep -E '^\{|Error|Unknown|unknown' | cut -c1-300; }
-  OLD=gelu_lax_erf+ln_xla
+  T=triton_gemm; OLD=gelu_lax_erf+ln_xla+$T
   ( export CUDA_VISIBLE_DEVICES=0
-    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_lax_erf --profile gelu_lax_erf \
-      --out $OUT/g0 2>&1 | show ) &
+    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_lax_erf+$T \
+      --profile gelu_lax_erf+$T --out $OUT/g0 2>&1 | show ) &
   ( export CUDA_VISIBLE_DEVICES=1
-    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_shared+ln_xla gelu_shared \
-      --profile gelu_shared+ln_xla --out $OUT/g1 2>&1 | show ) &
+    timeout $(left) $PS --kind train --batch 32 --variants $OLD gelu_shared+ln_xla+$T gelu_shared+$T \
+      --profile gelu_shared+ln_xla+$T --out $OUT/g1 2>&1 | show ) &
   ( mkdir -p "$OUT"/g2; ours 2 infer 128 fp32 '(64,)'; export CUDA_VISIBLE_DEVICES=2
     for f in xla_gpu_experimental_autotune_all_fusions_with_block_level_emitter \
              xla_gpu_experimental_all_fusions_with_triton; do
@@ -162,7 +163,9 @@ kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) an
     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout $(left) $PS $I --batch 8 --steps 100 \
       --variants gelu_lax_erf 2>&1 | show ) &
   wait; rm -rf "$OUT"/g*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-adopted)  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the same call after the
+adopted)  # (ran at commit 07280f4, before the train step's cuBLAS default of e0a0c8a: add
+  # +triton_gemm to the train variants to repeat its comparisons; the bench rows now use cuBLAS)
+  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the same call after the
   # LayerNorm backward kernel and the erfc GELU went into the model; the kernel's tests on the
   # GPUs (Triton, and per device under a 4-GPU mesh) while the jobs compile; on GPU 0 the step
   # beside the GELU without its barrier and the step as it was (jax erf, XLA LayerNorm backward)
@@ -180,7 +183,9 @@ adopted)  # 4 GPUs, about 8 min: issue 6's one-GPU targets with the peer in the 
   ( peer 3 --train 128:64 --precision bf16 --modes compile
     ours 3 train 128 bf16 '(64,)'; ours 3 train 128 fp16 '(64,)' ) &
   wait; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-cublas)  # 4 GPUs, about 9 min: inference with XLA's gemms from cuBLAS only (Triton gemm fusions
+cublas)  # (ran at commit 6cdf8d0, before the train step's cuBLAS default: its GPU-3 pair and the
+  # sweep then used Triton gemms; now use profile_step's base vs triton_gemm, as 'triton' does)
+  # 4 GPUs, about 9 min: inference with XLA's gemms from cuBLAS only (Triton gemm fusions
   # off) against the default, and the peer, all in one call (GPUs 0-2); the training step with
   # and without Triton gemms (GPU 3); then the scaling sweep over 1, 2 and 4 GPUs with the
   # LayerNorm kernel running per device (shard_map)
