@@ -32,6 +32,11 @@ merge() {  # every GPU's records in $OUT/all, and the report of them
   mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl" 2>/dev/null
   cat "$OUT"/g*/peer.jsonl > "$OUT/all/peer.jsonl" 2>/dev/null
   python3 run.py --mode=report --workdir="$OUT/all" 2>&1 | tail -3; }
+sweep() {  # the bench step (seq 384, bf16, 32 per GPU) on 1, 2 and 4 GPUs in one run; $1: time limit
+  local sc="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
+  sc="$sc --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  mkdir -p "$OUT/s"
+  timeout "$1" python3 run.py --config=configs/bench_train.py $sc --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -127,10 +132,8 @@ headline)  # 4 GPUs, about 9 min: issue 6's targets with the peer in the same ca
 final)  # 4 GPUs, about 6 min: scaling of the bench step (seq 384, 32 per GPU, bf16) over 1, 2
   # and 4 GPUs of one machine in one sweep; then seq-128 training, ours and the peer's, on an
   # otherwise idle machine (the peer's seq-128 figure moved between busy calls)
-  mkdir -p "$OUT"/s "$OUT"/g0 "$OUT"/g1
-  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
-  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
-  timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  sweep $(left)
   ( peer 1 --train 128:64 --precision bf16 --modes compile eager ) & ( ours 0 train 128 bf16 '(64,)' ) &
   wait; pack ;;
 kernels)  # 4 GPUs, about 9 min: the LayerNorm backward Pallas kernel (GPU 0) and the erfc GELU
@@ -189,7 +192,7 @@ cublas)  # (ran at commit 6cdf8d0, before the train step's cuBLAS default: its G
   # off) against the default, and the peer, all in one call (GPUs 0-2); the training step with
   # and without Triton gemms (GPU 3); then the scaling sweep over 1, 2 and 4 GPUs with the
   # LayerNorm kernel running per device (shard_map)
-  mkdir -p "$OUT"/g{0,1,2,3} "$OUT"/s
+  mkdir -p "$OUT"/g{0,1,2,3}
   OFF=--xla_gpu_enable_triton_gemm=false
   ( export DEADLINE=330; ours 0 infer 384 fp16 '(1,8,64)'; ours 0 infer 128 fp16 '(1,8,64)' ) &
   ( export DEADLINE=330 XLA_FLAGS=$OFF; ours 1 infer 384 fp16 '(1,8,64)'; ours 1 infer 128 fp16 '(1,8,64)' ) &
@@ -197,11 +200,7 @@ cublas)  # (ran at commit 6cdf8d0, before the train step's cuBLAS default: its G
   ( export DEADLINE=330 CUDA_VISIBLE_DEVICES=3; PS="python3 benchmarks/profile_step.py --seq 384 --out $OUT/g3"
     timeout $(left) $PS --kind train --batch 32 --variants base 2>&1 | grep -E '^\{|Error' | cut -c1-300
     XLA_FLAGS=$OFF timeout $(left) $PS --kind train --batch 32 --variants base 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
-  wait
-  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
-  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
-  timeout $(left) python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
-  pack ;;
+  wait; sweep $(left); pack ;;
 triton)  # 4 GPUs, about 7 min: the train step with XLA's Triton gemm fusions off (the new GPU
   # default, bert_jax/train.py) against on, alternating on one GPU (GPU 0: seq 384 batch 32;
   # GPU 3: seq 128 batch 64 and seq 384 batch 64); issue 6's training targets with the peer
@@ -226,7 +225,7 @@ next)  # 4 GPUs, about 9 min, prepared for the next session (not run yet): the L
   # padded and with buckets of 64 (GPU 1); second same-call samples of the seq-384 training and
   # inference targets (GPUs 2, 3); then, alone on the machine, the scaling sweep with the cuBLAS
   # default and the profile of the 4-GPU step (where its extra 11 ms go)
-  mkdir -p "$OUT"/g{0,1,2,3} "$OUT"/s "$OUT"/p4
+  mkdir -p "$OUT"/g{0,1,2,3} "$OUT"/p4
   ( export DEADLINE=300 CUDA_VISIBLE_DEVICES=0
     timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 \
       --variants base ln_blocks4 cublaslt ln_blocks8 --profile base --out $OUT/g0 2>&1 \
@@ -238,10 +237,7 @@ next)  # 4 GPUs, about 9 min, prepared for the next session (not run yet): the L
   ( export DEADLINE=300; peer 3 --infer 384:1 384:8 --precision fp16 --modes compile
     ours 3 infer 384 fp16 '(1,8)' ) &
   wait
-  SC="${B/--config.bench.num_devices=(1,)/--config.bench.num_devices=(1,2,4)} --config.bench.seq_lens=(384,)"
-  SC="$SC --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
-  T=$(( $(left) - 90 )); [ "$T" -gt 1 ] || T=1   # leave 90 s for the 4-GPU profile
-  timeout $T python3 run.py --config=configs/bench_train.py $SC --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  T=$(( $(left) - 90 )); [ "$T" -gt 1 ] || T=1; sweep $T   # leaves 90 s for the 4-GPU profile
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --devices 4 \
     --variants base --profile base --out $OUT/p4 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/p4/trace_*/plugins/profile/*/*.xplane.pb

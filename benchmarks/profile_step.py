@@ -82,14 +82,13 @@ def _gelu_autodiff(h):
 @jax.custom_vjp
 def _gelu_lax_erf(h):
   """The GELU before the erfc fit: jax's erf; the same bf16 residual and float32 backward."""
-  return jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(h.dtype)
+  return _gelu_autodiff(h)
 
 
 def _gelu_lax_erf_bwd(h, g):
   x = h.astype(jnp.float32)
   cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
-  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
-  return ((g.astype(jnp.float32) * (cdf + x * pdf)).astype(h.dtype),)
+  return ((g.astype(jnp.float32) * model._gelu_slope(x, cdf)).astype(h.dtype),)
 
 
 _gelu_lax_erf.defvjp(lambda h: (_gelu_lax_erf(h), h), _gelu_lax_erf_bwd)
@@ -104,8 +103,7 @@ def _gelu_shared(h):
 
 def _gelu_shared_bwd(h, g):
   x = h.astype(jnp.float32)
-  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
-  return ((g.astype(jnp.float32) * (model._normal_cdf(x) + x * pdf)).astype(h.dtype),)
+  return ((g.astype(jnp.float32) * model._gelu_slope(x, model._normal_cdf(x))).astype(h.dtype),)
 
 
 _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
