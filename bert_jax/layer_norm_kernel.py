@@ -34,21 +34,24 @@ ROWS, NUM_WARPS = 4, 4  # 4 rows x 4 warps: 518.9 sent/s; 16 x 8: 516.8 (same ca
 BLOCKS = 1
 
 
-def _block_bwd(x, g, mean, rstd, scale):
-  """One block of rows (float32 math): dx, and the block's sums of g * xhat and g."""
+def grads(x, g, mean, rstd, scale):
+  """The LayerNorm backward in float32, for rows along the last axis: dx, and the sums over
+  all rows of g * xhat and g (kept as [1, ..., D]). This kernel runs it per block of rows;
+  the model's XLA backward runs it on the whole [B, T, D] (model._ln_bwd_xla)."""
   xhat = (x - mean) * rstd
   gs = g * scale
-  a = jnp.mean(gs, axis=1, keepdims=True)
-  b = jnp.mean(gs * xhat, axis=1, keepdims=True)
+  a = jnp.mean(gs, axis=-1, keepdims=True)
+  b = jnp.mean(gs * xhat, axis=-1, keepdims=True)
   dx = rstd * (gs - a - xhat * b)
-  return dx, jnp.sum(g * xhat, axis=0, keepdims=True), jnp.sum(g, axis=0, keepdims=True)
+  rows = tuple(range(x.ndim - 1))
+  return dx, jnp.sum(g * xhat, axis=rows, keepdims=True), jnp.sum(g, axis=rows, keepdims=True)
 
 
 def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbias_ref, *,
             rows, blocks):
   scale = scale_ref[...].astype(jnp.float32)             # [1, D]
   if blocks == 1:
-    dx, dscale, dbias = _block_bwd(x_ref[...].astype(jnp.float32),
+    dx, dscale, dbias = grads(x_ref[...].astype(jnp.float32),
                                    g_ref[...].astype(jnp.float32),
                                    mean_ref[...][:, None], rstd_ref[...][:, None], scale)
     dx_ref[...] = dx.astype(dx_ref.dtype)
@@ -58,7 +61,7 @@ def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbi
 
   def body(i, sums):
     sl = pl.ds(i * rows, rows)
-    dx, dscale, dbias = _block_bwd(x_ref[sl, :].astype(jnp.float32),
+    dx, dscale, dbias = grads(x_ref[sl, :].astype(jnp.float32),
                                    g_ref[sl, :].astype(jnp.float32),
                                    mean_ref[sl][:, None], rstd_ref[sl][:, None], scale)
     dx_ref[sl, :] = dx.astype(dx_ref.dtype)

@@ -109,14 +109,10 @@ def _ln_bwd(eps, dtype, res, g):
 
 def _ln_bwd_xla(eps, dtype, res, g):
   x, mean, rstd, scale = res
-  g32 = g.astype(jnp.float32)
-  xhat = (x.astype(jnp.float32) - mean) * rstd
-  gs = g32 * scale
-  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
-               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
-  axes = tuple(range(g.ndim - 1))
-  return (dx.astype(x.dtype), jnp.sum(g32 * xhat, axis=axes).astype(scale.dtype),
-          jnp.sum(g32, axis=axes).astype(scale.dtype))
+  dx, dscale, dbias = layer_norm_kernel.grads(x.astype(jnp.float32), g.astype(jnp.float32),
+                                              mean, rstd, scale)
+  return (dx.astype(x.dtype), dscale.reshape(scale.shape).astype(scale.dtype),
+          dbias.reshape(scale.shape).astype(scale.dtype))
 
 
 _ln.defvjp(_ln_fwd, _ln_bwd)
