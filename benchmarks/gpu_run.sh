@@ -3,7 +3,8 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once). Results go to $OUT (or
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
+# pair1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -241,6 +242,28 @@ next)  # 4 GPUs, about 9 min, prepared for the next session (not run yet): the L
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --devices 4 \
     --variants base --profile base --out $OUT/p4 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/p4/trace_*/plugins/profile/*/*.xplane.pb
+  pack ;;
+pair1)  # 2 GPUs, about 9.5 min: what next was to measure, on the 2-GPU machines lent now.
+  # Phase 1: the LayerNorm kernel with 4 blocks of rows per program and XLA's cuBLASLt path
+  # beside the base step, with the base step's profile (GPU 0); MiniLM's F1 with the erfc
+  # GELU, padded and with buckets of 64, both at once on GPU 1 (their speeds are not
+  # comparable: they share the GPU), and the exact-variant tests on that GPU.
+  # Phase 2, alone on the machine: the 2-GPU step's profile (is the all-reduce overlapped?)
+  # and XLA's latency-hiding scheduler, with and without 8 MiB all-reduce combining
+  mkdir -p "$OUT"/g{0,1} "$OUT"/p2
+  show() { grep -E '^\{|Error' | cut -c1-300; }
+  PS="python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32"
+  ( export DEADLINE=300 CUDA_VISIBLE_DEVICES=0
+    timeout $(left) $PS --variants base ln_blocks4 cublaslt --profile base --out $OUT/g0 2>&1 | show ) &
+  ( export DEADLINE=330 CUDA_VISIBLE_DEVICES=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.4
+    ( OUT=$OUT/g1 timeout $(left) bash $0 minilm ) &
+    ( OUT=$OUT/g1 BUCKET=64 CACHE=/tmp/cache_b timeout $(left) bash $0 minilm ) &
+    JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python3 -m pytest -q \
+      tests/test_profile_step.py -k "exact or gelu" -p no:cacheprovider 2>&1 | tail -8 > "$OUT/gpu_tests.txt"
+    wait ) &
+  wait
+  timeout $(left) $PS --devices 2 --variants base lhs lhs+ar8mb --profile base lhs --out $OUT/p2 2>&1 | show
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb
   pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report

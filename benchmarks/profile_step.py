@@ -19,8 +19,11 @@ the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
 triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
 default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
-(which can fold bias adds into the matmul epilogue); ln_blocks4 / ln_blocks8 = the LayerNorm
-kernel with 4 / 8 blocks of rows per program (fewer partial sums; layer_norm_kernel.BLOCKS).
+(which can fold bias adds into the matmul epilogue); lhs = XLA's latency-hiding scheduler on
+(with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
+combined only up to 8 MiB each (more, smaller ones that can start earlier); ln_blocks4 /
+ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
+layer_norm_kernel.BLOCKS).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -28,10 +31,12 @@ Inference records also carry 'host': the time a call takes to return before the 
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Each variant is built and compiled apart (compile_s, which includes building the state;
 warm-up excluded) and times --steps steps with one sync.
-With --profile, a jax.profiler trace of 5 steps is summarised per kernel and per class
-(collective / matmul / attention / elementwise+reduction / copy / other) from its Perfetto
-JSON; with --devices N (train) the step runs data-parallel on N GPUs, --batch each, and the
-summary is per GPU (the average over the GPUs that ran kernels).
+With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
+kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
+from its Perfetto JSON, with the collective time no other kernel overlapped; the record also
+counts the optimised HLO's collectives and their bytes. With --devices N (train) the step runs
+data-parallel on N GPUs, --batch each, and the summary is per GPU (the average over the GPUs
+that ran kernels).
 """
 import argparse
 import collections
@@ -151,8 +156,15 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8}}
+# train parts that are XLA compiler options on top of train.default_compiler_options
+OPTION_PARTS = {
+    'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
+    'cublaslt': {'xla_gpu_enable_cublaslt': True},
+    'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
+    'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
+}
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'nodrop', 'rbg', 'triton_gemm', 'cublaslt', 'xla', 'unstacked')
+BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', *OPTION_PARTS)
 
 
 def _target(name):
@@ -165,18 +177,24 @@ def _target(name):
 ORIGINALS = {name: getattr(*_target(name)) for patch in PATCHES.values() for name in patch}
 
 
-def apply_variant(variant):
-  """Puts bert_jax.model (and the modules it uses) back as they are, then swaps in the
-  variant's functions and settings.
-
-  A variant may combine parts with '+', e.g. 'qkv3+biasmm'."""
-  for name, value in ORIGINALS.items():
-    setattr(*_target(name), value)
+def check_variant(variant):
+  """The variant's parts; SystemExit naming any unknown one and the choices."""
   parts = variant.split('+')
   unknown = [p for p in parts if p not in PATCHES and p not in BUILD_PARTS]
   if unknown:
     raise SystemExit(f'--variants: unknown part(s) {unknown} in {variant!r}; choose from '
                      f'{sorted([*PATCHES, *BUILD_PARTS])}, joined with "+"')
+  return parts
+
+
+def apply_variant(variant):
+  """Puts bert_jax.model (and the modules it uses) back as they are, then swaps in the
+  variant's functions and settings.
+
+  A variant may combine parts with '+', e.g. 'qkv3+biasmm'."""
+  parts = check_variant(variant)
+  for name, value in ORIGINALS.items():
+    setattr(*_target(name), value)
   for part in parts:
     for name, value in PATCHES.get(part, {}).items():
       setattr(*_target(name), value)
@@ -196,10 +214,8 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
   options = train.default_compiler_options(mesh)
-  if 'triton_gemm' in parts:
-    options['xla_gpu_enable_triton_gemm'] = True
-  if 'cublaslt' in parts:
-    options['xla_gpu_enable_cublaslt'] = True
+  for part in parts:
+    options.update(OPTION_PARTS.get(part, {}))
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
   rng = np.random.default_rng(0)
   inputs = [batches.to_device(benchmark.synthetic(rng, batch * devices, seq, config.vocab_size),
@@ -320,6 +336,54 @@ def annotate(summary, fusions):
   return summary
 
 
+def _union(intervals):
+  """Sorted, disjoint (start, end) intervals covering the same time as `intervals`."""
+  out = []
+  for a, b in sorted(intervals):
+    if out and a <= out[-1][1]:
+      out[-1][1] = max(out[-1][1], b)
+    else:
+      out.append([a, b])
+  return out
+
+
+def _length(disjoint):
+  return sum(b - a for a, b in disjoint)
+
+
+def _overlap(xs, ys):
+  """Time in both of two disjoint sorted interval lists."""
+  total, j = 0, 0
+  for a, b in xs:
+    while j < len(ys) and ys[j][1] <= a:
+      j += 1
+    k = j
+    while k < len(ys) and ys[k][0] < b:
+      total += min(b, ys[k][1]) - max(a, ys[k][0])
+      k += 1
+  return total
+
+
+_DTYPE_BYTES = {'f32': 4, 'bf16': 2, 'f16': 2, 's32': 4, 'u32': 4, 'f64': 8, 'pred': 1}
+
+
+def hlo_collectives(hlo_text):
+  """Per collective op of the optimised HLO (all-reduce, reduce-scatter, ...): how many there
+  are and the bytes they move per device, by element type (async pairs counted once)."""
+  out = {}
+  op = re.compile(r'= (\(.*?\)|\S+) (all-reduce|reduce-scatter|all-gather)(?:-start)?\(')
+  for line in hlo_text.splitlines():
+    m = op.search(line)
+    if not m:
+      continue
+    entry = out.setdefault(m.group(2), {'count': 0, 'bytes': {}})
+    entry['count'] += 1
+    for dtype, dims in re.findall(r'\b([a-z]+\d*)\[([\d,]*)\]', m.group(1)):
+      n = int(np.prod([int(d) for d in dims.split(',') if d])) if dims else 1
+      entry['bytes'][dtype] = entry['bytes'].get(dtype, 0) + n * _DTYPE_BYTES.get(dtype, 4)
+  return out
+
+
 def summarise(trace_dir, steps_profiled, top=30):
   files = glob.glob(os.path.join(trace_dir, '**', 'perfetto_trace.json.gz'), recursive=True)
   if not files:
@@ -342,11 +406,15 @@ def summarise(trace_dir, steps_profiled, top=30):
   per_kernel = collections.Counter()
   counts = collections.Counter()
   busy = set()
+  spans = collections.defaultdict(lambda: ([], []))  # pid -> (collective, other) intervals
   for e in events:
     if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in kernel_lines and 'dur' in e:
       per_kernel[e['name']] += e['dur']
       counts[e['name']] += 1
       busy.add(e['pid'])
+      if 'ts' in e:
+        spans[e['pid']][classify(e['name']) != 'collective'].append((e['ts'], e['ts'] + e['dur']))
+  exposed = sum(_length(_union(c)) - _overlap(_union(c), _union(o)) for c, o in spans.values())
   # Per GPU: with several GPUs in the step, every figure is the average over those that ran.
   steps_profiled *= max(1, len(busy))
   per_class = collections.Counter()
@@ -358,6 +426,8 @@ def summarise(trace_dir, steps_profiled, top=30):
       'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
       'kernel_ms_per_step': total / 1e3 / steps_profiled,
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
+      # collective kernel time with no other kernel running on that GPU: what overlap would hide
+      'exposed_collective_ms_per_step': exposed / 1e3 / steps_profiled,
       'top_kernels': [{'name': k[:120], 'class': classify(k), 'calls_per_step':
                        counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
                       for k, us in per_kernel.most_common(top)],
@@ -371,7 +441,7 @@ def main():
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--precision', default='bf16')
   p.add_argument('--variants', nargs='*', default=['base'])
-  p.add_argument('--profile', default=None, help='variant to trace')
+  p.add_argument('--profile', nargs='*', default=[], help='variants to trace')
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--out', default='prof')
   p.add_argument('--preset', default='large', help='tiny|mini|base|large')
@@ -380,6 +450,8 @@ def main():
   args = p.parse_args()
   if args.devices > 1 and args.kind != 'train':
     p.error('--devices > 1 is for --kind train')
+  for variant in args.variants + args.profile:  # every name checked before anything compiles
+    check_variant(variant)
   os.makedirs(args.out, exist_ok=True)
   policy = PrecisionPolicy(args.precision)
   build = build_train if args.kind == 'train' else build_infer
@@ -387,7 +459,19 @@ def main():
   for variant in args.variants:
     t0 = time.perf_counter()
     extra = {'devices': args.devices} if args.kind == 'train' else {}
-    run, config, compiled = build(variant, args.seq, args.batch, policy, args.preset, **extra)
+    try:
+      run, config, compiled = build(variant, args.seq, args.batch, policy, args.preset, **extra)
+    except SystemExit:
+      raise
+    except Exception as e:  # one variant that does not compile (e.g. an XLA option this
+      # jaxlib lacks) is reported and skipped; the others still run
+      rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant,
+             'error': f'{type(e).__name__}: {str(e)[:400]}'}
+      print(json.dumps(rec), flush=True)
+      with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
+        f.write(json.dumps(rec) + '\n')
+      jax.clear_caches()
+      continue
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run(3)
@@ -410,7 +494,7 @@ def main():
       flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                                config.intermediate_size, args.seq)
       rec['mfu'] = records.mfu(flops, args.batch / dt)
-    if variant == args.profile:
+    if variant in args.profile:
       trace_dir = os.path.join(args.out, f'trace_{args.kind}_{variant}')
       with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
         run(5)
@@ -418,6 +502,7 @@ def main():
       with gzip.open(os.path.join(args.out, f'hlo_{args.kind}_{variant}.txt.gz'), 'wt') as f:
         f.write(hlo)
       rec['profile'] = annotate(summarise(trace_dir, 5), hlo_fusions(hlo))
+      rec['collectives'] = hlo_collectives(hlo)
     print(json.dumps(rec), flush=True)
     with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
       f.write(json.dumps(rec) + '\n')

@@ -193,3 +193,58 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   assert out['gpus_with_kernels'] == 2
   assert out['kernel_ms_per_step'] == pytest.approx(0.4)
   assert out['class_ms_per_step'] == pytest.approx({'matmul': 0.3, 'collective': 0.1})
+
+
+def test_summarise_counts_collective_time_no_other_kernel_overlapped(ps, tmp_path):
+  """GPU 0: a 100 us all-reduce half under a matmul (50 us exposed); GPU 1: one wholly
+  exposed (100 us). One step: 75 us exposed per GPU."""
+  import gzip
+  import json
+  events = [{'ph': 'M', 'name': 'process_name', 'pid': p, 'args': {'name': f'/device:GPU:{p}'}}
+            for p in (0, 1)]
+  events += [{'ph': 'M', 'name': 'thread_name', 'pid': p, 'tid': t,
+              'args': {'name': f'Stream #{t}'}} for p in (0, 1) for t in (7, 8)]
+  nccl, gemm = 'ncclDevKernel_AllReduce_Sum_bf16_RING', 'nvjet_sm90_tst_128x160'
+  events += [{'ph': 'X', 'pid': 0, 'tid': 7, 'name': gemm, 'ts': 0, 'dur': 300},
+             {'ph': 'X', 'pid': 0, 'tid': 8, 'name': nccl, 'ts': 250, 'dur': 100},
+             {'ph': 'X', 'pid': 1, 'tid': 7, 'name': gemm, 'ts': 0, 'dur': 300},
+             {'ph': 'X', 'pid': 1, 'tid': 8, 'name': nccl, 'ts': 300, 'dur': 100}]
+  path = tmp_path / 'plugins' / 'profile' / 'x'
+  path.mkdir(parents=True)
+  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  out = ps.summarise(str(tmp_path), steps_profiled=1)
+  assert out['exposed_collective_ms_per_step'] == pytest.approx(0.075)
+  assert out['class_ms_per_step']['collective'] == pytest.approx(0.1)
+
+
+def test_interval_helpers(ps):
+  assert ps._union([(5, 7), (0, 2), (1, 3), (7, 8)]) == [[0, 3], [5, 8]]
+  assert ps._overlap([[0, 3], [5, 8]], [[2, 6], [7, 9]]) == 1 + 1 + 1
+  assert ps._overlap([[0, 1]], []) == 0 and ps._length([[0, 3], [5, 8]]) == 6
+
+
+def test_hlo_collectives_on_a_compiled_data_parallel_sum(ps):
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ('data',))
+  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  x = jax.device_put(jnp.ones((4, 6, 5), jnp.float32), sharded)
+  text = jax.jit(lambda x: x.sum(0)).lower(x).compile().as_text()
+  out = ps.hlo_collectives(text)
+  assert out['all-reduce']['count'] == 1
+  assert out['all-reduce']['bytes'] == {'f32': 6 * 5 * 4}
+  assert ps.hlo_collectives('%a = (bf16[8,2]{1,0}, f32[3]{0}) all-reduce-start(%x, %y)\n'
+                            '%d = (bf16[8,2]{1,0}, f32[3]{0}) all-reduce-done(%a)') == {
+      'all-reduce': {'count': 1, 'bytes': {'bf16': 32, 'f32': 12}}}
+
+
+def test_option_parts_reach_the_compiler_options(ps, monkeypatch):
+  seen = {}
+  real = ps.train.jit_train_step
+
+  def spy(*args, compiler_options=None, **kw):
+    seen.update(compiler_options)
+    return real(*args, compiler_options=compiler_options, **kw)
+  monkeypatch.setattr(ps.train, 'jit_train_step', spy)
+  ps.build_train('lhs+ar8mb', 16, 1, PrecisionPolicy('bf16'), 'tiny')
+  assert seen == {'xla_gpu_enable_latency_hiding_scheduler': True,
+                  'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20}
