@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
-# pair1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -54,10 +54,10 @@ large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hun
   python3 run.py --config=configs/large_1gpu.py --workdir=$W \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
     --config.data.cache_dir=${CACHE:-/tmp/cache} --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
-    --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.data.max_eval_examples=2000 \
+    --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.data.max_eval_examples=${EVAL:-2000} \
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
-    --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((32 * ${NDEV:-1})) 2>&1 | quiet 12
+    --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((${BATCH:-32} * ${NDEV:-1})) 2>&1 | quiet 12
   [ -n "${LARGE_DIR:-}" ] || { mkdir -p "$OUT/$(basename $W)"
     cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/"; } ;;
 grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
@@ -265,6 +265,17 @@ pair1)  # 2 GPUs, about 9.5 min: what next was to measure, on the 2-GPU machines
   timeout $(left) $PS --devices 2 --variants base lhs lhs+ar8mb --profile base lhs --out $OUT/p2 2>&1 | show
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb
   pack ;;
+pair2)  # 2 GPUs, about 9.5 min: BERT-Large fine-tuning on one GPU with buckets of 64 at batch 64
+  # (issue 6's time-to-train with buckets; random init, 300 steps, 100 dev questions), GPU 0;
+  # issue 6's seq-384 training and inference targets with the peer in the same call, GPU 1
+  mkdir -p "$OUT"/g1
+  ( CUDA_VISIBLE_DEVICES=0 BUCKET=64 BATCH=64 STEPS=300 EVAL=100 CACHE=/tmp/cache_b \
+    LARGE_DIR="$OUT/large_1gpu_b64_batch64" timeout $(left) bash $0 large ) &
+  ( peer 1 --train 384:32 --precision bf16 --modes compile
+    ours 1 train 384 bf16 '(32,64)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
+    ours 1 infer 384 fp16 '(1,8)' ) &
+  wait; rm -rf "$OUT"/large_1gpu_b64_batch64/checkpoints; pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;
