@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
-# pair1, pair2 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -276,6 +276,26 @@ pair2)  # 2 GPUs, about 9.5 min: BERT-Large fine-tuning on one GPU with buckets 
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
     ours 1 infer 384 fp16 '(1,8)' ) &
   wait; rm -rf "$OUT"/large_1gpu_b64_batch64/checkpoints; pack ;;
+pair3)  # 2 GPUs, about 8.5 min: scaling of the bench step (seq 384, 32 per GPU, bf16) over 1 and
+  # 2 GPUs under the cuBLAS default, then the 2-GPU point again under NCCL settings that may
+  # slow the overlapped matmuls less (pair1's profile: the all-reduces hide under the backward
+  # pass, 0.18 ms exposed, but the matmuls run 2.3 ms slower beside NCCL's LL-protocol
+  # kernels); the persistent compilation cache makes the repeats skip compiling
+  C="--config.train.compilation_cache_dir=/tmp/jaxcache"
+  sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
+  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s $C"
+  bench2() {  # workdir, NCCL settings...
+    mkdir -p "$OUT/$1"; echo "${@:2}" > "$OUT/$1/nccl_env.txt"
+    env "${@:2}" timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
+      --config.bench.num_devices="(2,)" --workdir="$OUT/$1" 2>&1 | grep -E 'Error' | head -3; }
+  mkdir -p "$OUT/s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc --config.bench.num_devices="(1,2)" \
+    --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  bench2 s_simple NCCL_PROTO=Simple
+  bench2 s_ll128 NCCL_PROTO=LL128
+  bench2 s_simple_ch8 NCCL_PROTO=Simple NCCL_MAX_NCHANNELS=8
+  bench2 s_default2 NCCL_DEBUG=WARN
+  pack ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;
