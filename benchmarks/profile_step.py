@@ -369,16 +369,21 @@ _DTYPE_BYTES = {'f32': 4, 'bf16': 2, 'f16': 2, 's32': 4, 'u32': 4, 'f64': 8, 'pr
 
 def hlo_collectives(hlo_text):
   """Per collective op of the optimised HLO (all-reduce, reduce-scatter, ...): how many there
-  are and the bytes they move per device, by element type (async pairs counted once)."""
+  are and the bytes each device contributes, by element type. An async pair counts once: the
+  start (whose result also holds the operands) for the count, the done for the bytes."""
   out = {}
-  op = re.compile(r'= (\(.*?\)|\S+) (all-reduce|reduce-scatter|all-gather)(?:-start)?\(')
+  op = re.compile(r'= (\(.*?\)|\S+) (all-reduce|reduce-scatter|all-gather)(-start|-done)?\(')
   for line in hlo_text.splitlines():
     m = op.search(line)
     if not m:
       continue
-    entry = out.setdefault(m.group(2), {'count': 0, 'bytes': {}})
-    entry['count'] += 1
-    for dtype, dims in re.findall(r'\b([a-z]+\d*)\[([\d,]*)\]', m.group(1)):
+    shape, name, phase = m.groups()
+    entry = out.setdefault(name, {'count': 0, 'bytes': {}})
+    if phase != '-done':
+      entry['count'] += 1
+    if phase == '-start':
+      continue
+    for dtype, dims in re.findall(r'\b([a-z]+\d*)\[([\d,]*)\]', shape):
       n = int(np.prod([int(d) for d in dims.split(',') if d])) if dims else 1
       entry['bytes'][dtype] = entry['bytes'].get(dtype, 0) + n * _DTYPE_BYTES.get(dtype, 4)
   return out

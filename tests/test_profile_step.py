@@ -232,9 +232,13 @@ def test_hlo_collectives_on_a_compiled_data_parallel_sum(ps):
   out = ps.hlo_collectives(text)
   assert out['all-reduce']['count'] == 1
   assert out['all-reduce']['bytes'] == {'f32': 6 * 5 * 4}
-  assert ps.hlo_collectives('%a = (bf16[8,2]{1,0}, f32[3]{0}) all-reduce-start(%x, %y)\n'
-                            '%d = (bf16[8,2]{1,0}, f32[3]{0}) all-reduce-done(%a)') == {
-      'all-reduce': {'count': 1, 'bytes': {'bf16': 32, 'f32': 12}}}
+  # as jax 0.11.2 wrote it on the H200s: the start's result holds operand and output
+  assert ps.hlo_collectives(
+      '%s = ((bf16[8,2]{1,0}), bf16[8,2]{1,0}) all-reduce-start(%x), channel_id=2\n'
+      '%d = bf16[8,2]{1,0} all-reduce-done(%s)\n'
+      '%t = ((f32[3]{0}, f32[2]{0}), (f32[3]{0}, f32[2]{0})) all-reduce-start(%y, %z)\n'
+      '%e = (f32[3]{0}, f32[2]{0}) all-reduce-done(%t)') == {
+      'all-reduce': {'count': 2, 'bytes': {'bf16': 32, 'f32': 20}}}
 
 
 def test_option_parts_reach_the_compiler_options(ps, monkeypatch):
