@@ -67,9 +67,23 @@ class TrainBatches:
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
     return order[i * self.global_batch:(i + 1) * self.global_batch]
 
+  def step_width(self, step: int) -> int:
+    """The sequence length step's batch is cut to (max_seq_length without buckets)."""
+    if not self.bucket_width:
+      return self.features.max_seq_length
+    return int(self.widths[self.indices(step)].max())
+
+  def token_share(self, epoch: int = 0) -> float:
+    """Positions an epoch's batches hold (padding included) as a share of those of the same
+    steps padded to max_seq_length: about the share of the padded run's work left (the
+    matmuls scale with it; attention, a few % at 384, with the square of the width)."""
+    steps = range(epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch)
+    return sum(self.step_width(s) for s in steps) / (
+        self.steps_per_epoch * self.features.max_seq_length)
+
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     global_idx = self.indices(step)
-    width = int(self.widths[global_idx].max()) if self.bucket_width else None
+    width = self.step_width(step) if self.bucket_width else None
     idx = np.sort(global_idx[self.offset:self.offset + self.local])
     f = self.features
     cut = lambda a: a[idx, :width]

@@ -240,3 +240,24 @@ def test_which_commit_finds_the_checked_out_package():
     os.chdir(cwd)
   assert 'model.py' in files and 'squad/features.py' in files
   assert records.fingerprint(files) == records.code_fingerprint()
+
+
+def test_bucket_padding_script_reports_shares_on_the_sample_data(capsys, monkeypatch):
+  import importlib.util
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      'bucket_padding', os.path.join(root, 'benchmarks', 'bucket_padding.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  sample = os.path.join(root, 'bert_jax', 'sample_data')
+  monkeypatch.setattr(sys, 'argv', [
+      'bucket_padding.py', '--train-file', os.path.join(sample, 'train.json'),
+      '--vocab-dir', sample, '--batch', '4', '--max-seq-length', '128', '--doc-stride', '64',
+      '--widths', '32', '16'])
+  module.main()
+  rows = [line.split(' | ') for line in capsys.readouterr().out.splitlines()
+          if line.startswith('| ') and not line.startswith('| ---')][1:]
+  assert [r[0] for r in rows] == ['| none (padded)', '| 32', '| 16', '| packing']
+  shares = [float(r[2]) for r in rows]
+  assert shares[0] == 1.0 and shares == sorted(shares, reverse=True) and 0 < shares[-1] < 1

@@ -188,8 +188,22 @@ def test_length_buckets_cut_batches_and_stay_a_pure_function_of_step():
       np.testing.assert_array_equal(host['attention_mask'].sum(1), lengths[np.sort(a.indices(s))])
   widths = {a.host_batch(s)['input_ids'].shape[1] for s in range(a.steps_per_epoch)}
   assert len(widths) > 2                                   # several buckets in use
+  assert all(a.step_width(s) == a.host_batch(s)['input_ids'].shape[1] for s in range(30))
   np.testing.assert_array_equal(b.indices(17), a.indices(17))   # resumable
   assert not np.array_equal(a.indices(0), a.indices(a.steps_per_epoch))  # new order per epoch
+
+
+def test_token_share_counts_the_positions_the_batches_hold():
+  sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
+  feats = _features_of_lengths([10] * 8 + [40] * 8)        # max_seq_length 64
+  assert batches.TrainBatches(feats, 4, 0, sharding).token_share() == 1.0
+  # buckets of 16: four batches of width 16 (lengths 10) and four of 48 (lengths 40)
+  share = batches.TrainBatches(feats, 4, 0, sharding, bucket_width=16).token_share(epoch=1)
+  assert share == (4 * 16 + 4 * 48) / (8 * 64)
+  mixed = _features_of_lengths(np.random.default_rng(1).integers(1, 65, 300))
+  shares = [batches.TrainBatches(mixed, 8, 0, sharding, bucket_width=w).token_share()
+            for w in (64, 32, 16, 8)]
+  assert shares[0] == 1.0 and shares == sorted(shares, reverse=True)  # finer buckets, less
 
 
 def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
