@@ -439,6 +439,13 @@ def summarise(trace_dir, steps_profiled, top=30):
   }
 
 
+def _emit(out, rec):
+  """One record: printed, and appended to out/profile.jsonl."""
+  print(json.dumps(rec), flush=True)
+  with open(os.path.join(out, 'profile.jsonl'), 'a') as f:
+    f.write(json.dumps(rec) + '\n')
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument('--kind', choices=('train', 'infer'), default='train')
@@ -470,11 +477,8 @@ def main():
       raise
     except Exception as e:  # one variant that does not compile (e.g. an XLA option this
       # jaxlib lacks) is reported and skipped; the others still run
-      rec = {'tool': 'profile_step', 'kind': args.kind, 'variant': variant,
-             'error': f'{type(e).__name__}: {str(e)[:400]}'}
-      print(json.dumps(rec), flush=True)
-      with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
-        f.write(json.dumps(rec) + '\n')
+      _emit(args.out, {'tool': 'profile_step', 'kind': args.kind, 'variant': variant,
+                       'error': f'{type(e).__name__}: {str(e)[:400]}'})
       jax.clear_caches()
       continue
     compile_s = time.perf_counter() - t0
@@ -508,9 +512,7 @@ def main():
         f.write(hlo)
       rec['profile'] = annotate(summarise(trace_dir, 5), hlo_fusions(hlo))
       rec['collectives'] = hlo_collectives(hlo)
-    print(json.dumps(rec), flush=True)
-    with open(os.path.join(args.out, 'profile.jsonl'), 'a') as f:
-      f.write(json.dumps(rec) + '\n')
+    _emit(args.out, rec)
     jax.clear_caches()
 
 

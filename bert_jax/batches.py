@@ -83,7 +83,7 @@ class TrainBatches:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     global_idx = self.indices(step)
-    width = self.step_width(step) if self.bucket_width else None
+    width = self.step_width(step)
     idx = np.sort(global_idx[self.offset:self.offset + self.local])
     f = self.features
     cut = lambda a: a[idx, :width]

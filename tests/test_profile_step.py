@@ -252,3 +252,21 @@ def test_option_parts_reach_the_compiler_options(ps, monkeypatch):
   ps.build_train('lhs+ar8mb', 16, 1, PrecisionPolicy('bf16'), 'tiny')
   assert seen == {'xla_gpu_enable_latency_hiding_scheduler': True,
                   'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20}
+
+
+def test_a_variant_that_fails_to_build_is_reported_and_skipped(ps, tmp_path, monkeypatch):
+  import json
+  import sys
+
+  def build(variant, *args, **kw):
+    raise RuntimeError(f'no such XLA option for {variant}')
+  monkeypatch.setattr(ps, 'build_train', build)
+  monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--variants', 'lhs', 'ar8mb',
+                                    '--preset', 'tiny', '--out', str(tmp_path)])
+  ps.main()
+  recs = [json.loads(line) for line in (tmp_path / 'profile.jsonl').read_text().splitlines()]
+  assert [r['variant'] for r in recs] == ['lhs', 'ar8mb']
+  assert recs[0]['error'] == 'RuntimeError: no such XLA option for lhs'
+  monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--variants', 'base', '--profile', 'nope'])
+  with pytest.raises(SystemExit, match="unknown part.*'nope'"):  # before anything compiles
+    ps.main()
