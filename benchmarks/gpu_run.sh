@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -304,6 +304,14 @@ autotune)  # 1 GPU, about 3 min: the train step compiled without XLA's autotunin
   XLA_FLAGS=--xla_gpu_autotune_level=0 timeout $(left) $PS --variants base --out $OUT/g0 2>&1 \
     | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) $PS --variants base --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
+gelukernel)  # 1 GPU, about 6 min, prepared (not run yet): the FFN's bias + GELU backward as one
+  # Pallas kernel (benchmarks/gelu_pallas.py) against the step as it is, alternating, with the
+  # kernel step's profile (prediction in docs/performance_notes.md, next levers)
+  mkdir -p "$OUT"/g0
+  timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 \
+    --variants base gelu_kernel base gelu_kernel --profile gelu_kernel --out $OUT/g0 2>&1 \
+    | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,
   # batch 64); copy $OUT/g0/records.jsonl into the fullgrid folder as e_*.jsonl and re-run the report
   mkdir -p "$OUT"/g0; ours 0 infer 128 fp32 '(64,)' ;;

@@ -23,7 +23,8 @@ default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLA
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
 combined only up to 8 MiB each (more, smaller ones that can start earlier); ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
-layer_norm_kernel.BLOCKS).
+layer_norm_kernel.BLOCKS); gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
+with the bias gradient (benchmarks/gelu_pallas.py).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -46,6 +47,7 @@ import gzip
 import json
 import os
 import re
+import sys
 import time
 
 import jax
@@ -57,6 +59,9 @@ from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, op
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gelu_pallas  # noqa: E402  (benchmarks/gelu_pallas.py: the gelu_kernel variant)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -155,7 +160,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
-           'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8}}
+           'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
+           'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block}}
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},

@@ -1,0 +1,127 @@
+"""The FFN's bias + GELU backward as one Pallas kernel: profile_step's `gelu_kernel` variant.
+
+Not the model's default: prepared for a GPU measurement, not yet run on one
+(docs/performance_notes.md, next levers). In the training step XLA computes this backward,
+with the FFN-in bias gradient, as one reduction fusion: 3.60 ms a step for BERT-Large at seq
+384, batch 32 on an H200 (pair1 profile). Its bytes (read g and the bf16 pre-activation,
+write dh: 7.2 GB a step) would take 1.8 ms at 4 TB/s. This kernel reads a [ROWS, COLS] tile
+of each, writes dh, and one float32 [1, COLS] partial bias gradient per tile (XLA adds the
+partials). Its math is the model's
+(model._normal_cdf, model._gelu_slope); it runs on GPU through Triton where the shapes
+divide into tiles, per device under the data mesh (as bert_jax/layer_norm_kernel.py does),
+and in Pallas' interpret mode on CPU (tests/test_profile_step.py).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.sharding import PartitionSpec as P
+
+from bert_jax import layer_norm_kernel as lnk
+from bert_jax import model
+from bert_jax.mesh import DATA_AXIS
+
+ROWS, COLS, NUM_WARPS = 32, 256, 4
+
+
+def grads(h, g):
+  """dh = g GELU'(h) in h's dtype and the bias gradient (the column sums of that dh) in
+  float32 [1, F], for rows [n, F]: the math of the kernel, and XLA's where it does not fit."""
+  x = h.astype(jnp.float32)
+  dh = (g.astype(jnp.float32) * model._gelu_slope(x, model._normal_cdf(x))).astype(h.dtype)
+  return dh, jnp.sum(dh.astype(jnp.float32), axis=0, keepdims=True)
+
+
+def _kernel(h_ref, g_ref, dh_ref, dbias_ref):
+  dh_ref[...], dbias_ref[...] = grads(h_ref[...], g_ref[...])
+
+
+def _cols(f: int) -> int:
+  return min(COLS, f)
+
+
+def fits(n: int, f: int) -> bool:
+  """Whether [n, f] rows split into the kernel's tiles (ROWS x up to COLS) on this backend;
+  Triton needs a power-of-two tile width."""
+  cols = _cols(f)
+  if n % ROWS or f % cols:
+    return False
+  return lnk._interpret() or (lnk._triton_available() and cols & (cols - 1) == 0)
+
+
+def usable(h) -> bool:
+  """Whether bias_gelu_bwd takes h ([B, ..., F]) here, per device under the data mesh."""
+  f = h.shape[-1]
+  return h.ndim >= 2 and fits(h.size // f // lnk._data_shards(h.shape[0]), f)
+
+
+def _tiles_bwd(h, g):
+  n, f = h.shape
+  params = None
+  if not lnk._interpret():
+    from jax.experimental.pallas import triton as plgpu
+    params = plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=1)
+  cols = _cols(f)
+  tile = pl.BlockSpec((ROWS, cols), lambda i, j: (i, j))
+  return pl.pallas_call(
+      _kernel, grid=(n // ROWS, f // cols), in_specs=[tile, tile],
+      out_specs=[tile, pl.BlockSpec((1, cols), lambda i, j: (i, j))],
+      out_shape=[jax.ShapeDtypeStruct((n, f), h.dtype),
+                 jax.ShapeDtypeStruct((n // ROWS, f), jnp.float32)],
+      compiler_params=params, interpret=lnk._interpret(), name='bias_gelu_bwd',
+  )(h, g)
+
+
+def bias_gelu_bwd(h, g):
+  """(dh, dbias float32 [F]) for y = GELU(h), h = x W + b, given dy = g; h [B, ..., F] is the
+  pre-activation the forward pass kept. Check `usable(h)` first."""
+  f = h.shape[-1]
+  flat = lambda a: a.reshape(a.shape[0], -1, f)
+
+  def local(h, g):
+    n = h.shape[0] * h.shape[1]
+    dh, parts = _tiles_bwd(h.reshape(n, f), g.reshape(n, f))
+    return dh.reshape(h.shape), parts
+
+  if lnk._data_shards(h.shape[0]) > 1:
+    local = jax.shard_map(local, mesh=jax.sharding.get_abstract_mesh(),
+                          in_specs=(P(DATA_AXIS),) * 2, out_specs=(P(DATA_AXIS),) * 2,
+                          check_vma=False)
+  dh, parts = local(flat(h), flat(g))
+  return dh.reshape(h.shape), jnp.sum(parts, axis=0)
+
+
+@jax.custom_vjp
+def bias_gelu(h0, bias):
+  """GELU(h0 + bias), both in the compute dtype, as model._dense then model._gelu compute it."""
+  return model._gelu(h0 + bias)
+
+
+def _fwd(h0, bias):
+  h = h0 + bias
+  return model._gelu(h), h
+
+
+def _bwd(h, g):
+  if usable(h):
+    dh, dbias = bias_gelu_bwd(h, g)
+  else:
+    f = h.shape[-1]
+    dh, dbias = grads(h.reshape(-1, f), g.reshape(-1, f))
+    dh = dh.reshape(h.shape)
+  return dh, dbias.reshape(h.shape[-1]).astype(h.dtype)
+
+
+bias_gelu.defvjp(_fwd, _bwd)
+
+
+def ffn_block(x_BTD, p, config, policy, rng):
+  """model._ffn_block with its bias add and GELU as bias_gelu (the kernel's backward)."""
+  dtype = policy.compute_dtype
+  h0 = jnp.einsum('...d,de->...e', x_BTD, p['ffn_in']['kernel'].astype(dtype),
+                  precision=policy.matmul_precision)
+  h = bias_gelu(h0, p['ffn_in']['bias'].astype(dtype))
+  out_BTD = model._dense(h, p['ffn_out'], policy)
+  out_BTD = model._dropout(out_BTD, config.hidden_dropout, model._rng(rng, 2))
+  return model._layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)
