@@ -1,4 +1,5 @@
-"""The FFN's bias + GELU backward as one Pallas kernel: profile_step's `gelu_kernel` variant.
+"""The FFN's bias + GELU backward as one Pallas kernel: profile_step's `gelu_kernel` variant
+(`gelu_kernel_fwd`: its forward as one kernel too).
 
 Not the model's default: prepared for a GPU measurement, not yet run on one
 (docs/performance_notes.md, next levers). In the training step XLA computes this backward,
@@ -6,10 +7,11 @@ with the FFN-in bias gradient, as one reduction fusion: 3.60 ms a step for BERT-
 384, batch 32 on an H200 (pair1 profile). Its bytes (read g and the bf16 pre-activation,
 write dh: 7.2 GB a step) would take 1.8 ms at 4 TB/s. This kernel reads a [ROWS, COLS] tile
 of each, writes dh, and one float32 [1, COLS] partial bias gradient per tile (XLA adds the
-partials). Its math is the model's
+partials). The forward kernel adds the bias and writes the pre-activation (kept for the
+backward) and the GELU in one pass, as XLA's fusion does. Its math is the model's
 (model._normal_cdf, model._gelu_slope); it runs on GPU through Triton where the shapes
 divide into tiles, per device under the data mesh (as bert_jax/layer_norm_kernel.py does),
-and in Pallas' interpret mode on CPU (tests/test_profile_step.py).
+and in Pallas' interpret mode on CPU (tests/test_gelu_pallas.py).
 """
 from __future__ import annotations
 
@@ -56,21 +58,57 @@ def usable(h) -> bool:
   return h.ndim >= 2 and fits(h.size // f // lnk._data_shards(h.shape[0]), f)
 
 
-def _tiles_bwd(h, g):
-  n, f = h.shape
+_TILE, _BIAS, _PART = 'tile', 'bias', 'part'
+
+
+def _specs(kinds, cols):
+  """BlockSpecs over a (row block i, column block j) grid: 'tile' a [ROWS, cols] tile of an
+  [n, F] array, 'bias' the [1, cols] piece of a [1, F] row, 'part' row i of [n / ROWS, F]."""
+  index = {_TILE: lambda i, j: (i, j), _BIAS: lambda i, j: (0, j), _PART: lambda i, j: (i, j)}
+  return [pl.BlockSpec((ROWS if k == _TILE else 1, cols), index[k]) for k in kinds]
+
+
+def _tiled(kernel, name, ins, in_kinds, out_kinds, out_dtypes):
+  """pallas_call of kernel over ins (the first an [n, F] array), tiled ROWS x cols."""
+  n, f = ins[0].shape
+  cols = _cols(f)
   params = None
   if not lnk._interpret():
     from jax.experimental.pallas import triton as plgpu
     params = plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=1)
-  cols = _cols(f)
-  tile = pl.BlockSpec((ROWS, cols), lambda i, j: (i, j))
+  shapes = {_TILE: (n, f), _PART: (n // ROWS, f)}
   return pl.pallas_call(
-      _kernel, grid=(n // ROWS, f // cols), in_specs=[tile, tile],
-      out_specs=[tile, pl.BlockSpec((1, cols), lambda i, j: (i, j))],
-      out_shape=[jax.ShapeDtypeStruct((n, f), h.dtype),
-                 jax.ShapeDtypeStruct((n // ROWS, f), jnp.float32)],
-      compiler_params=params, interpret=lnk._interpret(), name='bias_gelu_bwd',
-  )(h, g)
+      kernel, grid=(n // ROWS, f // cols), in_specs=_specs(in_kinds, cols),
+      out_specs=_specs(out_kinds, cols),
+      out_shape=[jax.ShapeDtypeStruct(shapes[k], d) for k, d in zip(out_kinds, out_dtypes)],
+      compiler_params=params, interpret=lnk._interpret(), name=name)(*ins)
+
+
+def _tiles_bwd(h, g):
+  return _tiled(_kernel, 'bias_gelu_bwd', (h, g), (_TILE, _TILE), (_TILE, _PART),
+                (h.dtype, jnp.float32))
+
+
+def _fwd_kernel(h0_ref, bias_ref, h_ref, y_ref):
+  h = h0_ref[...] + bias_ref[...]
+  h_ref[...] = h
+  x = h.astype(jnp.float32)
+  y_ref[...] = (x * model._normal_cdf(x)).astype(y_ref.dtype)      # model._gelu's math
+
+
+def _tiles_fwd(h0, bias):
+  return _tiled(_fwd_kernel, 'bias_gelu_fwd', (h0, bias), (_TILE, _BIAS), (_TILE, _TILE),
+                (h0.dtype, h0.dtype))
+
+
+def _per_device(local, h, n_rows, n_shared):
+  """local on each device's rows under the data mesh (n_rows row-split arguments, then
+  n_shared replicated ones), as layer_norm_kernel does; on the whole array without one."""
+  if lnk._data_shards(h.shape[0]) > 1:
+    return jax.shard_map(local, mesh=jax.sharding.get_abstract_mesh(),
+                         in_specs=(P(DATA_AXIS),) * n_rows + (P(),) * n_shared,
+                         out_specs=(P(DATA_AXIS),) * 2, check_vma=False)
+  return local
 
 
 def bias_gelu_bwd(h, g):
@@ -84,21 +122,38 @@ def bias_gelu_bwd(h, g):
     dh, parts = _tiles_bwd(h.reshape(n, f), g.reshape(n, f))
     return dh.reshape(h.shape), parts
 
-  if lnk._data_shards(h.shape[0]) > 1:
-    local = jax.shard_map(local, mesh=jax.sharding.get_abstract_mesh(),
-                          in_specs=(P(DATA_AXIS),) * 2, out_specs=(P(DATA_AXIS),) * 2,
-                          check_vma=False)
-  dh, parts = local(flat(h), flat(g))
+  dh, parts = _per_device(local, h, 2, 0)(flat(h), flat(g))
   return dh.reshape(h.shape), jnp.sum(parts, axis=0)
+
+
+def bias_gelu_fwd(h0, bias):
+  """(h0 + bias, GELU of it), both in h0's dtype, in one pass. Check `usable(h0)` first."""
+  f = h0.shape[-1]
+
+  def local(h0, bias):
+    n = h0.shape[0] * h0.shape[1]
+    h, y = _tiles_fwd(h0.reshape(n, f), bias)
+    return h.reshape(h0.shape), y.reshape(h0.shape)
+
+  flat = h0.reshape(h0.shape[0], -1, f)
+  h, y = _per_device(local, h0, 1, 1)(flat, bias.reshape(1, f))
+  return h.reshape(h0.shape), y.reshape(h0.shape)
+
+
+# The forward pass as a kernel too: profile_step's gelu_kernel_fwd sets it (read at tracing)
+FORWARD_KERNEL = False
 
 
 @jax.custom_vjp
 def bias_gelu(h0, bias):
   """GELU(h0 + bias), both in the compute dtype, as model._dense then model._gelu compute it."""
-  return model._gelu(h0 + bias)
+  return _fwd(h0, bias)[0]
 
 
 def _fwd(h0, bias):
+  if FORWARD_KERNEL and usable(h0):
+    h, y = bias_gelu_fwd(h0, bias)
+    return y, h
   h = h0 + bias
   return model._gelu(h), h
 
@@ -117,7 +172,8 @@ bias_gelu.defvjp(_fwd, _bwd)
 
 
 def ffn_block(x_BTD, p, config, policy, rng):
-  """model._ffn_block with its bias add and GELU as bias_gelu (the kernel's backward)."""
+  """model._ffn_block with its bias add and GELU as bias_gelu (the kernel's backward, and
+  its forward where FORWARD_KERNEL is set)."""
   dtype = policy.compute_dtype
   h0 = jnp.einsum('...d,de->...e', x_BTD, p['ffn_in']['kernel'].astype(dtype),
                   precision=policy.matmul_precision)

@@ -304,12 +304,12 @@ autotune)  # 1 GPU, about 3 min: the train step compiled without XLA's autotunin
   XLA_FLAGS=--xla_gpu_autotune_level=0 timeout $(left) $PS --variants base --out $OUT/g0 2>&1 \
     | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) $PS --variants base --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
-gelukernel)  # 1 GPU, about 6 min, prepared (not run yet): the FFN's bias + GELU backward as one
-  # Pallas kernel (benchmarks/gelu_pallas.py) against the step as it is, alternating, with the
-  # kernel step's profile (prediction in docs/performance_notes.md, next levers)
+gelukernel)  # 1 GPU, about 7 min, prepared (not run yet): the FFN's bias + GELU backward as one
+  # Pallas kernel, then its forward too (benchmarks/gelu_pallas.py), beside the step as it is,
+  # with the profile of the step with both (predictions in docs/performance_notes.md)
   mkdir -p "$OUT"/g0
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 \
-    --variants base gelu_kernel base gelu_kernel --profile gelu_kernel --out $OUT/g0 2>&1 \
+    --variants base gelu_kernel gelu_kernel_fwd base --profile gelu_kernel_fwd --out $OUT/g0 2>&1 \
     | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb ;;
 gridlast)  # 1 GPU, about 2 min: the one grid point no call reached (fp32 inference, seq 128,

@@ -24,7 +24,8 @@ default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLA
 combined only up to 8 MiB each (more, smaller ones that can start earlier); ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
 layer_norm_kernel.BLOCKS); gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
-with the bias gradient (benchmarks/gelu_pallas.py).
+with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same with the bias +
+GELU forward as a kernel too.
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -161,7 +162,9 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
-           'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block}}
+           'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
+           'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
+                               'gelu_pallas.FORWARD_KERNEL': True}}
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
@@ -175,8 +178,10 @@ BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', *OPTION_PARTS)
 
 def _target(name):
   """(object, attribute) a patch name refers to: 'x' is bert_jax.model.x, 'mod.x' is x in the
-  module bert_jax.model imports as mod."""
+  module bert_jax.model imports as mod, 'gelu_pallas.x' is x in benchmarks/gelu_pallas.py."""
   owner, _, attr = name.rpartition('.')
+  if owner == 'gelu_pallas':
+    return gelu_pallas, attr
   return (getattr(model, owner) if owner else model), attr
 
 

@@ -55,6 +55,26 @@ def test_kernel_matches_the_model_backward(gp, dtype, monkeypatch):
                              atol=2 * tol * np.abs(exact).max())
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_forward_kernel_gives_the_model_forward(gp, dtype, monkeypatch):
+  """The forward kernel: the model's GELU within float32 rounding (bf16: one bf16 step), and
+  the same pre-activation kept for the backward pass (so the same gradients)."""
+  h0, bias, g = _inputs(dtype)
+  y_ref = model._gelu(h0 + bias)
+  grads_ref = jax.vjp(gp.bias_gelu, h0, bias)[1](g)          # XLA's forward, kernel backward
+  monkeypatch.setattr(gp, 'FORWARD_KERNEL', True)
+  calls = []
+  monkeypatch.setattr(gp, '_tiles_fwd', lambda h0, b, f=gp._tiles_fwd: calls.append(h0.shape)
+                      or f(h0, b))
+  y, vjp = jax.vjp(gp.bias_gelu, h0, bias)
+  assert calls == [(64, 512)] and y.dtype == dtype
+  tol = 1e-6 if dtype == jnp.float32 else 2 ** -8
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32),
+                             rtol=tol, atol=tol * float(jnp.max(jnp.abs(y_ref))))
+  for a, b in zip(vjp(g), grads_ref):
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
 def test_shapes_that_do_not_tile_fall_back(gp, monkeypatch):
   h0, bias, g = _inputs(jnp.float32, (3, 10, 64))        # 30 rows, tiles of 32
   assert not gp.usable(h0 + bias) and gp.usable(jnp.zeros((2, 16, 64)))
@@ -86,6 +106,12 @@ def test_kernel_runs_per_device_under_the_data_mesh(gp, monkeypatch):
   assert ours[0].sharding.is_equivalent_to(rows, 3)
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  maps.clear()
+  monkeypatch.setattr(gp, 'FORWARD_KERNEL', True)                # the forward kernel too
+  ours = jax.jit(mesh_lib.traced_under(mesh, jax.grad(loss, argnums=(0, 1)), 'g2'))(h0, bias, g)
+  assert [m['in_specs'] for m in maps] == [(P('data'), P()), (P('data'), P('data'))]
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_the_variant_train_step_matches_the_model_on_a_mesh(gp, monkeypatch):
@@ -128,3 +154,7 @@ def test_lowers_to_one_triton_kernel_for_cuda(gp, monkeypatch):
   text = exported.mlir_module()
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {gp.NUM_WARPS}' in text
   assert 'tensor<12288x4096xbf16>' in text and f'tensor<{12288 // gp.ROWS}x4096xf32>' in text
+  bias = jax.ShapeDtypeStruct((4096,), jnp.bfloat16)
+  text = jax.export.export(jax.jit(lambda h, b: gp.bias_gelu_fwd(h, b)), platforms=['cuda'],
+                           disabled_checks=[triton])(h, bias).mlir_module()
+  assert text.count('__gpu$xla.gpu.triton') == 1 and 'tensor<1x4096xbf16>' in text

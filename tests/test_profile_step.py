@@ -48,7 +48,8 @@ def _grads(ps, variant, precision):
 
 @pytest.mark.parametrize('variant', ['qkv3', 'biasmm', 'gelu_autodiff', 'ln_autodiff',
                                      'qkv3+biasmm+gelu_autodiff+ln_autodiff', 'ln_xla',
-                                     'gelu_lax_erf', 'gelu_shared', 'gelu_kernel'])
+                                     'gelu_lax_erf', 'gelu_shared', 'gelu_kernel',
+                                     'gelu_kernel_fwd'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -123,6 +124,10 @@ def test_apply_variant_restores_the_model(ps):
   assert model.layer_norm_kernel.BLOCKS == 8 and model._gelu is not original
   ps.apply_variant('base')
   assert model.layer_norm_kernel.BLOCKS == 1 and model._gelu is original
+  ps.apply_variant('gelu_kernel_fwd')                # and benchmarks/gelu_pallas.py's switch
+  assert ps.gelu_pallas.FORWARD_KERNEL and model._ffn_block is ps.gelu_pallas.ffn_block
+  ps.apply_variant('base')
+  assert not ps.gelu_pallas.FORWARD_KERNEL and model._ffn_block is not ps.gelu_pallas.ffn_block
   with pytest.raises(SystemExit, match="unknown part.*'lnpallas'"):
     ps.apply_variant('gelu_tanh+lnpallas')
 
