@@ -41,6 +41,7 @@ data-parallel on N GPUs, --batch each, and the summary is per GPU (the average o
 that ran kernels).
 """
 import argparse
+import bisect
 import collections
 import functools
 import glob
@@ -401,7 +402,10 @@ def hlo_collectives(hlo_text):
 
 
 def summarise(trace_dir, steps_profiled, top=30):
-  files = glob.glob(os.path.join(trace_dir, '**', 'perfetto_trace.json.gz'), recursive=True)
+  """Per-GPU, per-step figures of a jax.profiler trace: a folder holding a
+  perfetto_trace.json.gz, or that file itself."""
+  files = ([trace_dir] if os.path.isfile(trace_dir) else
+           glob.glob(os.path.join(trace_dir, '**', 'perfetto_trace.json.gz'), recursive=True))
   if not files:
     return {'error': f'no perfetto_trace.json.gz under {trace_dir}'}
   with gzip.open(files[0]) as f:
@@ -422,15 +426,28 @@ def summarise(trace_dir, steps_profiled, top=30):
   per_kernel = collections.Counter()
   counts = collections.Counter()
   busy = set()
-  spans = collections.defaultdict(lambda: ([], []))  # pid -> (collective, other) intervals
+  collective_spans = collections.defaultdict(list)   # pid -> [(start, end)]
+  other_kernels = collections.defaultdict(list)      # pid -> [(name, start, end)]
   for e in events:
     if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in kernel_lines and 'dur' in e:
       per_kernel[e['name']] += e['dur']
       counts[e['name']] += 1
       busy.add(e['pid'])
-      if 'ts' in e:
-        spans[e['pid']][classify(e['name']) != 'collective'].append((e['ts'], e['ts'] + e['dur']))
-  exposed = sum(_length(_union(c)) - _overlap(_union(c), _union(o)) for c, o in spans.values())
+      if 'ts' in e and classify(e['name']) == 'collective':
+        collective_spans[e['pid']].append((e['ts'], e['ts'] + e['dur']))
+      elif 'ts' in e:
+        other_kernels[e['pid']].append((e['name'], e['ts'], e['ts'] + e['dur']))
+  exposed, beside, alone = 0, collections.defaultdict(list), collections.defaultdict(list)
+  for pid, spans in collective_spans.items():
+    spans = _union(spans)
+    others = other_kernels.get(pid, [])
+    exposed += _length(spans) - _overlap(spans, _union([(a, b) for _, a, b in others]))
+    starts = [a for a, _ in spans]
+    for name, a, b in others:       # the last collective starting before the kernel ends
+      i = bisect.bisect_left(starts, b) - 1
+      (beside if i >= 0 and spans[i][1] > a else alone)[name].append(b - a)
+  # how much longer kernels ran beside a collective than the same kernels without one
+  excess = sum(sum(v) - len(v) * np.mean(alone[k]) for k, v in beside.items() if alone.get(k))
   # Per GPU: with several GPUs in the step, every figure is the average over those that ran.
   steps_profiled *= max(1, len(busy))
   per_class = collections.Counter()
@@ -444,6 +461,10 @@ def summarise(trace_dir, steps_profiled, top=30):
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
       # collective kernel time with no other kernel running on that GPU: what overlap would hide
       'exposed_collective_ms_per_step': exposed / 1e3 / steps_profiled,
+      # other kernels' time while a collective ran, and what it cost them: the time above the
+      # mean of the same kernel's runs with no collective beside it
+      'beside_collective_ms_per_step': sum(map(sum, beside.values())) / 1e3 / steps_profiled,
+      'beside_collective_excess_ms_per_step': excess / 1e3 / steps_profiled,
       'top_kernels': [{'name': k[:120], 'class': classify(k), 'calls_per_step':
                        counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
                       for k, us in per_kernel.most_common(top)],
@@ -470,7 +491,13 @@ def main():
   p.add_argument('--preset', default='large', help='tiny|mini|base|large')
   p.add_argument('--devices', type=int, default=1,
                  help='train only: GPUs in the data-parallel step, --batch sequences each')
+  p.add_argument('--summarise', metavar='TRACE',
+                 help='only summarise a trace this script took (a perfetto_trace.json.gz or a '
+                      'folder holding one; 5 steps) and print it')
   args = p.parse_args()
+  if args.summarise:
+    print(json.dumps(summarise(args.summarise, 5), indent=1))
+    return
   if args.devices > 1 and args.kind != 'train':
     p.error('--devices > 1 is for --kind train')
   for variant in args.variants + args.profile:  # every name checked before anything compiles

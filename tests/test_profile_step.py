@@ -275,3 +275,25 @@ def test_a_variant_that_fails_to_build_is_reported_and_skipped(ps, tmp_path, mon
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--variants', 'base', '--profile', 'nope'])
   with pytest.raises(SystemExit, match="unknown part.*'nope'"):  # before anything compiles
     ps.main()
+
+
+def test_summarise_counts_what_kernels_beside_a_collective_cost(ps, tmp_path):
+  """One GPU, one step: a gemm alone (300 us) and again beside an all-reduce (500 us): 200 us
+  excess; a copy only ever beside one counts as beside but adds no excess."""
+  import gzip
+  import json
+  events = [{'ph': 'M', 'name': 'process_name', 'pid': 0, 'args': {'name': '/device:GPU:0'}}]
+  events += [{'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': t,
+              'args': {'name': f'Stream #{t}'}} for t in (7, 8)]
+  gemm, nccl = 'nvjet_sm90_tst_128x160', 'ncclDevKernel_AllReduce_Sum_bf16_RING_LL'
+  events += [{'ph': 'X', 'pid': 0, 'tid': 7, 'name': gemm, 'ts': 0, 'dur': 300},
+             {'ph': 'X', 'pid': 0, 'tid': 7, 'name': gemm, 'ts': 1000, 'dur': 500},
+             {'ph': 'X', 'pid': 0, 'tid': 7, 'name': 'memcpy128', 'ts': 1500, 'dur': 40},
+             {'ph': 'X', 'pid': 0, 'tid': 8, 'name': nccl, 'ts': 1100, 'dur': 420}]
+  path = tmp_path / 'perfetto_trace.json.gz'               # the file itself will do
+  with gzip.open(path, 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  out = ps.summarise(str(path), steps_profiled=1)
+  assert out['beside_collective_ms_per_step'] == pytest.approx(0.54)
+  assert out['beside_collective_excess_ms_per_step'] == pytest.approx(0.2)
+  assert out['exposed_collective_ms_per_step'] == pytest.approx(0.0)
