@@ -447,7 +447,10 @@ def summarise(trace_dir, steps_profiled, top=30):
       i = bisect.bisect_left(starts, b) - 1
       (beside if i >= 0 and spans[i][1] > a else alone)[name].append(b - a)
   # how much longer kernels ran beside a collective than the same kernels without one
-  excess = sum(sum(v) - len(v) * np.mean(alone[k]) for k, v in beside.items() if alone.get(k))
+  excess = collections.Counter()
+  for k, v in beside.items():
+    if alone.get(k):
+      excess[classify(k)] += sum(v) - len(v) * np.mean(alone[k])
   # Per GPU: with several GPUs in the step, every figure is the average over those that ran.
   steps_profiled *= max(1, len(busy))
   per_class = collections.Counter()
@@ -464,7 +467,9 @@ def summarise(trace_dir, steps_profiled, top=30):
       # other kernels' time while a collective ran, and what it cost them: the time above the
       # mean of the same kernel's runs with no collective beside it
       'beside_collective_ms_per_step': sum(map(sum, beside.values())) / 1e3 / steps_profiled,
-      'beside_collective_excess_ms_per_step': excess / 1e3 / steps_profiled,
+      'beside_collective_excess_ms_per_step': sum(excess.values()) / 1e3 / steps_profiled,
+      'beside_collective_excess_by_class': {k: float(v) / 1e3 / steps_profiled
+                                            for k, v in excess.most_common()},
       'top_kernels': [{'name': k[:120], 'class': classify(k), 'calls_per_step':
                        counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
                       for k, us in per_kernel.most_common(top)],

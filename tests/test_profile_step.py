@@ -296,4 +296,5 @@ def test_summarise_counts_what_kernels_beside_a_collective_cost(ps, tmp_path):
   out = ps.summarise(str(path), steps_profiled=1)
   assert out['beside_collective_ms_per_step'] == pytest.approx(0.54)
   assert out['beside_collective_excess_ms_per_step'] == pytest.approx(0.2)
+  assert out['beside_collective_excess_by_class'] == pytest.approx({'matmul': 0.2})
   assert out['exposed_collective_ms_per_step'] == pytest.approx(0.0)
