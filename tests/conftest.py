@@ -24,6 +24,20 @@ def need(path):
 
 
 @pytest.fixture(scope='session')
+def load_script():
+  """Loads a script of benchmarks/ (not a package) by name, as a module."""
+  import importlib.util
+
+  def load(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, 'benchmarks', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  return load
+
+
+@pytest.fixture(scope='session')
 def minilm():
   return need(MINILM)
 

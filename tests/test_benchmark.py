@@ -216,10 +216,9 @@ def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):
   assert records.code_fingerprint() == records.code_fingerprint()
 
 
-def test_which_commit_finds_the_checked_out_package():
+def test_which_commit_finds_the_checked_out_package(load_script):
   """benchmarks/which_commit.py reads a commit's bert_jax/ from git and fingerprints it the
   way records do; for an unmodified checkout that is HEAD's fingerprint."""
-  import importlib.util
   import subprocess
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   status = subprocess.run(['git', 'status', '--porcelain', '--', 'bert_jax'], cwd=root,
@@ -228,10 +227,7 @@ def test_which_commit_finds_the_checked_out_package():
     pytest.skip('not a git checkout')
   if status.stdout.strip():
     pytest.skip('bert_jax/ has uncommitted changes, so HEAD is not what is on disk')
-  spec = importlib.util.spec_from_file_location(
-      'which_commit', os.path.join(root, 'benchmarks', 'which_commit.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = load_script('which_commit')
   cwd = os.getcwd()
   try:
     os.chdir(root)
@@ -242,14 +238,11 @@ def test_which_commit_finds_the_checked_out_package():
   assert records.fingerprint(files) == records.code_fingerprint()
 
 
-def test_bucket_padding_script_reports_shares_on_the_sample_data(capsys, monkeypatch):
-  import importlib.util
+def test_bucket_padding_script_reports_shares_on_the_sample_data(capsys, monkeypatch,
+                                                               load_script):
   import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location(
-      'bucket_padding', os.path.join(root, 'benchmarks', 'bucket_padding.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = load_script('bucket_padding')
   sample = os.path.join(root, 'bert_jax', 'sample_data')
   monkeypatch.setattr(sys, 'argv', [
       'bucket_padding.py', '--train-file', os.path.join(sample, 'train.json'),

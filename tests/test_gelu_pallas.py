@@ -1,8 +1,6 @@
 """benchmarks/gelu_pallas.py, profile_step's gelu_kernel variant (the FFN's bias + GELU
 backward as one Pallas kernel), in Pallas' interpret mode on CPU: against the model's
 backward, per device under a mesh, in the whole train step, and its lowering for CUDA."""
-import importlib.util
-import os
 
 import jax
 import jax.numpy as jnp
@@ -14,16 +12,10 @@ from bert_jax import mesh as mesh_lib
 from bert_jax import model
 from bert_jax.settings import MeshSettings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope='module')
-def gp():
-  spec = importlib.util.spec_from_file_location(
-      'gelu_pallas', os.path.join(ROOT, 'benchmarks', 'gelu_pallas.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def gp(load_script):
+  return load_script('gelu_pallas')
 
 
 def _inputs(dtype, shape=(2, 32, 512)):

@@ -1,8 +1,6 @@
 """benchmarks/profile_step.py: its variants keep the model's math, and its HLO reader names
 what each kernel computes."""
-import importlib.util
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -13,15 +11,10 @@ from bert_jax import model
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope='module')
-def ps():
-  spec = importlib.util.spec_from_file_location(
-      'profile_step', os.path.join(ROOT, 'benchmarks', 'profile_step.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+def ps(load_script):
+  module = load_script('profile_step')
   yield module
   module.apply_variant('base')
 
