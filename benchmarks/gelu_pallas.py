@@ -18,11 +18,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.sharding import PartitionSpec as P
 
 from bert_jax import layer_norm_kernel as lnk
 from bert_jax import model
-from bert_jax.mesh import DATA_AXIS
 
 ROWS, COLS, NUM_WARPS = 32, 256, 4
 
@@ -101,16 +99,6 @@ def _tiles_fwd(h0, bias):
                 (h0.dtype, h0.dtype))
 
 
-def _per_device(local, h, n_rows, n_shared):
-  """local on each device's rows under the data mesh (n_rows row-split arguments, then
-  n_shared replicated ones), as layer_norm_kernel does; on the whole array without one."""
-  if lnk._data_shards(h.shape[0]) > 1:
-    return jax.shard_map(local, mesh=jax.sharding.get_abstract_mesh(),
-                         in_specs=(P(DATA_AXIS),) * n_rows + (P(),) * n_shared,
-                         out_specs=(P(DATA_AXIS),) * 2, check_vma=False)
-  return local
-
-
 def bias_gelu_bwd(h, g):
   """(dh, dbias float32 [F]) for y = GELU(h), h = x W + b, given dy = g; h [B, ..., F] is the
   pre-activation the forward pass kept. Check `usable(h)` first."""
@@ -122,7 +110,7 @@ def bias_gelu_bwd(h, g):
     dh, parts = _tiles_bwd(h.reshape(n, f), g.reshape(n, f))
     return dh.reshape(h.shape), parts
 
-  dh, parts = _per_device(local, h, 2, 0)(flat(h), flat(g))
+  dh, parts = lnk.per_device(local, h.shape[0], 2, 0, 2)(flat(h), flat(g))
   return dh.reshape(h.shape), jnp.sum(parts, axis=0)
 
 
@@ -136,7 +124,7 @@ def bias_gelu_fwd(h0, bias):
     return h.reshape(h0.shape), y.reshape(h0.shape)
 
   flat = h0.reshape(h0.shape[0], -1, f)
-  h, y = _per_device(local, h0, 1, 1)(flat, bias.reshape(1, f))
+  h, y = lnk.per_device(local, h0.shape[0], 1, 1, 2)(flat, bias.reshape(1, f))
   return h.reshape(h0.shape), y.reshape(h0.shape)
 
 

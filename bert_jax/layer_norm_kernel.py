@@ -100,6 +100,17 @@ def _data_shards(batch: int) -> int:
   return size if size > 1 and batch % size == 0 else 1
 
 
+def per_device(local, batch: int, n_rows: int, n_shared: int, n_out: int):
+  """local, run on each device's rows where the enclosing mesh's data axis splits a leading
+  axis of `batch` (a shard_map: its first n_rows arguments and its n_out results split over
+  'data', the n_shared after them replicated); local itself where it does not."""
+  if _data_shards(batch) == 1:
+    return local
+  return jax.shard_map(local, mesh=jax.sharding.get_abstract_mesh(),
+                       in_specs=(P(DATA_AXIS),) * n_rows + (P(),) * n_shared,
+                       out_specs=(P(DATA_AXIS),) * n_out, check_vma=False)
+
+
 def usable(x) -> bool:
   """Whether layer_norm_bwd takes x ([B, ..., D]) on this backend and mesh."""
   d, shards = x.shape[-1], _data_shards(x.shape[0])
@@ -149,10 +160,5 @@ def layer_norm_bwd(x, g, mean, rstd, scale, *, rows: int | None = None,
                                   rstd.reshape(n), scale, rows, num_warps, blocks)
     return dx.reshape(x.shape), dscale, dbias
 
-  if _data_shards(x.shape[0]) > 1:
-    mesh = jax.sharding.get_abstract_mesh()
-    rows_spec = P(DATA_AXIS)
-    local = jax.shard_map(local, mesh=mesh, in_specs=(rows_spec,) * 4 + (P(),),
-                          out_specs=(rows_spec,) * 3, check_vma=False)
-  dx, dscale, dbias = local(*args)
+  dx, dscale, dbias = per_device(local, x.shape[0], 4, 1, 3)(*args)
   return dx.reshape(x.shape), jnp.sum(dscale, axis=0), jnp.sum(dbias, axis=0)
