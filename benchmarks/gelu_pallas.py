@@ -1,8 +1,9 @@
 """The FFN's bias + GELU backward as one Pallas kernel: profile_step's `gelu_kernel` variant
 (`gelu_kernel_fwd`: its forward as one kernel too).
 
-Not the model's default: prepared for a GPU measurement, not yet run on one
-(docs/performance_notes.md, next levers). In the training step XLA computes this backward,
+Not the model's default: measured slower on an H200 (docs/performance_notes.md, entry 29:
+−1.5 % for the backward, −2.1 % with the forward; the kernels ran at about a third of the
+bandwidth, their tile shape untuned). In the training step XLA computes this backward,
 with the FFN-in bias gradient, as one reduction fusion: 3.60 ms a step for BERT-Large at seq
 384, batch 32 on an H200 (pair1 profile). Its bytes (read g and the bf16 pre-activation,
 write dh: 7.2 GB a step) would take 1.8 ms at 4 TB/s. This kernel reads a [ROWS, COLS] tile

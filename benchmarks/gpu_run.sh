@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -42,22 +42,26 @@ pack() {  # everything under $OUT in one tarball: the device tool returns at mos
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
 case "$1" in
-minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets)
-  W=/tmp/minilm${BUCKET:+_b$BUCKET}
+minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
+  # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows)
+  W=/tmp/minilm${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}
   python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
     --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
+    --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} \
     --config.data.bucket_width=${BUCKET:-0} --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
-  W=${LARGE_DIR:-/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}}  # LARGE_DIR under $OUT: kept if cut off
+  # (BUCKET=64: buckets; PACK=True: packed rows, BATCH of them per GPU)
+  W=${LARGE_DIR:-/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}${PACK:+_packed}}  # LARGE_DIR under $OUT: kept if cut off
   python3 run.py --config=configs/large_1gpu.py --workdir=$W \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
     --config.data.cache_dir=${CACHE:-/tmp/cache} --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.data.max_eval_examples=${EVAL:-2000} \
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
-    --config.data.bucket_width=${BUCKET:-0} --config.train.batch_size=$((${BATCH:-32} * ${NDEV:-1})) 2>&1 | quiet 12
+    --config.data.bucket_width=${BUCKET:-0} --config.data.packing=${PACK:-False} \
+    --config.data.max_windows_per_row=${MAXW:-8} --config.train.batch_size=$((${BATCH:-32} * ${NDEV:-1})) 2>&1 | quiet 12
   [ -n "${LARGE_DIR:-}" ] || { mkdir -p "$OUT/$(basename $W)"
     cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/"; } ;;
 grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
@@ -278,6 +282,46 @@ pair2)  # 2 GPUs, about 9.5 min: BERT-Large fine-tuning on one GPU with buckets 
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
     ours 1 infer 384 fp16 '(1,8)' ) &
   wait; rm -rf "$OUT"/large_1gpu_b64_batch64/checkpoints; pack ;;
+pack1)  # 2 GPUs, about 8 min: sequence packing (data.packing). GPU 0: the cuDNN packed-attention
+  # test, then BERT-Large fine-tuning at batch 64 packed rows and padded, one after the other
+  # (random init, 300 steps, 100 dev questions); GPU 1: MiniLM's F1 padded (batch 32) and
+  # packed (15 rows a step, about 33 windows), both at once (their speeds are not comparable)
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  ( export CUDA_VISIBLE_DEVICES=0 DEADLINE=540
+    JAX_PLATFORMS=cuda timeout 120 python3 -m pytest -q tests/test_packing.py -k cudnn \
+      -p no:cacheprovider 2>&1 | tail -5 > "$OUT/g0/gpu_tests.txt"
+    export BATCH=64 STEPS=300 EVAL=100 CACHE=/tmp/cache_l
+    PACK=True LARGE_DIR="$OUT/large_packed_b64" timeout $(left) bash $0 large
+    LARGE_DIR="$OUT/large_padded_b64" timeout $(left) bash $0 large ) &
+  ( export CUDA_VISIBLE_DEVICES=1 DEADLINE=540 XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
+    ( OUT=$OUT/g1 timeout $(left) bash $0 minilm ) &
+    ( OUT=$OUT/g1 PACK=True ROWS=15 CACHE=/tmp/cache_p timeout $(left) bash $0 minilm ) &
+    wait ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
+pack2)  # 2 GPUs, about 6 min. GPU 0: BERT-Large fine-tuned for the whole 2 epochs with packed
+  # rows, 64 a step (random init, 100 dev questions): issue 6's time to train, measured end to
+  # end. GPU 1: the train step at 64 rows padded, packed, and packed with one-hot position
+  # embeddings, with the packed step's profile (where packing's extra time per row goes)
+  mkdir -p "$OUT"/g1
+  ( CUDA_VISIBLE_DEVICES=0 PACK=True BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_packed_2ep" timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 timeout $(left) python3 benchmarks/profile_step.py --kind train \
+      --seq 384 --batch 64 --variants base packed packed+pos_onehot --profile packed \
+      --out $OUT/g1 2>&1 | grep -E '^\{|Error' | cut -c1-300
+    rm -rf "$OUT"/g1/trace_*/plugins/profile/*/*.xplane.pb ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
+pack3)  # 2 GPUs, about 6 min: does capping rows at 4 windows (5 segments for cuDNN's packed
+  # attention, not 9) win back packing's slower attention (pack2's profile)? It packs SQuAD
+  # v1.1 at 384 as tightly (benchmarks/bucket_padding.py). GPU 0: pack2's whole 2-epoch run
+  # again, capped at 4; GPU 1: the step at 64 rows packed with at most 8 and 4 windows a row
+  mkdir -p "$OUT"/g1
+  ( CUDA_VISIBLE_DEVICES=0 PACK=True MAXW=4 BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_packed4_2ep" timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 timeout $(left) python3 benchmarks/profile_step.py --kind train \
+      --seq 384 --batch 64 --variants packed packed4 --profile packed4 \
+      --out $OUT/g1 2>&1 | grep -E '^\{|Error' | cut -c1-300
+    rm -rf "$OUT"/g1/trace_*/plugins/profile/*/*.xplane.pb ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
 pair3)  # 2 GPUs, about 8.5 min: scaling of the bench step (seq 384, 32 per GPU, bf16) over 1 and
   # 2 GPUs under the cuBLAS default, then the 2-GPU point again under NCCL settings that may
   # slow the overlapped matmuls less (pair1's profile: the all-reduces hide under the backward
@@ -304,9 +348,9 @@ autotune)  # 1 GPU, about 3 min: the train step compiled without XLA's autotunin
   XLA_FLAGS=--xla_gpu_autotune_level=0 timeout $(left) $PS --variants base --out $OUT/g0 2>&1 \
     | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) $PS --variants base --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
-gelukernel)  # 1 GPU, about 7 min, prepared (not run yet): the FFN's bias + GELU backward as one
-  # Pallas kernel, then its forward too (benchmarks/gelu_pallas.py), beside the step as it is,
-  # with the profile of the step with both (predictions in docs/performance_notes.md)
+gelukernel)  # 1 GPU, about 5 min: the FFN's bias + GELU backward as one Pallas kernel, then its
+  # forward too (benchmarks/gelu_pallas.py), beside the step as it is, with the profile of the
+  # step with both (ran: both slower, docs/performance_notes.md entry 29)
   mkdir -p "$OUT"/g0
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 \
     --variants base gelu_kernel gelu_kernel_fwd base --profile gelu_kernel_fwd --out $OUT/g0 2>&1 \

@@ -25,7 +25,10 @@ combined only up to 8 MiB each (more, smaller ones that can start earlier); ln_b
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
 layer_norm_kernel.BLOCKS); gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
 with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same with the bias +
-GELU forward as a kernel too.
+GELU forward as a kernel too; packed = packed rows (bert_jax.packing) of synthetic windows
+averaging 0.45 of --seq (as SQuAD v1.1 at 384), the fullest rows of a pack, at most 8 windows
+a row (packed4: 4, so cuDNN's packed attention gets 5 segments a row, not 9); pos_onehot = the
+packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not a scatter-add).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -51,13 +54,14 @@ import os
 import re
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, records,
-                      steps, train)
+from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, packing,
+                      records, steps, train)
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
@@ -150,6 +154,13 @@ def _linear_bwd(precision, res, dy):
 _linear.defvjp(_linear_fwd, _linear_bwd)
 
 
+def _position_onehot(table_PD, positions_BT, policy):
+  # one-hot [B, T, P] x table in the compute dtype: its gradient is a matmul, not a scatter-add
+  # of B T rows into the P rows of the table
+  onehot = jax.nn.one_hot(positions_BT, table_PD.shape[0], dtype=policy.compute_dtype)
+  return jnp.einsum('btp,pd->btd', onehot, table_PD.astype(policy.compute_dtype))
+
+
 def _dense_biasmm(x, p, policy):
   dtype = policy.compute_dtype
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
@@ -165,7 +176,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
-                               'gelu_pallas.FORWARD_KERNEL': True}}
+                               'gelu_pallas.FORWARD_KERNEL': True},
+           'pos_onehot': {'_position_embeddings': _position_onehot}}
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
@@ -174,7 +186,7 @@ OPTION_PARTS = {
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', *OPTION_PARTS)
+BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', *OPTION_PARTS)
 
 
 def _target(name):
@@ -230,8 +242,11 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
     options.update(OPTION_PARTS.get(part, {}))
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
   rng = np.random.default_rng(0)
-  inputs = [batches.to_device(benchmark.synthetic(rng, batch * devices, seq, config.vocab_size),
-                              data) for _ in range(2)]
+  make = benchmark.synthetic
+  if 'packed' in parts or 'packed4' in parts:
+    make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
+  inputs = [batches.to_device(make(rng, batch * devices, seq, config.vocab_size), data)
+            for _ in range(2)]
   compiled = fn.lower(state, inputs[0]).compile()
   holder = {'state': state}
 
@@ -240,7 +255,24 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
       holder['state'], metrics = compiled(holder['state'], inputs[i % 2])
     jax.block_until_ready(holder['state'])
   run.compiler_options = options
+  if make is not benchmark.synthetic:
+    run.windows_per_step = int(np.mean([(np.asarray(b['start_positions']) >= 0).sum()
+                                        for b in inputs]))
   return run, config, compiled
+
+
+def packed_synthetic(rng, rows, seq, vocab, mean_share=0.45, max_windows=8):
+  """`rows` packed rows (bert_jax.packing, at most max_windows windows a row) of synthetic
+  windows whose lengths average about mean_share of seq (SQuAD v1.1 at 384: 0.448)."""
+  n = 4 * rows * int(1 / mean_share)
+  windows = benchmark.synthetic(rng, n, seq, vocab)
+  lengths = np.clip(rng.normal(mean_share * seq, 0.45 * mean_share * seq, n), 16, seq).astype(int)
+  windows['attention_mask'] = (np.arange(seq)[None] < lengths[:, None]).astype(np.int32)
+  windows['start_positions'] = windows['end_positions'] = (lengths // 2).astype(np.int32)
+  feats = types.SimpleNamespace(**windows, max_seq_length=seq)
+  packed = packing.pack_rows(lengths, np.arange(n), seq, max_windows)
+  packed.sort(key=lambda r: -lengths[r].sum())                 # the fullest rows
+  return packing.pack_host_rows(feats, packed[:rows], max_windows)
 
 
 def build_infer(variant, seq, batch, policy, preset):
@@ -542,6 +574,8 @@ def main():
       rec['host'] = run.host_probe()
     if hasattr(run, 'compiler_options'):
       rec['xla_compiler_options'] = run.compiler_options
+    if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows
+      rec['windows_per_s'] = run.windows_per_step / dt
     if args.kind == 'train':
       flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                                config.intermediate_size, args.seq)

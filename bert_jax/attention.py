@@ -1,21 +1,31 @@
 """Multi-head self-attention kernels: an XLA einsum path and JAX's fused attention.
 
 Both take q, k, v shaped [batch, time, heads, head_dim] and a boolean key mask
-[batch, time] (True = real token) and agree on right-padded inputs.
+[batch, time] (True = real token) and agree on right-padded inputs. Packed rows (several
+windows a row, bert_jax.packing) take segment_mask on the XLA path and packed_fused_attention
+on GPU.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+try:  # cuDNN's packed layout is reachable only through JAX's internal module (jax 0.10, 0.11)
+  from jax._src.cudnn import fused_attention_stablehlo as _cudnn
+except ImportError:  # pragma: no cover - a JAX without it
+  _cudnn = None
+
 
 def xla_attention(q_BTNH, k_BSNH, v_BSNH, mask_BS, *, precision, dropout_rate=0.0,
                   dropout_rng=None):
-  """Einsum attention with float32 softmax; masks any key pattern; optional prob dropout."""
+  """Einsum attention with float32 softmax; optional prob dropout.
+
+  mask: [B, S] (keys every query may see) or [B, T, S] (per query, e.g. segment_mask)."""
   scale = q_BTNH.shape[-1] ** -0.5
   scores_BNTS = jnp.einsum('btnh,bsnh->bnts', q_BTNH, k_BSNH, precision=precision,
                            preferred_element_type=jnp.float32) * scale
-  scores_BNTS = jnp.where(mask_BS[:, None, None, :], scores_BNTS,
+  mask_B1TS = mask_BS[:, None, None, :] if mask_BS.ndim == 2 else mask_BS[:, None]
+  scores_BNTS = jnp.where(mask_B1TS, scores_BNTS,
                           jnp.finfo(jnp.float32).min)
   probs_BNTS = jax.nn.softmax(scores_BNTS, axis=-1)
   if dropout_rng is not None and dropout_rate > 0.0:
@@ -35,3 +45,24 @@ def fused_attention(q_BTNH, k_BSNH, v_BSNH, mask_BS, *, implementation=None):
   return jax.nn.dot_product_attention(
       q_BTNH, k_BSNH, v_BSNH, key_value_seq_lengths=lengths_B,
       implementation=implementation)
+
+
+def segment_mask(segment_ids_BT):
+  """[B, T, S]: query t sees key s where both lie in the same segment (bert_jax.packing)."""
+  return segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
+
+
+def packed_fused_attention(q_BTNH, k_BSNH, v_BSNH, starts_BM, lengths_BM):
+  """cuDNN flash attention over packed rows: each segment (first position starts_BM, length
+  lengths_BM, -1 where a row has fewer) attends only to itself. Needs a Hopper GPU and
+  cuDNN; bert_jax.packing.Segments gives the arrays."""
+  if _cudnn is None:
+    raise RuntimeError('this JAX has no jax._src.cudnn.fused_attention_stablehlo: packed rows '
+                       "need model.attention='xla' (or a JAX >= 0.10)")
+  pad = jnp.full((starts_BM.shape[0], 1), -1, jnp.int32)
+  offsets = jnp.concatenate([starts_BM.astype(jnp.int32), pad], axis=1)   # [B, M + 1]
+  lengths = lengths_BM.astype(jnp.int32)
+  return _cudnn.dot_product_attention(
+      q_BTNH, k_BSNH, v_BSNH, q_seqlen=lengths, kv_seqlen=lengths, q_offsets=offsets,
+      kv_offsets=offsets, scale=q_BTNH.shape[-1] ** -0.5,
+      mask_type=_cudnn.MaskType.PADDING, qkv_layout='BTNH')

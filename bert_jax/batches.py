@@ -67,6 +67,10 @@ class TrainBatches:
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
     return order[i * self.global_batch:(i + 1) * self.global_batch]
 
+  def windows(self, step: int) -> int:
+    """Sentences the step trains on: the global batch (packed rows hold more)."""
+    return self.global_batch
+
   def step_width(self, step: int) -> int:
     """The sequence length step's batch is cut to (max_seq_length without buckets)."""
     if not self.bucket_width:

@@ -26,6 +26,7 @@ import numpy as np
 from bert_jax import attention as attn
 from bert_jax import layer_norm_kernel
 from bert_jax.model_config import ModelConfig
+from bert_jax.packing import Segments
 from bert_jax.precision import PrecisionPolicy
 
 Params = dict[str, Any]
@@ -219,16 +220,24 @@ def _gelu_bwd(h, g):
 _gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
 
-def _attention_block(x_BTD, mask_BT, p, config, policy, rng):
+def _attention_block(x_BTD, mask_BT, p, config, policy, rng, segments=None):
   b, t, _ = x_BTD.shape
   q_BTNH, k_BTNH, v_BTNH = _qkv(x_BTD, p['qkv'], config, policy)
-  if config.attention == 'xla':
+  cudnn = config.attention == 'cudnn' or (config.attention == 'fused'
+                                          and _cudnn_suits(x_BTD.dtype))
+  if segments is not None and cudnn:
+    out_BTNH = attn.packed_fused_attention(q_BTNH, k_BTNH, v_BTNH, segments.starts,
+                                           segments.lengths)
+  elif config.attention == 'xla' or segments is not None:
+    # Packed rows off cuDNN take the einsum path; the fused paths have no probability dropout.
+    mask = mask_BT if segments is None else attn.segment_mask(segments.ids)
     out_BTNH = attn.xla_attention(
-        q_BTNH, k_BTNH, v_BTNH, mask_BT, precision=policy.matmul_precision,
-        dropout_rate=config.attention_dropout, dropout_rng=_rng(rng, 0))
+        q_BTNH, k_BTNH, v_BTNH, mask, precision=policy.matmul_precision,
+        dropout_rate=config.attention_dropout if config.attention == 'xla' else 0.0,
+        dropout_rng=_rng(rng, 0))
   else:
-    impl = 'cudnn' if config.attention == 'cudnn' or _cudnn_suits(x_BTD.dtype) else None
-    out_BTNH = attn.fused_attention(q_BTNH, k_BTNH, v_BTNH, mask_BT, implementation=impl)
+    out_BTNH = attn.fused_attention(q_BTNH, k_BTNH, v_BTNH, mask_BT,
+                                    implementation='cudnn' if cudnn else None)
   out_BTD = _dense(out_BTNH.reshape(b, t, -1), p['attn_out'], policy)
   out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 1))
   return _layer_norm(out_BTD + x_BTD, p['attn_ln'], config.layer_norm_eps, x_BTD.dtype)
@@ -240,6 +249,11 @@ def _ffn_block(x_BTD, p, config, policy, rng):
   out_BTD = _dense(h_BTF, p['ffn_out'], policy)
   out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 2))
   return _layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)
+
+
+def _position_embeddings(table_PD, positions_BT, policy: PrecisionPolicy):
+  """Packed rows' position embeddings [B, T, D]: rows of the table picked by position."""
+  return jnp.take(table_PD, positions_BT, axis=0)
 
 
 def stack_layers(params: Params) -> Params:
@@ -261,33 +275,39 @@ def layer_params(layers) -> list[Params]:
 
 
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
-           config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None):
+           config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
+           segments: Segments | None = None):
   """Final hidden states [batch, time, hidden] in the policy's compute dtype.
 
   Args:
     input_ids, token_type_ids, attention_mask: int arrays [batch, time]; mask 1 = token.
     dropout_rng: a PRNG key turns dropout on (training); None means deterministic.
+    segments: packed rows (bert_jax.packing): each window gets its own positions and sees
+      only itself. None: one sequence a row, positions 0..time-1.
   """
   emb = params['embeddings']
   t = input_ids.shape[-1]
+  positions = (emb['position'][None, :t] if segments is None
+               else _position_embeddings(emb['position'], segments.positions, policy))
   x_BTD = (jnp.take(emb['word'], input_ids, axis=0)
-           + emb['position'][None, :t]
+           + positions
            + jnp.take(emb['token_type'], token_type_ids, axis=0))
   x_BTD = _layer_norm(x_BTD, emb['ln'], config.layer_norm_eps, policy.compute_dtype)
   x_BTD = _dropout(x_BTD, config.hidden_dropout, _rng(dropout_rng, 0))
   mask_BT = attention_mask.astype(bool)
   for i, layer in enumerate(layer_params(params['layers'])):
     layer_rng = _rng(dropout_rng, 1, i)
-    x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng)
+    x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng, segments)
     x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)
   return x_BTD
 
 
 def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
-              config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None):
+              config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
+              segments: Segments | None = None):
   """SQuAD start and end logits, each float32 [batch, time]."""
   x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
-                 policy=policy, dropout_rng=dropout_rng)
+                 policy=policy, dropout_rng=dropout_rng, segments=segments)
   logits_BT2 = jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
                           precision=policy.matmul_precision) + params['qa']['bias']
   return logits_BT2[..., 0], logits_BT2[..., 1]

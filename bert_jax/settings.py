@@ -58,6 +58,8 @@ class DataSettings:
   max_train_examples: int = 0
   max_eval_examples: int = 0
   bucket_width: int = 0
+  packing: bool = False
+  max_windows_per_row: int = 8
 
   def __post_init__(self):
     _at_least('data.max_seq_length', self.max_seq_length, 16)
@@ -65,6 +67,11 @@ class DataSettings:
     if self.bucket_width and self.bucket_width % 8:
       raise ConfigError('data.bucket_width', self.bucket_width,
                         'must be a multiple of 8 (tensor-core tiles), e.g. 64; 0 turns buckets off')
+    if self.packing and self.bucket_width:
+      raise ConfigError('data.bucket_width', self.bucket_width,
+                        'cannot be combined with data.packing=True (packed rows are full '
+                        'length already): set one of them')
+    _at_least('data.max_windows_per_row', self.max_windows_per_row, 1)
     _at_least('data.doc_stride', self.doc_stride, 1)
     _at_least('data.max_query_length', self.max_query_length, 1)
     if self.max_query_length + 3 >= self.max_seq_length:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bert_jax import model
+from bert_jax import model, packing
 from bert_jax.loss_scale import LossScale, all_finite
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -32,11 +32,36 @@ def create_state(params, optimizer: optax.GradientTransformation, rng: jax.Array
 
 
 def span_loss(params, batch: Batch, rng, *, config: ModelConfig, policy: PrecisionPolicy):
-  """Mean of the start and end cross-entropies (float32), averaged over the batch."""
+  """Mean of the start and end cross-entropies (float32), averaged over the batch's windows.
+
+  A packed batch (bert_jax.packing) has labels [rows, max_windows] (-1: no window); each
+  window's softmax runs over its own positions only.
+  """
+  segments = packing.segments_of(batch)
   start, end = model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config,
-                               policy=policy, dropout_rng=rng)
+                               policy=policy, dropout_rng=rng, segments=segments)
+  if segments is not None:
+    return _packed_span_loss(start, end, batch, segments.ids)
   ce = optax.softmax_cross_entropy_with_integer_labels
   return jnp.mean(ce(start, batch['start_positions']) + ce(end, batch['end_positions'])) / 2
+
+
+def _packed_span_loss(start_BT, end_BT, batch: Batch, segment_ids_BT):
+  windows = batch['start_positions'].shape[1]
+  valid_BM = batch['start_positions'] >= 0
+  # An absent window's softmax runs over the whole row (and is then dropped), so that no
+  # empty logsumexp puts a NaN into the gradient.
+  member_BMT = ((segment_ids_BT[:, None, :] == jnp.arange(1, windows + 1)[None, :, None])
+                | ~valid_BM[:, :, None])
+
+  def ce(logits_BT, labels_BM):
+    lse_BM = jax.nn.logsumexp(jnp.broadcast_to(logits_BT[:, None, :], member_BMT.shape),
+                              axis=-1, where=member_BMT)
+    picked_BM = jnp.take_along_axis(logits_BT, jnp.maximum(labels_BM, 0), axis=1)
+    return jnp.where(valid_BM, lse_BM - picked_BM, 0.0)
+
+  total = ce(start_BT, batch['start_positions']) + ce(end_BT, batch['end_positions'])
+  return jnp.sum(total) / (2 * jnp.maximum(jnp.sum(valid_BM), 1))
 
 
 def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy,

@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from bert_jax import (batches, checkpointing, hf_weights, inference, mesh as mesh_lib,
-                      optim, pretrained, records, settings as settings_lib, steps)
+                      optim, packing, pretrained, records, settings as settings_lib, steps)
 from bert_jax.loss_scale import LossScale
 from bert_jax.metrics_writer import MetricsWriter
 from bert_jax.squad import evaluate, features as features_lib, postprocess, sources
@@ -123,11 +123,20 @@ def initial_state(job: Job, optimizer) -> steps.TrainState:
   return init(params)
 
 
+def make_batches(s: settings_lib.Settings, train_features: Features, mesh: Mesh):
+  """Training batches: padded rows, length buckets, or packed rows (data.packing)."""
+  sharding = mesh_lib.batch_sharding(mesh)
+  if s.data.packing:
+    return packing.PackedBatches(train_features, s.train.batch_size, s.train.seed, sharding,
+                                 s.data.max_windows_per_row)
+  return batches.TrainBatches(train_features, s.train.batch_size, s.train.seed, sharding,
+                              s.data.bucket_width)
+
+
 def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.TrainState, dict]:
   """Runs (or resumes) training; returns the final state and timing figures."""
   s = job.settings
-  data = batches.TrainBatches(train_features, s.train.batch_size, s.train.seed,
-                              mesh_lib.batch_sharding(job.mesh), s.data.bucket_width)
+  data = make_batches(s, train_features, job.mesh)
   n_steps = total_steps(s.train, data.steps_per_epoch)
   optimizer = optim.make_optimizer(s.train, n_steps)
   step_fn = make_train_step(job, optimizer)
@@ -144,7 +153,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   # Steps that compile (the first, and the first of each new bucket width) are timed
   # apart, synchronised on both sides, and kept out of the throughput.
   timing = {'steps': n_steps, 'start_step': start, 'compile_s': 0.0, 'steady_s': 0.0,
-            'steady_steps': 0, 'compiled_widths': []}
+            'steady_steps': 0, 'steady_sentences': 0, 'compiled_widths': []}
   bar = tqdm(total=n_steps, initial=start, desc='training', unit='step',
              disable=jax.process_index() != 0)
   pending, t_steady, later_compiles = None, None, 0.0
@@ -166,9 +175,10 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
         t_steady = time.perf_counter()
       else:
         later_compiles += took
+    else:
+      timing['steady_sentences'] += data.windows(step)   # packed rows hold several
     if pending is not None and (step % s.train.log_every == 0 or step == n_steps - 1):
-      _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
-           step - start - len(timing['compiled_widths']))
+      _log(writer, bar, *pending, t_steady, later_compiles, timing['steady_sentences'])
     pending = (step, metrics)
     bar.update(1)
     if every and (step + 1) % every == 0 and step + 1 < n_steps:
@@ -177,8 +187,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   if t_steady is not None:
     timing['steady_s'] = time.perf_counter() - t_steady - later_compiles
     timing['steady_steps'] = n_steps - start - len(timing['compiled_widths'])
-    _log(writer, bar, *pending, s.train.batch_size, t_steady, later_compiles,
-         timing['steady_steps'])
+    _log(writer, bar, *pending, t_steady, later_compiles, timing['steady_sentences'])
     if ckpt.latest_step() != n_steps:
       ckpt.save(n_steps, state)
   bar.close()
@@ -186,11 +195,11 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   return state, timing
 
 
-def _log(writer, bar, step, metrics, batch_size, t_steady, excluded_s, steady_steps):
+def _log(writer, bar, step, metrics, t_steady, excluded_s, steady_sentences):
   m = {k: float(v) for k, v in jax.device_get(metrics).items()}
   elapsed = time.perf_counter() - t_steady - excluded_s
-  if steady_steps > 0 and elapsed > 0:
-    m['sentences_per_s'] = steady_steps * batch_size / elapsed
+  if steady_sentences > 0 and elapsed > 0:
+    m['sentences_per_s'] = steady_sentences / elapsed
   bar.set_postfix(loss=f"{m['loss']:.3f}", sent_s=f"{m.get('sentences_per_s', 0):.0f}")
   writer.write(step, m)
 
@@ -231,8 +240,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state, timing = train(job, workdir, train_features)
   train_wall = time.perf_counter() - t0
   final = predict_and_score(job, state.params, workdir)
-  steady_rate = (timing['steady_steps'] * s.train.batch_size / timing['steady_s']
+  steady_rate = (timing['steady_sentences'] / timing['steady_s']
                  if timing['steady_s'] else 0.0)
+  # Rows of max_seq_length: sentences, or with packing the rows that hold them.
+  row_rate = (timing['steady_steps'] * s.train.batch_size / timing['steady_s']
+              if timing['steady_s'] else 0.0)
   lat = records.percentiles(final['timing']['latencies_ms'] or [0.0])
   infer_rate = (final['timing']['batch_size'] * len(final['timing']['latencies_ms'])
                 / (sum(final['timing']['latencies_ms']) / 1e3)
@@ -240,7 +252,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   results = {
       **final['scores'], 'train_time_s': train_wall, 'train_sentences_per_s': steady_rate,
       'compile_s': timing['compile_s'], 'compiled_widths': timing['compiled_widths'],
-      'bucket_width': s.data.bucket_width, 'steps': timing['steps'],
+      'bucket_width': s.data.bucket_width, 'packing': s.data.packing, 'steps': timing['steps'],
       'resumed_from_step': timing['start_step'], 'train_features': len(train_features),
       'train_questions_skipped': sum(report.skipped.values()),
       'eval_examples': final['num_examples'], 'eval_features': final['num_features'],
@@ -254,16 +266,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
             'xla_compiler_options': default_compiler_options(job.mesh),
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
             'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
-            'bucket_width': s.data.bucket_width}
+            'bucket_width': s.data.bucket_width, 'packing': s.data.packing}
   rec_path = os.path.join(workdir, 'records.jsonl')
   records.append(rec_path, {
       **common, 'kind': 'train', 'batch_size': s.train.batch_size,
       'batch_size_per_device': s.train.batch_size // job.mesh.size,
       'sentences_per_s': steady_rate, 'sentences_per_s_per_device': steady_rate / job.mesh.size,
       'compile_s': timing['compile_s'], 'timed_steps': timing['steady_steps'],
-      'total_train_time_s': train_wall,
-      # FLOPs are counted at max_seq_length, so with buckets MFU would overstate: left out.
-      'mfu': None if s.data.bucket_width else records.mfu(flops, steady_rate / job.mesh.size)})
+      'total_train_time_s': train_wall, 'rows_per_s': row_rate,
+      # FLOPs are counted at max_seq_length a row, so with buckets MFU would overstate: left
+      # out. Packed rows are full length: MFU from rows/s (attention within windows only, a
+      # few % of the FLOPs at 384, is still counted as full rows).
+      'mfu': None if s.data.bucket_width else records.mfu(flops, row_rate / job.mesh.size)})
   records.append(rec_path, {
       **common, 'kind': 'infer', 'batch_size': s.eval.batch_size,
       'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],

@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.max_train_examples = 0        # keep the first N questions (0 = all)
   c.data.max_eval_examples = 0         # likewise for the dev set
   c.data.bucket_width = 0              # training batches cut to a multiple of this holding their longest window (0 = pad to max_seq_length)
+  c.data.packing = False               # several windows a row (each sees only itself); train.batch_size then counts rows, ~2.2 windows each on SQuAD at 384
+  c.data.max_windows_per_row = 8       # with packing: at most this many windows share a row
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32              # global batch (all devices, all hosts)

@@ -1,0 +1,181 @@
+"""Sequence packing: several SQuAD windows share one row of max_seq_length.
+
+A padded batch spends most of its work on padding (a SQuAD v1.1 window at 384 holds 172
+tokens on average). Packing lays whole windows end to end in rows; each window keeps its own
+positions (from 0) and token types, attends only to itself (bert_jax.attention), and has its
+own start/end cross-entropy over its own positions (bert_jax.steps.span_loss). The padding
+at a row's end forms one more segment, so every position belongs to exactly one segment.
+
+Rows per step are fixed (train.batch_size counts rows), so one compiled step serves every
+batch; the windows per step vary around batch_size / share, share being the mean window
+length over max_seq_length (about 0.46 on SQuAD v1.1 at 384).
+"""
+from __future__ import annotations
+
+import bisect
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+from bert_jax.errors import ConfigError
+from bert_jax.squad.features import Features
+
+
+class Segments(NamedTuple):
+  """Where each row's windows lie: what the model needs beyond the token arrays.
+
+  ids [B, T]: 1..k for the row's k windows, 0 for the padding at its end.
+  positions [B, T]: each token's position inside its window (the padding continues from 0).
+  starts, lengths [B, M + 1]: first position and length of each window, then of the padding
+    segment where there is one; -1 where a row has fewer (cuDNN's packed-attention layout).
+  """
+  ids: jax.Array
+  positions: jax.Array
+  starts: jax.Array
+  lengths: jax.Array
+
+
+SEGMENT_KEYS = ('segment_ids', 'position_ids', 'segment_starts', 'segment_lengths')
+
+
+def segments_of(batch) -> Segments | None:
+  """The Segments of a packed batch dict, None for an ordinary (one window a row) batch."""
+  if 'segment_ids' not in batch:
+    return None
+  return Segments(*(batch[k] for k in SEGMENT_KEYS))
+
+
+def pack_rows(lengths: np.ndarray, order: np.ndarray, row_length: int,
+              max_windows: int) -> list[np.ndarray]:
+  """Best-fit decreasing: windows (longest first; ties in `order`) each go to the open row
+  with the least room that still fits them and holds fewer than max_windows windows.
+
+  Rows come back as arrays of window indices. Windows of equal length are interchangeable,
+  so the row count (and every row's lengths) depends on the lengths alone: `order` only
+  decides which of equally long windows share a row.
+  """
+  rank = np.empty(len(order), np.int64)
+  rank[order] = np.arange(len(order))
+  by_length = np.lexsort((rank, -lengths))
+  rows: list[list[int]] = []
+  open_by_room: dict[int, list[int]] = {}     # room -> rows with that room (a stack)
+  rooms: list[int] = []                         # sorted rooms that have open rows
+  for w in by_length:
+    need = int(lengths[w])
+    at = bisect.bisect_left(rooms, need)
+    if at < len(rooms):
+      room = rooms[at]
+      row = open_by_room[room].pop()
+      if not open_by_room[room]:
+        del open_by_room[room]
+        rooms.pop(at)
+    else:
+      room, row = row_length, len(rows)
+      rows.append([])
+    rows[row].append(int(w))
+    room -= need
+    if room > 0 and len(rows[row]) < max_windows:
+      if room not in open_by_room:
+        open_by_room[room] = []
+        bisect.insort(rooms, room)
+      open_by_room[room].append(row)
+  return [np.asarray(r) for r in rows]
+
+
+class PackedBatches:
+  """TrainBatches' interface over packed rows: step -> rows, a pure function of (seed, step).
+
+  Epoch e packs every window (in the order permutation(seed, e) among equal lengths), shuffles
+  the rows and cuts them into steps of `global_batch` rows; the last rows that do not fill a
+  step are dropped, as the padded batches drop their remainder.
+  """
+
+  def __init__(self, features: Features, global_batch: int, seed: int, sharding: NamedSharding,
+               max_windows: int):
+    n_proc = jax.process_count()
+    if global_batch % sharding.mesh.size:
+      raise ConfigError('train.batch_size', global_batch,
+                        f'must be a multiple of the {sharding.mesh.size} devices in the mesh')
+    self.features, self.global_batch, self.seed = features, global_batch, seed
+    self.sharding, self.max_windows = sharding, max_windows
+    self.local = global_batch // n_proc
+    self.offset = jax.process_index() * self.local
+    self.lengths = features.attention_mask.sum(axis=1).astype(np.int64)
+    self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
+    self.rows_per_epoch = len(self._rows(0))
+    if self.rows_per_epoch < global_batch:
+      raise ConfigError('train.batch_size', global_batch,
+                        f'more rows than the {self.rows_per_epoch} the {len(features)} training '
+                        'windows pack into; lower it')
+    self.steps_per_epoch = self.rows_per_epoch // global_batch
+
+  def _rows(self, epoch: int) -> list[np.ndarray]:
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
+      rows = pack_rows(self.lengths, order, self.features.max_seq_length, self.max_windows)
+      shuffle = np.random.default_rng([self.seed, epoch, 1]).permutation(len(rows))
+      self._epoch_cache = (epoch, [rows[i] for i in shuffle])
+    return self._epoch_cache[1]
+
+  def step_rows(self, step: int) -> list[np.ndarray]:
+    """The global batch's rows, each an array of window indices."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    return self._rows(epoch)[i * self.global_batch:(i + 1) * self.global_batch]
+
+  def indices(self, step: int) -> np.ndarray:
+    """Every window the step trains on."""
+    return np.concatenate(self.step_rows(step))
+
+  def windows(self, step: int) -> int:
+    return sum(len(r) for r in self.step_rows(step))
+
+  def step_width(self, step: int) -> int:
+    return self.features.max_seq_length
+
+  def token_share(self, epoch: int = 0) -> float:
+    """Positions the epoch's steps hold as a share of the same windows padded one a row."""
+    steps = range(epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch)
+    return self.steps_per_epoch * self.global_batch / sum(self.windows(s) for s in steps)
+
+  def host_batch(self, step: int) -> dict[str, np.ndarray]:
+    rows = self.step_rows(step)[self.offset:self.offset + self.local]
+    return pack_host_rows(self.features, rows, self.max_windows)
+
+  def device_batch(self, step: int) -> dict[str, jax.Array]:
+    from bert_jax.batches import to_device
+    return to_device(self.host_batch(step), self.sharding)
+
+
+def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int
+                   ) -> dict[str, np.ndarray]:
+  """The arrays of rows holding the given windows: token arrays [R, T], segment arrays and
+  start/end labels [R, max_windows] (positions in the row; -1 where a row has fewer)."""
+  n, t = len(rows), f.max_seq_length
+  out = {'input_ids': np.zeros((n, t), np.int32), 'token_type_ids': np.zeros((n, t), np.int32),
+         'attention_mask': np.zeros((n, t), np.int32),
+         'start_positions': np.full((n, max_windows), -1, np.int32),
+         'end_positions': np.full((n, max_windows), -1, np.int32),
+         'segment_ids': np.zeros((n, t), np.int32), 'position_ids': np.zeros((n, t), np.int32),
+         'segment_starts': np.full((n, max_windows + 1), -1, np.int32),
+         'segment_lengths': np.full((n, max_windows + 1), -1, np.int32)}
+  for r, windows in enumerate(rows):
+    at = 0
+    for k, w in enumerate(windows):
+      length = int(f.attention_mask[w].sum())
+      span = slice(at, at + length)
+      out['input_ids'][r, span] = f.input_ids[w, :length]
+      out['token_type_ids'][r, span] = f.token_type_ids[w, :length]
+      out['attention_mask'][r, span] = 1
+      out['segment_ids'][r, span] = k + 1
+      out['position_ids'][r, span] = np.arange(length)
+      out['segment_starts'][r, k], out['segment_lengths'][r, k] = at, length
+      out['start_positions'][r, k] = at + f.start_positions[w]
+      out['end_positions'][r, k] = at + f.end_positions[w]
+      at += length
+    if at < t:                                  # the padding: one more segment
+      out['position_ids'][r, at:] = np.arange(t - at)
+      out['segment_starts'][r, len(windows)] = at
+      out['segment_lengths'][r, len(windows)] = t - at
+  return out

@@ -1,0 +1,228 @@
+"""Sequence packing: the packer, the batches, and that a packed window trains as if alone."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax import mesh as mesh_lib, model, packing, steps
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.settings import ConfigError, DataSettings, MeshSettings
+
+from test_train import _features_of_lengths, _run
+
+FP32 = PrecisionPolicy('fp32', 'float32')
+TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
+                   intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
+                   attention_dropout=0.0)
+
+
+def _sharding(n=1):
+  return mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=n)))
+
+
+@pytest.mark.parametrize('max_windows', [1, 3, 8])
+def test_pack_rows_places_every_window_once_within_the_row_and_the_cap(max_windows):
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(3, 65, 500)
+  rows = packing.pack_rows(lengths, rng.permutation(500), 64, max_windows)
+  flat = np.concatenate(rows)
+  assert sorted(flat.tolist()) == list(range(500))
+  assert all(lengths[r].sum() <= 64 and 1 <= len(r) <= max_windows for r in rows)
+  if max_windows == 1:
+    assert len(rows) == 500
+  else:   # best-fit decreasing: within a few % of a lower bound on any packing (full rows;
+    # one row per window longer than half a row; full caps)
+    bound = max(lengths.sum() / 64, (lengths > 32).sum(), 500 / max_windows)
+    assert bound <= len(rows) <= 1.03 * bound + 1
+  # the row count (and each row's lengths) depends on the lengths alone, not on the order
+  other = packing.pack_rows(lengths, rng.permutation(500), 64, max_windows)
+  assert sorted(sorted(lengths[r].tolist()) for r in other) == sorted(
+      sorted(lengths[r].tolist()) for r in rows)
+
+
+def test_packed_batches_are_a_pure_function_of_step_and_hold_each_window_whole():
+  rng = np.random.default_rng(1)
+  lengths = rng.integers(5, 65, 301)
+  feats = _features_of_lengths(lengths)
+  feats.token_type_ids[:] = (np.arange(64)[None] >= 3) * feats.attention_mask
+  a = packing.PackedBatches(feats, 8, 5, _sharding(8), max_windows=4)
+  b = packing.PackedBatches(feats, 8, 5, _sharding(8), max_windows=4)
+  assert a.steps_per_epoch == a.rows_per_epoch // 8 and a.rows_per_epoch < 301
+  for epoch in (0, 1):
+    steps_ = range(epoch * a.steps_per_epoch, (epoch + 1) * a.steps_per_epoch)
+    seen = np.concatenate([a.indices(s) for s in steps_])
+    assert len(seen) == len(set(seen.tolist()))                 # no window twice an epoch
+    assert len(seen) > 301 - 8 * 4                               # at most a step's rows dropped
+  np.testing.assert_array_equal(a.indices(13), b.indices(13))     # resumable
+  assert not np.array_equal(a.indices(0), a.indices(a.steps_per_epoch))
+  assert 0.4 < a.token_share() < 1.0
+  host = a.host_batch(3)
+  for r, windows in enumerate(a.step_rows(3)):
+    for k, w in enumerate(windows):
+      at, n = host['segment_starts'][r, k], host['segment_lengths'][r, k]
+      assert n == lengths[w]
+      span = slice(at, at + n)
+      np.testing.assert_array_equal(host['input_ids'][r, span], feats.input_ids[w, :n])
+      np.testing.assert_array_equal(host['token_type_ids'][r, span], feats.token_type_ids[w, :n])
+      np.testing.assert_array_equal(host['position_ids'][r, span], np.arange(n))
+      assert (host['segment_ids'][r, span] == k + 1).all()
+      assert host['start_positions'][r, k] == at + feats.start_positions[w]
+    used = len(windows)
+    assert (host['start_positions'][r, used:] == -1).all()
+    end = host['segment_lengths'][r, :used].sum()
+    assert (host['segment_ids'][r, end:] == 0).all() and (host['attention_mask'][r, end:] == 0).all()
+    if end < 64:    # the padding is one more segment, so the segments tile the row
+      assert host['segment_starts'][r, used] == end and host['segment_lengths'][r, used] == 64 - end
+  assert a.windows(3) == sum(len(r) for r in a.step_rows(3))
+
+
+def _windows(rng, lengths, width=64):
+  ids = np.zeros((len(lengths), width), np.int32)
+  types = np.zeros_like(ids)
+  for i, n in enumerate(lengths):
+    ids[i, :n] = rng.integers(1, 101, n)
+    types[i, n // 2:n] = 1
+  mask = (np.arange(width)[None] < np.asarray(lengths)[:, None]).astype(np.int32)
+  return ids, types, mask
+
+
+def _packed(ids, types, mask, rows, starts, ends, max_windows=3):
+  from bert_jax.squad.features import Features
+  n = len(ids)
+  z = np.zeros(n)
+  feats = Features(input_ids=ids, token_type_ids=types, attention_mask=mask, max_context=mask,
+                   start_positions=np.asarray(starts, np.int32),
+                   end_positions=np.asarray(ends, np.int32), example_index=np.arange(n),
+                   context_start=z, doc_start=z, doc_len=z, example_context=np.arange(n),
+                   context_token_start=np.zeros(n + 1), offsets=np.zeros((0, 2)))
+  return {k: jnp.asarray(v) for k, v in
+          packing.pack_host_rows(feats, [np.asarray(r) for r in rows], max_windows).items()}
+
+
+@pytest.mark.parametrize('attention', ['xla', 'fused'])
+def test_a_packed_window_gives_the_logits_it_gives_alone(attention):
+  config = TINY.replace(attention=attention)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  rng = np.random.default_rng(2)
+  lengths = [20, 27, 9, 40]
+  ids, types, mask = _windows(rng, lengths)
+  alone_s, alone_e = model.qa_logits(params, ids, types, mask, config=config, policy=FP32)
+  batch = _packed(ids, types, mask, [[0, 1, 2], [3]], [0] * 4, [0] * 4)
+  segs = packing.segments_of(batch)
+  got_s, got_e = model.qa_logits(params, batch['input_ids'], batch['token_type_ids'],
+                                 batch['attention_mask'], config=config, policy=FP32,
+                                 segments=segs)
+  for w, (row, at) in {0: (0, 0), 1: (0, 20), 2: (0, 47), 3: (1, 0)}.items():
+    n = lengths[w]
+    np.testing.assert_allclose(got_s[row, at:at + n], alone_s[w, :n], atol=2e-5)
+    np.testing.assert_allclose(got_e[row, at:at + n], alone_e[w, :n], atol=2e-5)
+
+
+def test_packed_loss_and_gradients_equal_the_padded_batch_of_the_same_windows():
+  """The padded loss's softmax also runs over the padding (as transformers' does); a packed
+  window's runs over its own tokens: the padded reference here masks the padding out."""
+  params = model.init_params(jax.random.PRNGKey(1), TINY)
+  rng = np.random.default_rng(3)
+  lengths = [30, 12, 17, 50]
+  ids, types, mask = _windows(rng, lengths)
+  starts, ends = np.asarray([3, 0, 16, 22]), np.asarray([8, 0, 16, 40])
+  packed = _packed(ids, types, mask, [[0, 1, 2], [3]], starts, ends)
+
+  def padded_loss(p):
+    s, e = model.qa_logits(p, ids, types, mask, config=TINY, policy=FP32)
+    live = mask.astype(bool)
+    ce = lambda x, y: (jax.nn.logsumexp(x, axis=-1, where=live)
+                       - jnp.take_along_axis(x, y[:, None], axis=1)[:, 0])
+    return jnp.mean(ce(s, starts) + ce(e, ends)) / 2
+
+  want, want_g = jax.value_and_grad(padded_loss)(params)
+  got, got_g = jax.value_and_grad(
+      lambda p: steps.span_loss(p, packed, None, config=TINY, policy=FP32))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
+    np.testing.assert_allclose(g, w, atol=2e-6, rtol=2e-4)
+  assert np.isfinite(np.concatenate([np.ravel(g) for g in jax.tree.leaves(got_g)])).all()
+
+
+def test_packing_settings_refuse_bad_values():
+  with pytest.raises(ConfigError, match='data.bucket_width.*packing'):
+    DataSettings(packing=True, bucket_width=64)
+  with pytest.raises(ConfigError, match='data.max_windows_per_row'):
+    DataSettings(packing=True, max_windows_per_row=0)
+  feats = _features_of_lengths([60] * 10)
+  with pytest.raises(ConfigError, match='train.batch_size.*pack into'):
+    packing.PackedBatches(feats, 16, 0, _sharding(1), max_windows=4)
+
+
+def test_packed_training_runs_learns_and_counts_windows(tmp_path):
+  # rows of 160: the sample contexts are short, so two windows (67-74 tokens) share a row
+  out = _run(tmp_path / 'p', '--config.data.packing=True', '--config.train.batch_size=8',
+             '--config.train.num_epochs=4', '--config.data.max_seq_length=160',
+             '--config.data.doc_stride=64')
+  assert out.returncode == 0, out.stderr[-2000:]
+  res = json.loads((tmp_path / 'p' / 'eval_results.json').read_text())
+  assert res['packing'] is True and res['compiled_widths'] == [160]
+  rec = [json.loads(line) for line in open(tmp_path / 'p' / 'records.jsonl')][0]
+  assert rec['packing'] is True and rec['sentences_per_s'] > 1.3 * rec['rows_per_s']
+  losses = [json.loads(line)['loss'] for line in open(tmp_path / 'p' / 'metrics.jsonl')]
+  assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN packed attention needs a GPU')
+def test_cudnn_packed_attention_matches_the_einsum_path_on_gpu():
+  from bert_jax import attention as attn
+  rng = np.random.default_rng(4)
+  b, t, n, h = 4, 384, 16, 64
+  lengths = [[200, 150, -1], [384, -1, -1], [100, 100, 150], [300, 84, -1]]
+  seg = np.zeros((b, t), np.int32)
+  starts = np.full((b, 4), -1, np.int32)
+  lens = np.full((b, 4), -1, np.int32)
+  for r, row in enumerate(lengths):
+    at = 0
+    for k, m in enumerate(x for x in row if x > 0):
+      seg[r, at:at + m] = k + 1
+      starts[r, k], lens[r, k] = at, m
+      at += m
+    if at < t:
+      starts[r, k + 1], lens[r, k + 1] = at, t - at
+  q, k_, v = (jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.bfloat16) for _ in range(3))
+  ct = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.bfloat16)
+
+  def run(fn):
+    out, vjp = jax.vjp(fn, q, k_, v)
+    return (out, *vjp(ct))
+
+  fused = run(lambda q, k, v: attn.packed_fused_attention(q, k, v, starts, lens))
+  ref = run(lambda q, k, v: attn.xla_attention(q, k, v, attn.segment_mask(jnp.asarray(seg)),
+                                               precision=None))
+  for got, want in zip(fused, ref):
+    err = np.abs(np.asarray(got, np.float32) - np.asarray(want, np.float32)).max()
+    assert err < 0.05 * max(1.0, float(np.abs(np.asarray(want, np.float32)).max())), err
+
+
+def test_packed_train_step_on_a_mesh_matches_one_device():
+  """The jitted train step over packed rows split across 8 devices gives the one-device loss
+  and update (the rows' segment arrays are split with them)."""
+  from bert_jax import batches, benchmark, optim, train
+  from bert_jax.settings import TrainSettings
+  rng = np.random.default_rng(5)
+  feats = _features_of_lengths(rng.integers(8, 40, 64))
+  feats.start_positions[:] = 1
+  feats.end_positions[:] = 3
+  rows = packing.pack_rows(feats.attention_mask.sum(1), np.arange(64), 64, 4)[:8]
+  host = packing.pack_host_rows(feats, rows, 4)
+  opt = optim.make_optimizer(TrainSettings(), 1000)
+  out = {}
+  for n in (1, 8):
+    mesh = mesh_lib.make_mesh(MeshSettings(num_devices=n))
+    key = jax.random.PRNGKey(0)
+    state = benchmark.random_train_state(mesh, TINY, FP32, opt, key, key)
+    batch = batches.to_device(host, mesh_lib.batch_sharding(mesh))
+    new, metrics = train.jit_train_step(mesh, TINY, FP32, opt)(state, batch)
+    out[n] = (metrics['loss'], new.params)
+  np.testing.assert_allclose(out[8][0], out[1][0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(out[8][1]), jax.tree.leaves(out[1][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
