@@ -104,7 +104,12 @@ class PackedBatches:
     self.offset = jax.process_index() * self.local
     self.lengths = features.attention_mask.sum(axis=1).astype(np.int64)
     self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
-    self.rows_per_epoch = len(self._rows(0))
+    rows = self._rows(0)
+    self.rows_per_epoch = len(rows)
+    # The label and segment arrays are as wide as the most windows any row holds: the same in
+    # every epoch (pack_rows), and cuDNN's packed attention runs faster the fewer segment
+    # slots a row has (docs/performance_notes.md, 30).
+    self.row_windows = max(len(r) for r in rows)
     if self.rows_per_epoch < global_batch:
       raise ConfigError('train.batch_size', global_batch,
                         f'more rows than the {self.rows_per_epoch} the {len(features)} training '
@@ -141,7 +146,7 @@ class PackedBatches:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     rows = self.step_rows(step)[self.offset:self.offset + self.local]
-    return pack_host_rows(self.features, rows, self.max_windows)
+    return pack_host_rows(self.features, rows, self.row_windows)
 
   def device_batch(self, step: int) -> dict[str, jax.Array]:
     from bert_jax.batches import to_device

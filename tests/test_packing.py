@@ -77,6 +77,10 @@ def test_packed_batches_are_a_pure_function_of_step_and_hold_each_window_whole()
     if end < 64:    # the padding is one more segment, so the segments tile the row
       assert host['segment_starts'][r, used] == end and host['segment_lengths'][r, used] == 64 - end
   assert a.windows(3) == sum(len(r) for r in a.step_rows(3))
+  # label and segment arrays as wide as the fullest row: the same in every epoch
+  assert a.row_windows == max(len(r) for r in a._rows(1)) <= 4
+  assert host['start_positions'].shape == (8, a.row_windows)
+  assert host['segment_starts'].shape == (8, a.row_windows + 1)
 
 
 def _windows(rng, lengths, width=64):
