@@ -252,7 +252,8 @@ def _ffn_block(x_BTD, p, config, policy, rng):
 
 
 def _position_embeddings(table_PD, positions_BT, policy: PrecisionPolicy):
-  """Packed rows' position embeddings [B, T, D]: rows of the table picked by position."""
+  """Packed rows' position embeddings [B, T, D]: rows of the table picked by position.
+  (policy: for benchmarks/profile_step.py's one-hot variant, which replaces this.)"""
   return jnp.take(table_PD, positions_BT, axis=0)
 
 

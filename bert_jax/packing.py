@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
+from bert_jax.batches import to_device
 from bert_jax.errors import ConfigError
 from bert_jax.squad.features import Features
 
@@ -108,7 +109,7 @@ class PackedBatches:
     self.rows_per_epoch = len(rows)
     # The label and segment arrays are as wide as the most windows any row holds: the same in
     # every epoch (pack_rows), and cuDNN's packed attention runs faster the fewer segment
-    # slots a row has (docs/performance_notes.md, 30).
+    # slots a row has (docs/performance_notes.md, 31).
     self.row_windows = max(len(r) for r in rows)
     if self.rows_per_epoch < global_batch:
       raise ConfigError('train.batch_size', global_batch,
@@ -149,7 +150,6 @@ class PackedBatches:
     return pack_host_rows(self.features, rows, self.row_windows)
 
   def device_batch(self, step: int) -> dict[str, jax.Array]:
-    from bert_jax.batches import to_device
     return to_device(self.host_batch(step), self.sharding)
 
 
