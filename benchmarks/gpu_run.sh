@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -321,6 +321,15 @@ pack3)  # 2 GPUs, about 6 min: does capping rows at 4 windows (5 segments for cu
       --seq 384 --batch 64 --variants packed packed4 --profile packed4 \
       --out $OUT/g1 2>&1 | grep -E '^\{|Error' | cut -c1-300
     rm -rf "$OUT"/g1/trace_*/plugins/profile/*/*.xplane.pb ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
+pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
+  # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
+  # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)
+  mkdir -p "$OUT"/g1
+  ( CUDA_VISIBLE_DEVICES=0 PACK=True BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_packed_2ep" timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 timeout $(left) python3 benchmarks/gelu_sweep.py \
+      --out $OUT/g1/gelu_sweep.jsonl 2>&1 | grep -E 'Error' | cut -c1-300 ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
 pair3)  # 2 GPUs, about 8.5 min: scaling of the bench step (seq 384, 32 per GPU, bf16) over 1 and
   # 2 GPUs under the cuBLAS default, then the 2-GPU point again under NCCL settings that may

@@ -150,3 +150,28 @@ def test_lowers_to_one_triton_kernel_for_cuda(gp, monkeypatch):
   text = jax.export.export(jax.jit(lambda h, b: gp.bias_gelu_fwd(h, b)), platforms=['cuda'],
                            disabled_checks=[triton])(h, bias).mlir_module()
   assert text.count('__gpu$xla.gpu.triton') == 1 and 'tensor<1x4096xbf16>' in text
+
+
+def test_gelu_sweep_script_times_each_tile_beside_xla(tmp_path, monkeypatch, load_script):
+  """benchmarks/gelu_sweep.py on CPU (interpret mode, tiny shapes): XLA's two passes, then
+  both kernels for each tile shape, each tile traced anew (not the first tile's trace)."""
+  import json
+  import sys
+  module = load_script('gelu_sweep')
+  seen = []
+  real = module.gp._tiles_bwd
+  monkeypatch.setattr(module.gp, '_tiles_bwd',
+                      lambda h, g: seen.append((module.gp.ROWS, module.gp.COLS)) or real(h, g))
+  out = tmp_path / 'sweep.jsonl'
+  monkeypatch.setattr(sys, 'argv', [
+      'gelu_sweep.py', '--rows', '32', '--width', '256', '--tile-rows', '16', '32',
+      '--tile-cols', '128', '--warps', '4', '--calls', '1', '--repeats', '1', '--out', str(out)])
+  for name in ('ROWS', 'COLS', 'NUM_WARPS'):      # the sweep sets them: put them back after
+    monkeypatch.setattr(module.gp, name, getattr(module.gp, name))
+  module.main()
+  recs = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [(r['pass'], r['impl'], r.get('tile')) for r in recs] == [
+      ('bwd', 'xla', None), ('fwd', 'xla', None), ('bwd', 'pallas', [16, 128]),
+      ('fwd', 'pallas', [16, 128]), ('bwd', 'pallas', [32, 128]), ('fwd', 'pallas', [32, 128])]
+  assert all(r['us'] > 0 and 'error' not in r for r in recs)
+  assert (16, 128) in seen and (32, 128) in seen
