@@ -332,10 +332,11 @@ pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with th
       --out $OUT/g1/gelu_sweep.jsonl 2>&1 | grep -E 'Error' | cut -c1-300 ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
 scale4)  # 4 GPUs, about 5 min: issue 6's scaling target with the code as it is (cuBLAS default):
-  # the bench step (seq 384, 32 per GPU, bf16, real windows) on 1, 2 and 4 GPUs in one sweep;
-  # meanwhile, on GPU 3 and done before the 4-GPU point starts, the bias + GELU kernel sweep
+  # the bench step (seq 384, 32 per GPU, bf16, synthetic full windows: no minute of featurising)
+  # on 1, 2 and 4 GPUs in one sweep; meanwhile, on GPU 3 and done before the 4-GPU point
+  # starts, the bias + GELU kernel sweep
   sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
-  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.train_file=synthetic"
   mkdir -p "$OUT/s" "$OUT/g3"
   ( CUDA_VISIBLE_DEVICES=3 timeout 140 python3 benchmarks/gelu_sweep.py \
       --out $OUT/g3/gelu_sweep.jsonl 2>&1 | grep -E 'Error' | cut -c1-300 ) &
