@@ -1,9 +1,9 @@
 """The FFN's bias + GELU backward as one Pallas kernel: profile_step's `gelu_kernel` variant
 (`gelu_kernel_fwd`: its forward as one kernel too).
 
-Not the model's default: measured slower on an H200 (docs/performance_notes.md, entry 29:
-−1.5 % for the backward, −2.1 % with the forward; the kernels ran at about a third of the
-bandwidth, their tile shape untuned). In the training step XLA computes this backward,
+Not the model's default: with 32 x 256 tiles it measured slower on an H200
+(docs/performance_notes.md, entry 29: −1.5 % for the backward, −2.1 % with the forward); the
+tiles below come from the kernel-alone sweep that followed (entry 32). In the training step XLA computes this backward,
 with the FFN-in bias gradient, as one reduction fusion: 3.60 ms a step for BERT-Large at seq
 384, batch 32 on an H200 (pair1 profile). Its bytes (read g and the bf16 pre-activation,
 write dh: 7.2 GB a step) would take 1.8 ms at 4 TB/s. This kernel reads a [ROWS, COLS] tile
@@ -23,7 +23,11 @@ from jax.experimental import pallas as pl
 from bert_jax import layer_norm_kernel as lnk
 from bert_jax import model
 
-ROWS, COLS, NUM_WARPS = 32, 256, 4
+# Tiles of 8 x 512 with 4 warps: the fastest backward of benchmarks/gelu_sweep.py on an H200
+# (scale4 call: 123.7 µs a call for [12288, 4096] against 190.3 µs with the 32 x 256 tiles the
+# step was measured with, and XLA's fusion 203.8 µs alone, about 150 µs inside the step); the
+# forward there 95.0 µs against 114.9. Not yet measured inside the train step with these tiles.
+ROWS, COLS, NUM_WARPS = 8, 512, 4
 
 
 def grads(h, g):

@@ -225,8 +225,8 @@ triton)  # 4 GPUs, about 7 min: the train step with XLA's Triton gemm fusions of
     timeout $(left) $PS --seq 384 --batch 64 --variants base triton_gemm --out $OUT/g3 2>&1 | show ) &
   wait; pack ;;
 next)  # 4 GPUs, about 9 min. Not run as such: only 1- and 2-GPU machines were lent, so its one-
-  # and two-GPU parts ran as pair1-pair3 (docs/measurements/2026-11-27_h200x2_pair*); its
-  # 4-GPU sweep and 4-GPU profile are still to run. As written: the LayerNorm kernel
+  # and two-GPU parts ran as pair1-pair3 (docs/measurements/2026-11-27_h200x2_pair*) and its
+  # 4-GPU sweep as scale4; the 4-GPU profile is still to run. As written: the LayerNorm kernel
   # with 4 and 8 blocks of rows per program and XLA's cuBLASLt path beside the base step, with
   # the base step's profile under today's cuBLAS default (GPU 0); MiniLM's F1 with the erfc GELU,
   # padded and with buckets of 64 (GPU 1); second same-call samples of the seq-384 training and
