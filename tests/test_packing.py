@@ -11,7 +11,7 @@ from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import ConfigError, DataSettings, MeshSettings
 
-from test_train import _features_of_lengths, _run
+from helpers import features, features_of_lengths, run_tiny_job
 
 FP32 = PrecisionPolicy('fp32', 'float32')
 TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
@@ -46,7 +46,7 @@ def test_pack_rows_places_every_window_once_within_the_row_and_the_cap(max_windo
 def test_packed_batches_are_a_pure_function_of_step_and_hold_each_window_whole():
   rng = np.random.default_rng(1)
   lengths = rng.integers(5, 65, 301)
-  feats = _features_of_lengths(lengths)
+  feats = features_of_lengths(lengths)
   feats.token_type_ids[:] = (np.arange(64)[None] >= 3) * feats.attention_mask
   a = packing.PackedBatches(feats, 8, 5, _sharding(8), max_windows=4)
   b = packing.PackedBatches(feats, 8, 5, _sharding(8), max_windows=4)
@@ -94,14 +94,7 @@ def _windows(rng, lengths, width=64):
 
 
 def _packed(ids, types, mask, rows, starts, ends, max_windows=3):
-  from bert_jax.squad.features import Features
-  n = len(ids)
-  z = np.zeros(n)
-  feats = Features(input_ids=ids, token_type_ids=types, attention_mask=mask, max_context=mask,
-                   start_positions=np.asarray(starts, np.int32),
-                   end_positions=np.asarray(ends, np.int32), example_index=np.arange(n),
-                   context_start=z, doc_start=z, doc_len=z, example_context=np.arange(n),
-                   context_token_start=np.zeros(n + 1), offsets=np.zeros((0, 2)))
+  feats = features(ids, types, mask, starts, ends)
   return {k: jnp.asarray(v) for k, v in
           packing.pack_host_rows(feats, [np.asarray(r) for r in rows], max_windows).items()}
 
@@ -156,14 +149,14 @@ def test_packing_settings_refuse_bad_values():
     DataSettings(packing=True, bucket_width=64)
   with pytest.raises(ConfigError, match='data.max_windows_per_row'):
     DataSettings(packing=True, max_windows_per_row=0)
-  feats = _features_of_lengths([60] * 10)
+  feats = features_of_lengths([60] * 10)
   with pytest.raises(ConfigError, match='train.batch_size.*pack into'):
     packing.PackedBatches(feats, 16, 0, _sharding(1), max_windows=4)
 
 
 def test_packed_training_runs_learns_and_counts_windows(tmp_path):
   # rows of 160: the sample contexts are short, so two windows (67-74 tokens) share a row
-  out = _run(tmp_path / 'p', '--config.data.packing=True', '--config.train.batch_size=8',
+  out = run_tiny_job(tmp_path / 'p', '--config.data.packing=True', '--config.train.batch_size=8',
              '--config.train.num_epochs=4', '--config.data.max_seq_length=160',
              '--config.data.doc_stride=64')
   assert out.returncode == 0, out.stderr[-2000:]
@@ -213,7 +206,7 @@ def test_packed_train_step_on_a_mesh_matches_one_device():
   from bert_jax import batches, benchmark, optim, train
   from bert_jax.settings import TrainSettings
   rng = np.random.default_rng(5)
-  feats = _features_of_lengths(rng.integers(8, 40, 64))
+  feats = features_of_lengths(rng.integers(8, 40, 64))
   feats.start_positions[:] = 1
   feats.end_positions[:] = 3
   rows = packing.pack_rows(feats.attention_mask.sum(1), np.arange(64), 64, 4)[:8]

@@ -1,10 +1,7 @@
 """Training on CPU: golden step, sharded == single device, fp16 skips, accumulation, resume."""
 import functools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,8 +14,8 @@ from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
+from helpers import features_of_lengths, run_tiny_job
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = ModelConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4,
                      intermediate_size=64, max_position_embeddings=64, attention='xla')
 FP32 = PrecisionPolicy('fp32', 'float32')
@@ -156,22 +153,9 @@ def test_batches_are_a_pure_function_of_step():
   assert not np.array_equal(a.indices(0), a.indices(2))  # a new order each epoch
 
 
-def _features_of_lengths(lengths, width=64):
-  from bert_jax.squad.features import Features
-  n = len(lengths)
-  mask = (np.arange(width)[None] < np.asarray(lengths)[:, None]).astype(np.int8)
-  ids = (np.arange(1, width + 1)[None] * mask).astype(np.int32)
-  return Features(input_ids=ids, token_type_ids=mask.copy(), attention_mask=mask,
-                  max_context=mask.copy(), start_positions=np.arange(n, dtype=np.int32),
-                  end_positions=np.arange(n, dtype=np.int32), example_index=np.arange(n),
-                  context_start=np.zeros(n), doc_start=np.zeros(n), doc_len=np.zeros(n),
-                  example_context=np.arange(n), context_token_start=np.zeros(n + 1),
-                  offsets=np.zeros((0, 2)))
-
-
 def test_length_buckets_cut_batches_and_stay_a_pure_function_of_step():
   lengths = np.random.default_rng(0).integers(5, 65, 203)
-  feats = _features_of_lengths(lengths)
+  feats = features_of_lengths(lengths)
   sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=8)))
   a = batches.TrainBatches(feats, 16, 7, sharding, bucket_width=16)
   b = batches.TrainBatches(feats, 16, 7, sharding, bucket_width=16)
@@ -195,19 +179,19 @@ def test_length_buckets_cut_batches_and_stay_a_pure_function_of_step():
 
 def test_token_share_counts_the_positions_the_batches_hold():
   sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
-  feats = _features_of_lengths([10] * 8 + [40] * 8)        # max_seq_length 64
+  feats = features_of_lengths([10] * 8 + [40] * 8)        # max_seq_length 64
   assert batches.TrainBatches(feats, 4, 0, sharding).token_share() == 1.0
   # buckets of 16: four batches of width 16 (lengths 10) and four of 48 (lengths 40)
   share = batches.TrainBatches(feats, 4, 0, sharding, bucket_width=16).token_share(epoch=1)
   assert share == (4 * 16 + 4 * 48) / (8 * 64)
-  mixed = _features_of_lengths(np.random.default_rng(1).integers(1, 65, 300))
+  mixed = features_of_lengths(np.random.default_rng(1).integers(1, 65, 300))
   shares = [batches.TrainBatches(mixed, 8, 0, sharding, bucket_width=w).token_share()
             for w in (64, 32, 16, 8)]
   assert shares[0] == 1.0 and shares == sorted(shares, reverse=True)  # finer buckets, less
 
 
 def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
-  out = _run(tmp_path / 'b', '--config.data.bucket_width=16', '--config.train.num_epochs=3')
+  out = run_tiny_job(tmp_path / 'b', '--config.data.bucket_width=16', '--config.train.num_epochs=3')
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'b' / 'eval_results.json').read_text())
   assert res['bucket_width'] == 16
@@ -217,25 +201,14 @@ def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
   assert losses[-1] < 0.7 * losses[0]
 
 
-def _run(workdir, *extra, wait=True):
-  cmd = [sys.executable, 'run.py', '--config=configs/tiny_cpu.py', f'--workdir={workdir}',
-         '--config.train.num_epochs=2', '--config.train.checkpoint_every=20',
-         '--config.train.log_every=10', '--config.mesh.num_devices=1', *extra]
-  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
-  if wait:
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-
-
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
   """kill -9 mid-training, rerun the same command: same final predictions and scores.
   The runs share XLA's persistent compilation cache, so the resumed run loads its step."""
   cache = f'--config.train.compilation_cache_dir={tmp_path / "xla_cache"}'
-  straight = _run(tmp_path / 'straight', cache)
+  straight = run_tiny_job(tmp_path / 'straight', cache)
   assert straight.returncode == 0, straight.stderr[-2000:]
   assert list((tmp_path / 'xla_cache').glob('jit_train_step-*'))
-  proc = _run(tmp_path / 'killed', cache, wait=False)
+  proc = run_tiny_job(tmp_path / 'killed', cache, wait=False)
   ckpts = tmp_path / 'killed' / 'checkpoints'
   deadline = time.time() + 300
   while time.time() < deadline:
@@ -245,7 +218,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = _run(tmp_path / 'killed', cache)
+  resumed = run_tiny_job(tmp_path / 'killed', cache)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   a = json.loads((tmp_path / 'straight' / 'eval_results.json').read_text())
   b = json.loads((tmp_path / 'killed' / 'eval_results.json').read_text())

@@ -1,0 +1,40 @@
+"""Helpers shared by test modules (tests/ is on sys.path under pytest)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def features(ids, types, mask, starts, ends):
+  """bert_jax Features over the given windows [N, T], with empty postprocessing fields."""
+  from bert_jax.squad.features import Features
+  n = len(ids)
+  z = np.zeros(n)
+  return Features(input_ids=ids, token_type_ids=types, attention_mask=mask, max_context=mask.copy(),
+                  start_positions=np.asarray(starts, np.int32),
+                  end_positions=np.asarray(ends, np.int32), example_index=np.arange(n),
+                  context_start=z, doc_start=z, doc_len=z, example_context=np.arange(n),
+                  context_token_start=np.zeros(n + 1), offsets=np.zeros((0, 2)))
+
+
+def features_of_lengths(lengths, width=64):
+  """Windows of the given lengths (token i has id i + 1), labels start = end = index."""
+  n = len(lengths)
+  mask = (np.arange(width)[None] < np.asarray(lengths)[:, None]).astype(np.int8)
+  ids = (np.arange(1, width + 1)[None] * mask).astype(np.int32)
+  return features(ids, mask.copy(), mask, np.arange(n), np.arange(n))
+
+
+def run_tiny_job(workdir, *extra, wait=True):
+  """`python run.py` on configs/tiny_cpu.py (2 epochs, one CPU device) with extra flags."""
+  cmd = [sys.executable, 'run.py', '--config=configs/tiny_cpu.py', f'--workdir={workdir}',
+         '--config.train.num_epochs=2', '--config.train.checkpoint_every=20',
+         '--config.train.log_every=10', '--config.mesh.num_devices=1', *extra]
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  if wait:
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
