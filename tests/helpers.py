@@ -5,7 +5,15 @@ import sys
 
 import numpy as np
 
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FP32 = PrecisionPolicy('fp32', 'float32')
+# A two-layer encoder without dropout (the shapes of test_model's random transformers BERT).
+TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
+                   intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
+                   attention_dropout=0.0)
 
 
 def features(ids, types, mask, starts, ends):

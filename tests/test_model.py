@@ -7,14 +7,10 @@ import jax.numpy as jnp
 from bert_jax import hf_weights, model
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
+from helpers import FP32, TINY
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
-
-FP32 = PrecisionPolicy('fp32', 'float32')
-TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
-                   intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
-                   attention_dropout=0.0)
 
 
 def random_batch(rng, vocab, batch=3, length=24):

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 from bert_jax import mesh as mesh_lib, model, packing, steps
-from bert_jax.model_config import ModelConfig
-from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import ConfigError, DataSettings, MeshSettings
 
-from helpers import features, features_of_lengths, run_tiny_job
-
-FP32 = PrecisionPolicy('fp32', 'float32')
-TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
-                   intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
-                   attention_dropout=0.0)
+from helpers import FP32, TINY, features, features_of_lengths, run_tiny_job
 
 
 def _sharding(n=1):

@@ -14,11 +14,10 @@ from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
-from helpers import features_of_lengths, run_tiny_job
+from helpers import FP32, features_of_lengths, run_tiny_job
 
 CONFIG = ModelConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4,
                      intermediate_size=64, max_position_embeddings=64, attention='xla')
-FP32 = PrecisionPolicy('fp32', 'float32')
 
 
 def make_batch(n=16, seq=24, seed=0):

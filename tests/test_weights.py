@@ -9,12 +9,11 @@ import jax
 from bert_jax import hf_weights, model, pretrained, tf_weights
 from bert_jax.errors import CheckpointError
 from bert_jax.model_config import ModelConfig
-from bert_jax.precision import PrecisionPolicy
+from helpers import FP32
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-FP32 = PrecisionPolicy('fp32', 'float32')
 CONFIG = ModelConfig(vocab_size=64, hidden_size=16, num_layers=2, num_heads=2,
                      intermediate_size=24, max_position_embeddings=32)
 
