@@ -15,6 +15,16 @@ TRAIN_KEYS = ('input_ids', 'token_type_ids', 'attention_mask', 'start_positions'
               'end_positions')
 
 
+def process_rows(global_batch: int, sharding: NamedSharding) -> tuple[int, int]:
+  """This process's rows of each global batch: (how many, the first). ConfigError unless the
+  global batch splits evenly over the mesh's devices."""
+  if global_batch % sharding.mesh.size:
+    raise ConfigError('train.batch_size', global_batch,
+                      f'must be a multiple of the {sharding.mesh.size} devices in the mesh')
+  local = global_batch // jax.process_count()
+  return local, jax.process_index() * local
+
+
 class TrainBatches:
   """Epoch e visits the features in the order permutation(seed, e); step s is a pure function
   of (seed, s), so a resumed run sees exactly the batches an uninterrupted run would.
@@ -28,17 +38,12 @@ class TrainBatches:
 
   def __init__(self, features: Features, global_batch: int, seed: int, sharding: NamedSharding,
                bucket_width: int = 0):
-    n_proc = jax.process_count()
-    if global_batch % sharding.mesh.size:
-      raise ConfigError('train.batch_size', global_batch,
-                        f'must be a multiple of the {sharding.mesh.size} devices in the mesh')
+    self.local, self.offset = process_rows(global_batch, sharding)
     if len(features) < global_batch:
       raise ConfigError('train.batch_size', global_batch,
                         f'larger than the {len(features)} training features')
     self.features, self.global_batch, self.seed = features, global_batch, seed
     self.sharding = sharding
-    self.local = global_batch // n_proc
-    self.offset = jax.process_index() * self.local
     self.steps_per_epoch = len(features) // global_batch
     self.bucket_width = bucket_width
     if bucket_width:

@@ -52,8 +52,8 @@ def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbi
   scale = scale_ref[...].astype(jnp.float32)             # [1, D]
   if blocks == 1:
     dx, dscale, dbias = grads(x_ref[...].astype(jnp.float32),
-                                   g_ref[...].astype(jnp.float32),
-                                   mean_ref[...][:, None], rstd_ref[...][:, None], scale)
+                              g_ref[...].astype(jnp.float32),
+                              mean_ref[...][:, None], rstd_ref[...][:, None], scale)
     dx_ref[...] = dx.astype(dx_ref.dtype)
     dscale_ref[...] = dscale
     dbias_ref[...] = dbias
@@ -62,8 +62,8 @@ def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbi
   def body(i, sums):
     sl = pl.ds(i * rows, rows)
     dx, dscale, dbias = grads(x_ref[sl, :].astype(jnp.float32),
-                                   g_ref[sl, :].astype(jnp.float32),
-                                   mean_ref[sl][:, None], rstd_ref[sl][:, None], scale)
+                              g_ref[sl, :].astype(jnp.float32),
+                              mean_ref[sl][:, None], rstd_ref[sl][:, None], scale)
     dx_ref[sl, :] = dx.astype(dx_ref.dtype)
     return sums[0] + dscale, sums[1] + dbias
 

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
-from bert_jax.batches import to_device
+from bert_jax.batches import process_rows, to_device
 from bert_jax.errors import ConfigError
 from bert_jax.squad.features import Features
 
@@ -95,14 +95,9 @@ class PackedBatches:
 
   def __init__(self, features: Features, global_batch: int, seed: int, sharding: NamedSharding,
                max_windows: int):
-    n_proc = jax.process_count()
-    if global_batch % sharding.mesh.size:
-      raise ConfigError('train.batch_size', global_batch,
-                        f'must be a multiple of the {sharding.mesh.size} devices in the mesh')
+    self.local, self.offset = process_rows(global_batch, sharding)
     self.features, self.global_batch, self.seed = features, global_batch, seed
     self.sharding, self.max_windows = sharding, max_windows
-    self.local = global_batch // n_proc
-    self.offset = jax.process_index() * self.local
     self.lengths = features.attention_mask.sum(axis=1).astype(np.int64)
     self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
     rows = self._rows(0)
