@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gelu_pallas as gp  # noqa: E402
-from bert_jax import model  # noqa: E402
+from bert_jax import model, records  # noqa: E402
 
 
 def timed_us(fn, args, calls, repeats):
@@ -56,15 +56,11 @@ def main():
   g = jnp.asarray(rng.normal(size=(n, f)), jnp.bfloat16)
   bias = jnp.asarray(rng.normal(size=(1, f)), jnp.bfloat16)
   nbytes = {'bwd': 3 * n * f * 2, 'fwd': 3 * n * f * 2}   # bwd: h, g in, dh out; fwd: h0 in, h, y out
-  device = jax.devices()[0].device_kind
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
-  def emit(rec):
-    rec = {'tool': 'gelu_sweep', 'device': device, 'jax': jax.__version__, 'rows': n,
-           'width': f, **rec, 'tb_per_s': nbytes[rec['pass']] / rec['us'] / 1e6}
+  def emit(rec):   # the card, driver and versions come from records.append
+    rec = records.append(args.out, {'tool': 'gelu_sweep', 'rows': n, 'width': f, **rec,
+                                    'tb_per_s': nbytes[rec['pass']] / rec['us'] / 1e6})
     print(json.dumps(rec), flush=True)
-    with open(args.out, 'a') as out:
-      out.write(json.dumps(rec) + '\n')
 
   xla_bwd = jax.jit(gp.grads)
   xla_fwd = jax.jit(lambda h0, b: (h0 + b, model._gelu(h0 + b)))
