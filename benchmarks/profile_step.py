@@ -28,7 +28,9 @@ with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same w
 GELU forward as a kernel too; packed = packed rows (bert_jax.packing) of synthetic windows
 averaging 0.45 of --seq (as SQuAD v1.1 at 384), the fullest rows of a pack, at most 8 windows
 a row (packed4: 4, so cuDNN's packed attention gets 5 segments a row, not 9); pos_onehot = the
-packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not a scatter-add).
+packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not a scatter-add);
+hashdrop = dropout masks from a hash of each element's index (bert_jax/dropout.py), computed in
+the kernels that use them instead of threefry bits written out and read back.
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -60,8 +62,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, packing,
-                      records, steps, train)
+from bert_jax import (benchmark, batches, dropout, inference, mesh as mesh_lib, model, optim,
+                      packing, records, steps, train)
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
@@ -166,7 +168,8 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
-PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'qkv3': {'_qkv': _qkv_three_dots},
+PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': dropout.dropout},
+           'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
