@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -336,6 +336,17 @@ drop1)  # 2 GPUs, about 6 min: hash dropout (bert_jax/dropout.py) against threef
     timeout $(left) python3 benchmarks/profile_step.py $T --variants hashdrop hashdrop+gelu_kernel_fwd \
       hashdrop+gelu_kernel hashdrop --out $OUT/g1 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
   wait; rm -rf "$OUT"/g*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+zero1)  # 2 GPUs, about 7 min: the train state's layer matrices and Adam moments split over the
+  # GPUs (mesh.sharded_state; profile_step variant zero: each GPU updates its share, gathers
+  # the bf16 weights before use and gets its share of the gradients by reduce-scatter) against
+  # the replicated state, with the one-GPU step first for the ratio; profile of zero
+  mkdir -p "$OUT"/g0 "$OUT"/p2
+  T="--kind train --seq 384 --batch 32"
+  CUDA_VISIBLE_DEVICES=0 timeout $(left) python3 benchmarks/profile_step.py $T --variants base \
+    --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py $T --devices 2 --variants base zero zero+lhs \
+    base --profile zero --out $OUT/p2 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)

@@ -29,6 +29,9 @@ GELU forward as a kernel too; packed = packed rows (bert_jax.packing) of synthet
 averaging 0.45 of --seq (as SQuAD v1.1 at 384), the fullest rows of a pack, at most 8 windows
 a row (packed4: 4, so cuDNN's packed attention gets 5 segments a row, not 9); pos_onehot = the
 packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not a scatter-add);
+zero = the train state's layer matrices and Adam moments split over the --devices GPUs
+(mesh.sharded_state, as ZeRO-3 / FSDP): each GPU gathers the weights in bf16 before use, gets
+its share of the gradients and updates only that share;
 hashdrop = dropout masks from a hash of each element's index (bert_jax/dropout.py), computed in
 the kernels that use them instead of threefry bits written out and read back.
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
@@ -189,7 +192,8 @@ OPTION_PARTS = {
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', *OPTION_PARTS)
+BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
+               *OPTION_PARTS)
 
 
 def _target(name):
@@ -243,7 +247,12 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   options = train.default_compiler_options(mesh)
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
-  fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options)
+  shardings = None
+  if 'zero' in parts:
+    shardings = mesh_lib.sharded_state(mesh, state)
+    state = jax.device_put(state, shardings)
+  fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options,
+                            state_sharding=shardings)
   rng = np.random.default_rng(0)
   make = benchmark.synthetic
   if 'packed' in parts or 'packed4' in parts:

@@ -7,6 +7,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec
 
 from bert_jax import model, packing
 from bert_jax.loss_scale import LossScale, all_finite
@@ -64,9 +65,20 @@ def _packed_span_loss(start_BT, end_BT, batch: Batch, segment_ids_BT):
   return jnp.sum(total) / (2 * jnp.maximum(jnp.sum(valid_BM), 1))
 
 
+def gathered_layers(params, policy: PrecisionPolicy):
+  """params with the layers' matrices cast to the compute dtype and replicated: where the
+  state is split over devices (mesh.sharded_state), each device gathers them in that dtype
+  (half the bytes of float32), as the model would cast them anyway."""
+  def gather(x):
+    if x.ndim < 2:
+      return x
+    return jax.lax.with_sharding_constraint(x.astype(policy.compute_dtype), PartitionSpec())
+  return {**params, 'layers': jax.tree.map(gather, params['layers'])}
+
+
 def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy,
-               optimizer: optax.GradientTransformation, accumulation: int = 1
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               optimizer: optax.GradientTransformation, accumulation: int = 1,
+               gather: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step over `batch` (split into `accumulation` micro-batches).
 
   Micro-batch j takes rows j, j+k, j+2k, ... so each device keeps its own rows. Under
@@ -77,6 +89,8 @@ def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: 
   scale = state.loss_scale.scale
 
   def scaled_loss(params, micro, micro_rng):
+    if gather:
+      params = gathered_layers(params, policy)
     loss = span_loss(params, micro, micro_rng, config=config, policy=policy)
     return loss * scale, loss
 

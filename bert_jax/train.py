@@ -92,17 +92,20 @@ def default_compiler_options(mesh: Mesh) -> dict:
 
 
 def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
-                   compiler_options: dict | None = None):
+                   compiler_options: dict | None = None, state_sharding=None):
   """The jitted step. State replicated in and out (and donated); the batch split over 'data'.
   compiler_options (XLA's, e.g. {'xla_gpu_enable_triton_gemm': True}) replace the default:
-  GPU_TRAIN_COMPILER_OPTIONS on GPU, none elsewhere."""
+  GPU_TRAIN_COMPILER_OPTIONS on GPU, none elsewhere. state_sharding: the state's shardings
+  (a tree like the state, e.g. mesh.sharded_state's); None replicates it."""
   fn = functools.partial(steps.train_step, config=config, policy=policy, optimizer=optimizer,
-                         accumulation=accumulation)
+                         accumulation=accumulation, gather=state_sharding is not None)
   fn = mesh_lib.traced_under(mesh, fn, 'train_step')
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   if compiler_options is None:
     compiler_options = default_compiler_options(mesh)
-  return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0,
+  state_sharding = rep if state_sharding is None else state_sharding
+  return jax.jit(fn, in_shardings=(state_sharding, data), out_shardings=(state_sharding, rep),
+                 donate_argnums=0,
                  compiler_options=compiler_options or None)
 
 

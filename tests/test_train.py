@@ -9,7 +9,8 @@ import pytest
 
 import jax
 import jax.numpy as jnp
-from bert_jax import batches, mesh as mesh_lib, model, optim, steps
+from jax.sharding import PartitionSpec as P
+from bert_jax import batches, mesh as mesh_lib, model, optim, steps, train
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -87,6 +88,29 @@ def test_eight_devices_equal_one():
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
   for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_state_split_over_eight_devices_equals_one():
+  """Layer matrices and their Adam moments split over 8 devices (mesh.sharded_state): the
+  single-device loss and params, and the new state stays split."""
+  state, opt = new_state()
+  batch = make_batch()
+  single, m1 = step_fn(opt)(state, batch)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
+  shardings = mesh_lib.sharded_state(mesh, state, min_elements=1000)
+  fn = train.jit_train_step(mesh, CONFIG, FP32, opt, state_sharding=shardings)
+  multi, m8 = fn(jax.device_put(state, shardings),
+                 batches.to_device(batch, mesh_lib.batch_sharding(mesh)))
+  assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
+  for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  kernel = multi.params['layers'][0]['ffn_in']['kernel']            # [32, 64]: split columns
+  assert kernel.sharding.spec == P(None, 'data')
+  assert kernel.addressable_shards[0].data.shape == (32, 8)
+  mu = multi.opt_state[1][0].mu['layers'][1]['qkv']['kernel']
+  assert mu.sharding.spec == P(None, 'data')
+  for replicated in (multi.params['embeddings']['word'], multi.params['layers'][0]['qkv']['bias']):
+    assert replicated.sharding.is_fully_replicated
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():
