@@ -339,12 +339,13 @@ drop1)  # 2 GPUs, about 6 min: hash dropout (bert_jax/dropout.py) against threef
 zero1)  # 2 GPUs, about 7 min: the train state's layer matrices and Adam moments split over the
   # GPUs (mesh.sharded_state; profile_step variant zero: each GPU updates its share, gathers
   # the bf16 weights before use and gets its share of the gradients by reduce-scatter) against
-  # the replicated state, with the one-GPU step first for the ratio; profile of zero
+  # the replicated state, with the one-GPU step first for the ratio; profile of zero (ran twice:
+  # first with zero+lhs third; then, after the bf16 gather fix, with ZERO2=zero, repeated)
   mkdir -p "$OUT"/g0 "$OUT"/p2
   T="--kind train --seq 384 --batch 32"
   CUDA_VISIBLE_DEVICES=0 timeout $(left) python3 benchmarks/profile_step.py $T --variants base \
     --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
-  timeout $(left) python3 benchmarks/profile_step.py $T --devices 2 --variants base zero zero+lhs \
+  timeout $(left) python3 benchmarks/profile_step.py $T --devices 2 --variants base zero ${ZERO2:-zero+lhs} \
     base --profile zero --out $OUT/p2 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults

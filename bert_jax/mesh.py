@@ -71,15 +71,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def sharded_state(mesh: Mesh, state, min_elements: int = 1 << 16):
   """Shardings that split a train state's layer matrices over the data axis (as ZeRO-3 /
   FSDP do): in params and in the optimizer's moments, each array of at least min_elements
-  under 'layers' is split along its largest dimension that the mesh size divides; the rest
-  (embeddings, vectors, counters) stays replicated."""
+  under 'layers' is split along its first dimension that the mesh size divides (the first
+  keeps each device's share contiguous); the rest (embeddings, vectors, counters) stays
+  replicated."""
   def sharding(path, x):
     dims = [d for d in range(x.ndim) if x.shape[d] % mesh.size == 0]
     under_layers = any(getattr(k, 'key', None) == 'layers' for k in path)
     if mesh.size == 1 or not under_layers or x.size < min_elements or not dims:
       return replicated(mesh)
-    d = max(dims, key=lambda d: x.shape[d])
-    return NamedSharding(mesh, P(*[None] * d, DATA_AXIS))
+    return NamedSharding(mesh, P(*[None] * dims[0], DATA_AXIS))
   return jax.tree_util.tree_map_with_path(sharding, state)
 
 

@@ -68,11 +68,13 @@ def _packed_span_loss(start_BT, end_BT, batch: Batch, segment_ids_BT):
 def gathered_layers(params, policy: PrecisionPolicy):
   """params with the layers' matrices cast to the compute dtype and replicated: where the
   state is split over devices (mesh.sharded_state), each device gathers them in that dtype
-  (half the bytes of float32), as the model would cast them anyway."""
+  (half the bytes of float32), as the model would cast them anyway. The barrier keeps XLA
+  from moving the cast after the gather (it did: float32 went over the wire)."""
   def gather(x):
     if x.ndim < 2:
       return x
-    return jax.lax.with_sharding_constraint(x.astype(policy.compute_dtype), PartitionSpec())
+    x = jax.lax.optimization_barrier(x.astype(policy.compute_dtype))
+    return jax.lax.with_sharding_constraint(x, PartitionSpec())
   return {**params, 'layers': jax.tree.map(gather, params['layers'])}
 
 

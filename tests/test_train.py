@@ -104,11 +104,11 @@ def test_state_split_over_eight_devices_equals_one():
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
   for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-  kernel = multi.params['layers'][0]['ffn_in']['kernel']            # [32, 64]: split columns
-  assert kernel.sharding.spec == P(None, 'data')
-  assert kernel.addressable_shards[0].data.shape == (32, 8)
+  kernel = multi.params['layers'][0]['ffn_in']['kernel']                  # [32, 64]: rows split
+  assert kernel.sharding.spec == P('data')
+  assert kernel.addressable_shards[0].data.shape == (4, 64)
   mu = multi.opt_state[1][0].mu['layers'][1]['qkv']['kernel']
-  assert mu.sharding.spec == P(None, 'data')
+  assert mu.sharding.spec == P('data')
   for replicated in (multi.params['embeddings']['word'], multi.params['layers'][0]['qkv']['bias']):
     assert replicated.sharding.is_fully_replicated
 
