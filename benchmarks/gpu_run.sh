@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4 (4 GPUs: one job per GPU at once);
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -357,6 +357,18 @@ pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with th
   ( CUDA_VISIBLE_DEVICES=1 timeout $(left) python3 benchmarks/gelu_sweep.py \
       --out $OUT/g1/gelu_sweep.jsonl 2>&1 | grep -E 'Error' | cut -c1-300 ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
+scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split over the GPUs
+  # (mesh.shard_state): the bench step (seq 384, 32 per GPU, bf16, synthetic full windows) on
+  # 1, 2 and 4 GPUs in one sweep, nothing else on the machine; then, as time allows, the 4-GPU
+  # point with the state replicated, for a same-call comparison
+  sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
+  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.train_file=synthetic"
+  mkdir -p "$OUT/s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc --config.mesh.shard_state=True \
+    --config.bench.num_devices="(1,2,4)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
+    --config.bench.num_devices="(4,)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
 scale4)  # 4 GPUs, about 5 min: issue 6's scaling target with the code as it is (cuBLAS default):
   # the bench step (seq 384, 32 per GPU, bf16, synthetic full windows: no minute of featurising)
   # on 1, 2 and 4 GPUs in one sweep; meanwhile, on GPU 3 and done before the 4-GPU point

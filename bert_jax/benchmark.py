@@ -94,17 +94,23 @@ def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vo
 
 def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
                batch_per_device: int, seq_len: int, *, steps_timed: int = 20,
-               warmup_steps: int = 3, seed: int = 0, features: Features | None = None) -> dict:
-  """Sentences/s and step-time percentiles of the real train_step (AdamW, clipping, dropout)."""
+               warmup_steps: int = 3, seed: int = 0, features: Features | None = None,
+               shard_state: bool = False) -> dict:
+  """Sentences/s and step-time percentiles of the real train_step (AdamW, clipping, dropout).
+  shard_state: the state split over the devices (mesh.shard_state) rather than replicated."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   global_batch = batch_per_device * mesh.size
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
   data = mesh_lib.batch_sharding(mesh)
   key = jax.random.PRNGKey(seed)
   state = random_train_state(mesh, config, policy, optimizer, key, key)
+  shardings = None
+  if shard_state and mesh.size > 1:
+    shardings = mesh_lib.sharded_state(mesh, state)
+    state = jax.device_put(state, shardings)
   inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
                          min(steps_timed, 4), seed)
-  fn = train_lib.jit_train_step(mesh, config, policy, optimizer)
+  fn = train_lib.jit_train_step(mesh, config, policy, optimizer, state_sharding=shardings)
   t0 = time.perf_counter()
   compiled = fn.lower(state, inputs[0]).compile()
   compile_s = time.perf_counter() - t0
@@ -131,6 +137,7 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   return {'kind': 'train', 'precision': policy.name, 'seq_len': seq_len,
           'batch_size': global_batch, 'batch_size_per_device': batch_per_device,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
+          'shard_state': shardings is not None,
           'xla_compiler_options': train_lib.default_compiler_options(mesh),
           'compile_s': compile_s, 'warmup_s': warmup_s, 'timed_steps': steps_timed,
           'step_time_ms_mean': total / steps_timed * 1e3,
@@ -290,7 +297,8 @@ def run(config, workdir: str) -> list[dict]:
           point = dict(config=cfg, policy=policy, num_devices=n, seq_len=seq,
                        features=feats[seq])
           if b.kind == 'train':
-            point.update(batch_per_device=bs, steps_timed=b.steps)
+            point.update(batch_per_device=bs, steps_timed=b.steps,
+                         shard_state=s.mesh.shard_state)
           else:
             point.update(batch=bs, iterations=b.steps)
           todo.append(point)

@@ -83,6 +83,20 @@ def sharded_state(mesh: Mesh, state, min_elements: int = 1 << 16):
   return jax.tree_util.tree_map_with_path(sharding, state)
 
 
+def state_shardings(mesh: Mesh, state, shard: bool):
+  """The train state's shardings: split (sharded_state) where `shard` and there are several
+  devices, else replicated."""
+  if shard and mesh.size > 1:
+    return sharded_state(mesh, state)
+  return jax.tree.map(lambda _: replicated(mesh), state)
+
+
+def gathered(mesh: Mesh, tree):
+  """`tree` replicated on every device of the mesh (a no-op where it already is), e.g.
+  params of a split state for prediction or export."""
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+
+
 def traced_under(mesh: Mesh, fn, name: str):
   """fn, traced with `mesh` as JAX's abstract mesh, so code inside it (the LayerNorm
   backward kernel, bert_jax/layer_norm_kernel.py) can run per device with shard_map where

@@ -96,9 +96,10 @@ def _header(recs) -> list[str]:
 def train_tables(recs) -> list[str]:
   train = [r for r in recs if r['kind'] == 'train' and r.get('source', 'bench') == 'bench']
   ok = [r for r in train if r.get('status', 'ok') == 'ok']
+  # a state split over the GPUs (mesh.shard_state) is a row of its own: 'GPUs' reads '2 split'
   mine = _latest([r for r in ok if system(r) == 'bert_jax'],
                  lambda r: (r['seq_len'], r['precision'], r['num_devices'],
-                            r['batch_size_per_device']))
+                            r['batch_size_per_device'], bool(r.get('shard_state'))))
   peer = _latest([r for r in ok if system(r) != 'bert_jax'],
                  lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
   peer_systems = sorted({k[3] for k in peer})
@@ -113,7 +114,8 @@ def train_tables(recs) -> list[str]:
     for key in sorted(k for k in mine if k[0] == seq):
       r = mine[key]
       st = r.get('step_time_ms') or {}
-      row = [r['precision'], r['num_devices'], r['batch_size_per_device'], r['sentences_per_s'],
+      gpus = f"{r['num_devices']} split" if key[4] else r['num_devices']
+      row = [r['precision'], gpus, r['batch_size_per_device'], r['sentences_per_s'],
              r['sentences_per_s_per_device'], f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
              st.get('p50'), st.get('p90'), st.get('p99'), r.get('peak_memory_gb'),
              r.get('projected_2_epochs_s')]
@@ -148,11 +150,15 @@ def _scaling_table(mine, seq) -> list[str]:
   lines = [f'### Scaling, seq {seq}: total sentences/s (efficiency = rate_n ÷ (n × rate_1))', '',
            '| precision | batch/GPU | ' + ' | '.join(f'{n} GPU' for n in counts) + ' |',
            '|' + ' --- |' * (2 + len(counts))]
-  for prec, bs in sorted({(k[1], k[3]) for k in mine if k[0] == seq}):
-    one = mine.get((seq, prec, 1, bs))
+  rows = sorted({(k[1], k[3], k[4]) for k in mine if k[0] == seq})
+  for prec, bs, split in rows:
+    if not split and (prec, bs, True) in rows and not any(
+        (seq, prec, n, bs, False) in mine for n in counts if n > 1):
+      continue  # only its 1-GPU point, which the split row shows
+    one = mine.get((seq, prec, 1, bs, False))
     cells = []
     for n in counts:
-      r = mine.get((seq, prec, n, bs))
+      r = mine.get((seq, prec, n, bs, split if n > 1 else False))
       if r is None:
         cells.append('—')
       elif one and n > 1:
@@ -160,7 +166,7 @@ def _scaling_table(mine, seq) -> list[str]:
         cells.append(f"{r['sentences_per_s']:,.1f} ({100 * eff:.0f} %)")
       else:
         cells.append(f"{r['sentences_per_s']:,.1f}")
-    lines.append(f'| {prec} | {bs} | ' + ' | '.join(cells) + ' |')
+    lines.append(f'| {prec} | {bs}{" (state split)" if split else ""} | ' + ' | '.join(cells) + ' |')
   return lines + ['']
 
 
@@ -225,7 +231,8 @@ def _throughput_plot(plt, train, seq):
   series = collections.defaultdict(dict)
   for r in train:
     if r['seq_len'] == seq:
-      label = f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU"
+      label = (f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU"
+               + (' split state' if r.get('shard_state') else ''))
       series[label][r.get('batch_size_per_device', r['batch_size'])] = r.get(
           'sentences_per_s_per_device', r['sentences_per_s'])
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -243,12 +250,13 @@ def _throughput_plot(plt, train, seq):
 
 def _scaling_plot(plt, mine, seq):
   fig, ax = plt.subplots(figsize=(6, 4))
-  for prec, bs in sorted({(k[0], k[1]) for k in mine}):
-    base = mine.get((prec, bs, 1))
+  for prec, bs, split in sorted({(k[0], k[1], k[3]) for k in mine}):
+    base = mine.get((prec, bs, 1, False))
     if base:
-      ns = sorted(k[2] for k in mine if k[:2] == (prec, bs))
-      eff = [mine[(prec, bs, n)]['sentences_per_s'] / (n * base['sentences_per_s']) for n in ns]
-      ax.plot(ns, eff, '-o', label=f'{prec}, batch {bs}/GPU')
+      ns = sorted(k[2] for k in mine if (k[0], k[1]) == (prec, bs) and (k[3] == split or k[2] == 1))
+      eff = [mine[(prec, bs, n, split if n > 1 else False)]['sentences_per_s']
+             / (n * base['sentences_per_s']) for n in ns]
+      ax.plot(ns, eff, '-o', label=f'{prec}, batch {bs}/GPU' + (', state split' if split else ''))
   ax.axhline(1.0, color='grey', lw=0.8)
   ax.set(xlabel='GPUs', ylabel='scaling efficiency', title=f'Data-parallel scaling, seq {seq}')
   ax.legend(fontsize=7)
@@ -288,7 +296,8 @@ def plots(recs, out_dir: str, prefix: str = '') -> list[str]:
     _save(_throughput_plot(plt, train, seq), out_dir, f'{prefix}train_throughput_seq{seq}.png',
           written)
     mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
-                   lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices']))
+                   lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices'],
+                              bool(r.get('shard_state'))))
     if len({k[2] for k in mine}) > 1:
       _save(_scaling_plot(plt, mine, seq), out_dir, f'{prefix}train_scaling_seq{seq}.png',
             written)

@@ -31,11 +31,15 @@ class ModelSource:
 @dataclasses.dataclass(frozen=True)
 class MeshSettings:
   """Devices and hosts. num_devices=0 uses every device of every host. num_processes=0
-  takes the hosts from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU)."""
+  takes the hosts from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).
+  shard_state splits the train state's layer matrices and Adam moments over the devices
+  (as ZeRO-3 / FSDP do; bert_jax.mesh.sharded_state): each device updates only its share and
+  gathers the weights in the compute dtype before use. Same results; less memory a device."""
   num_devices: int = 0
   coordinator_address: str = ''
   num_processes: int = 1
   process_id: int = 0
+  shard_state: bool = False
 
   def __post_init__(self):
     _at_least('mesh.num_devices', self.num_devices, 0)

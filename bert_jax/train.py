@@ -93,12 +93,14 @@ def default_compiler_options(mesh: Mesh) -> dict:
 
 def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
                    compiler_options: dict | None = None, state_sharding=None):
-  """The jitted step. State replicated in and out (and donated); the batch split over 'data'.
+  """The jitted step. State in and out as state_sharding says (donated); the batch split over
+  'data'.
   compiler_options (XLA's, e.g. {'xla_gpu_enable_triton_gemm': True}) replace the default:
   GPU_TRAIN_COMPILER_OPTIONS on GPU, none elsewhere. state_sharding: the state's shardings
   (a tree like the state, e.g. mesh.sharded_state's); None replicates it."""
+  split = state_sharding is not None and mesh.size > 1
   fn = functools.partial(steps.train_step, config=config, policy=policy, optimizer=optimizer,
-                         accumulation=accumulation, gather=state_sharding is not None)
+                         accumulation=accumulation, gather=split)
   fn = mesh_lib.traced_under(mesh, fn, 'train_step')
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   if compiler_options is None:
@@ -109,21 +111,24 @@ def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
                  compiler_options=compiler_options or None)
 
 
-def make_train_step(job: Job, optimizer):
+def make_train_step(job: Job, optimizer, state):
   s = job.settings
+  shardings = jax.tree.map(lambda x: x.sharding, state) if s.mesh.shard_state else None
   return jit_train_step(job.mesh, job.model_config, s.precision, optimizer,
-                        s.train.num_accumulation_steps)
+                        s.train.num_accumulation_steps, state_sharding=shardings)
 
 
 def initial_state(job: Job, optimizer) -> steps.TrainState:
+  """The state at step 0, replicated, or split over the devices where mesh.shard_state."""
   t = job.settings.train
   scale = LossScale.for_policy(job.settings.precision, t.loss_scale_init,
                                t.loss_scale_growth_interval)
   rng = jax.random.fold_in(jax.random.PRNGKey(t.seed), 1)
   params = jax.device_put(job.pretrained.params, mesh_lib.replicated(job.mesh))
-  init = jax.jit(lambda p: steps.create_state(p, optimizer, rng, scale),
-                 out_shardings=mesh_lib.replicated(job.mesh))
-  return init(params)
+  create = lambda p: steps.create_state(p, optimizer, rng, scale)
+  shardings = mesh_lib.state_shardings(job.mesh, jax.eval_shape(create, params),
+                                       job.settings.mesh.shard_state)
+  return jax.jit(create, out_shardings=shardings)(params)
 
 
 def make_batches(s: settings_lib.Settings, train_features: Features, mesh: Mesh):
@@ -142,8 +147,8 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   data = make_batches(s, train_features, job.mesh)
   n_steps = total_steps(s.train, data.steps_per_epoch)
   optimizer = optim.make_optimizer(s.train, n_steps)
-  step_fn = make_train_step(job, optimizer)
   state = initial_state(job, optimizer)
+  step_fn = make_train_step(job, optimizer, state)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), s.train.keep_checkpoints)
   start = 0
   if ckpt.latest_step() is not None:
@@ -242,7 +247,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   state, timing = train(job, workdir, train_features)
   train_wall = time.perf_counter() - t0
-  final = predict_and_score(job, state.params, workdir)
+  final = predict_and_score(job, mesh_lib.gathered(job.mesh, state.params), workdir)
   steady_rate = (timing['steady_sentences'] / timing['steady_s']
                  if timing['steady_s'] else 0.0)
   # Rows of max_seq_length: sentences, or with packing the rows that hold them.
@@ -269,7 +274,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             'xla_compiler_options': default_compiler_options(job.mesh),
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
             'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
-            'bucket_width': s.data.bucket_width, 'packing': s.data.packing}
+            'bucket_width': s.data.bucket_width, 'packing': s.data.packing,
+            'shard_state': s.mesh.shard_state and job.mesh.size > 1}
   rec_path = os.path.join(workdir, 'records.jsonl')
   records.append(rec_path, {
       **common, 'kind': 'train', 'batch_size': s.train.batch_size,

@@ -118,6 +118,20 @@ def test_out_of_memory_point_is_recorded_and_the_sweep_goes_on(tmp_path):
                     path, {})
 
 
+def test_bench_step_with_the_state_split_matches_the_replicated_one():
+  from bert_jax.model_config import ModelConfig
+  from bert_jax.precision import PrecisionPolicy
+  config = ModelConfig.preset('tiny').replace(vocab_size=128, attention='xla')
+  point = dict(config=config, policy=PrecisionPolicy('fp32'), num_devices=2,
+               batch_per_device=2, seq_len=16, steps_timed=2, warmup_steps=1)
+  rep = benchmark.time_train(**point)
+  split = benchmark.time_train(**point, shard_state=True)
+  assert (rep['shard_state'], split['shard_state']) == (False, True)
+  assert split['final_loss'] == pytest.approx(rep['final_loss'], abs=1e-5)
+  one = benchmark.time_train(**{**point, 'num_devices': 1}, shard_state=True)
+  assert one['shard_state'] is False                  # nothing to split on one device
+
+
 def test_percentiles_match_numpy():
   assert records.percentiles([1.0, 2.0, 3.0, 4.0]) == {
       'p50': 2.5, 'p90': 3.7, 'p95': pytest.approx(3.85), 'p99': pytest.approx(3.97),
@@ -149,6 +163,9 @@ def test_report_puts_the_peer_beside_us(tmp_path):
   records.append(str(tmp_path / 'records.jsonl'), {**common, 'num_devices': 2, 'batch_size': 64,
                                                    'sentences_per_s': 950.0,
                                                    'sentences_per_s_per_device': 475.0})
+  records.append(str(tmp_path / 'records.jsonl'), {**common, 'num_devices': 2, 'batch_size': 64,
+                                                   'sentences_per_s': 990.0, 'shard_state': True,
+                                                   'sentences_per_s_per_device': 495.0})
   with open(tmp_path / 'peer.jsonl', 'w') as f:
     for mode, rate in (('eager', 380.0), ('compile', 480.0)):
       f.write(json.dumps({'schema': records.SCHEMA, 'framework': 'pytorch-hf', 'mode': mode,
@@ -158,6 +175,8 @@ def test_report_puts_the_peer_beside_us(tmp_path):
   row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
   assert '480.0' in row and '380.0' in row and row.rstrip(' |').endswith('1.04')
   assert '950.0 (95 %)' in text                       # 2-GPU scaling efficiency
+  assert any(line.startswith('| bf16 | 2 split | 32 | 990.0 |') for line in text.splitlines())
+  assert '| bf16 | 32 (state split) | 500.0 | 990.0 (99 %) |' in text
   assert 'train-step compiler options: xla_gpu_enable_triton_gemm=False' in text
   assert jax.device_count() == 8
 

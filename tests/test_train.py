@@ -113,6 +113,23 @@ def test_state_split_over_eight_devices_equals_one():
     assert replicated.sharding.is_fully_replicated
 
 
+def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
+  """The tiny job on 2 devices with mesh.shard_state: it trains, predicts from the split
+  params, saves split checkpoints, and a rerun restores the last one to the same scores."""
+  flags = ('--config.mesh.shard_state=True', '--config.train.max_steps=30')
+  results = []
+  for _ in range(2):
+    run = run_tiny_job(tmp_path, *flags, devices=2)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results.append(json.loads((tmp_path / 'eval_results.json').read_text()))
+    results[-1]['predictions'] = json.loads((tmp_path / 'predictions.json').read_text())
+  first, again = results
+  assert first['resumed_from_step'] == 0 and again['resumed_from_step'] == 30
+  assert again['f1'] == first['f1'] and again['predictions'] == first['predictions']
+  recs = [json.loads(line) for line in (tmp_path / 'records.jsonl').read_text().splitlines()]
+  assert [r['shard_state'] for r in recs if r['kind'] == 'train'] == [True, True]
+
+
 def test_accumulated_micro_batches_equal_one_big_batch():
   config = CONFIG.replace(hidden_dropout=0.0, attention_dropout=0.0)
   state, opt = new_state(config)
