@@ -447,12 +447,13 @@ def hlo_collectives(hlo_text):
 
 def summarise(trace_dir, steps_profiled, top=30):
   """Per-GPU, per-step figures of a jax.profiler trace: a folder holding a
-  perfetto_trace.json.gz, or that file itself."""
+  perfetto_trace.json.gz (the newest, where a variant was traced more than once), or that
+  file itself."""
   files = ([trace_dir] if os.path.isfile(trace_dir) else
            glob.glob(os.path.join(trace_dir, '**', 'perfetto_trace.json.gz'), recursive=True))
   if not files:
     return {'error': f'no perfetto_trace.json.gz under {trace_dir}'}
-  with gzip.open(files[0]) as f:
+  with gzip.open(max(files, key=os.path.getmtime)) as f:
     trace = json.load(f)
   events = trace['traceEvents'] if isinstance(trace, dict) else trace
   names = {e['pid']: e['args'].get('name', '') for e in events

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.coordinator_address = ''      # host:port of process 0 for multi-host runs ('' = detect the cluster)
   c.mesh.num_processes = 1             # hosts (processes) taking part (0 = read them from the SLURM/MPI/k8s environment)
   c.mesh.process_id = 0                # this process's index among them
-  c.mesh.shard_state = False           # split layer weights and Adam moments over the devices (ZeRO-3 style)
+  c.mesh.shard_state = True            # split layer weights and Adam moments over the devices (ZeRO-3 style; no-op on one)
 
   c.data = ml_collections.ConfigDict()
   c.data.train_file = 'download'       # SQuAD JSON(.gz) path | 'download' (official file, sha-checked, cached) | 'tfds'

@@ -29,7 +29,8 @@ def test_two_processes_match_one_process(tmp_path):
   """The whole job split over 2 processes (jax.distributed, gloo collectives on CPU, each
   process feeding its half of every global batch) gives the single-process result: the
   same 2-device data-parallel computation, so the same predictions and scores, and the
-  same losses up to float rounding."""
+  same losses up to float rounding. The train state is split over the processes
+  (mesh.shard_state, the default), checkpointed from both and gathered for prediction."""
   one = subprocess.run([sys.executable, *JOB, f'--workdir={tmp_path / "one"}'], cwd=ROOT,
                        env=_env(2), capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
@@ -55,6 +56,8 @@ def test_two_processes_match_one_process(tmp_path):
   records = [json.loads(line) for line in open(tmp_path / 'two' / 'records.jsonl')]
   assert {r['process_count'] for r in records} == {2}   # written once, by process 0
   assert {r['num_devices'] for r in records} == {2}
+  # configs/base.py splits the state over the devices: here, over the two processes
+  assert [r['shard_state'] for r in records if r['kind'] == 'train'] == [True]
 
 
 def test_hosts_from_explicit_settings_or_the_cluster_environment(monkeypatch):

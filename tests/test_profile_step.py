@@ -193,6 +193,27 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   assert out['class_ms_per_step'] == pytest.approx({'matmul': 0.3, 'collective': 0.1})
 
 
+def test_summarise_reads_the_newest_trace_of_a_variant_traced_twice(ps, tmp_path,
+                                                                   monkeypatch):
+  import gzip
+  import json
+  import os
+  meta = [{'ph': 'M', 'name': 'process_name', 'pid': 0, 'args': {'name': '/device:GPU:0'}},
+          {'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': 7,
+           'args': {'name': 'Stream #14(Compute)'}}]
+  for run, (name, dur) in enumerate([('old_kernel', 100), ('new_kernel', 200)]):
+    path = tmp_path / 'plugins' / 'profile' / f'run{run}'
+    path.mkdir(parents=True)
+    with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
+      json.dump({'traceEvents': meta + [{'ph': 'X', 'pid': 0, 'tid': 7, 'name': name,
+                                         'dur': dur}]}, f)
+    os.utime(path / 'perfetto_trace.json.gz', (1e9 + run, 1e9 + run))
+  listed = ps.glob.glob
+  monkeypatch.setattr(ps.glob, 'glob', lambda *a, **k: sorted(listed(*a, **k)))  # older first
+  out = ps.summarise(str(tmp_path), steps_profiled=1)
+  assert [k['name'] for k in out['top_kernels']] == ['new_kernel']
+
+
 def test_summarise_counts_collective_time_no_other_kernel_overlapped(ps, tmp_path):
   """GPU 0: a 100 us all-reduce half under a matmul (50 us exposed); GPU 1: one wholly
   exposed (100 us). One step: 75 us exposed per GPU."""
