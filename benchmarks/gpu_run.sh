@@ -322,7 +322,7 @@ pack3)  # 2 GPUs, about 6 min: does capping rows at 4 windows (5 segments for cu
       --out $OUT/g1 2>&1 | grep -E '^\{|Error' | cut -c1-300
     rm -rf "$OUT"/g1/trace_*/plugins/profile/*/*.xplane.pb ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; pack ;;
-drop1)  # 2 GPUs, about 6 min: hash dropout (bert_jax/dropout.py) against threefry byte masks,
+drop1)  # 2 GPUs, about 6 min: hash dropout (then bert_jax/dropout.py, now benchmarks/hash_dropout.py) against threefry byte masks,
   # alone (GPU 0, with its profile) and with the bias + GELU kernels at the swept tiles (GPU 1),
   # each compared only with runs on its own GPU; then GPU 0 profiles fp16 inference at batch 8
   mkdir -p "$OUT"/g0 "$OUT"/g1

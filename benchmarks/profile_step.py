@@ -32,7 +32,7 @@ packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not
 zero = the train state's layer matrices and Adam moments split over the --devices GPUs
 (mesh.sharded_state, as ZeRO-3 / FSDP): each GPU gathers the weights in bf16 before use, gets
 its share of the gradients and updates only that share;
-hashdrop = dropout masks from a hash of each element's index (bert_jax/dropout.py), computed in
+hashdrop = dropout masks from a hash of each element's index (benchmarks/hash_dropout.py), computed in
 the kernels that use them instead of threefry bits written out and read back.
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
@@ -65,14 +65,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_jax import (benchmark, batches, dropout, inference, mesh as mesh_lib, model, optim,
-                      packing, records, steps, train)
+from bert_jax import (benchmark, batches, inference, mesh as mesh_lib, model, optim, packing,
+                      records, steps, train)
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gelu_pallas  # noqa: E402  (benchmarks/gelu_pallas.py: the gelu_kernel variant)
+import hash_dropout  # noqa: E402  (benchmarks/hash_dropout.py: the hashdrop variant)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -171,7 +172,7 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
-PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': dropout.dropout},
+PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},

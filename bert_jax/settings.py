@@ -34,12 +34,13 @@ class MeshSettings:
   takes the hosts from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).
   shard_state splits the train state's layer matrices and Adam moments over the devices
   (as ZeRO-3 / FSDP do; bert_jax.mesh.sharded_state): each device updates only its share and
-  gathers the weights in the compute dtype before use. Same results; less memory a device."""
+  gathers the weights in the compute dtype before use. Same results; less memory a device;
+  a no-op on one device."""
   num_devices: int = 0
   coordinator_address: str = ''
   num_processes: int = 1
   process_id: int = 0
-  shard_state: bool = False
+  shard_state: bool = True
 
   def __post_init__(self):
     _at_least('mesh.num_devices', self.num_devices, 0)

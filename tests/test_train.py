@@ -90,15 +90,16 @@ def test_eight_devices_equal_one():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
-def test_state_split_over_eight_devices_equals_one():
+@pytest.mark.parametrize('accumulation', [1, 2])
+def test_state_split_over_eight_devices_equals_one(accumulation):
   """Layer matrices and their Adam moments split over 8 devices (mesh.sharded_state): the
   single-device loss and params, and the new state stays split."""
   state, opt = new_state()
   batch = make_batch()
-  single, m1 = step_fn(opt)(state, batch)
+  single, m1 = step_fn(opt, accumulation=accumulation)(state, batch)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
   shardings = mesh_lib.sharded_state(mesh, state, min_elements=1000)
-  fn = train.jit_train_step(mesh, CONFIG, FP32, opt, state_sharding=shardings)
+  fn = train.jit_train_step(mesh, CONFIG, FP32, opt, accumulation, state_sharding=shardings)
   multi, m8 = fn(jax.device_put(state, shardings),
                  batches.to_device(batch, mesh_lib.batch_sharding(mesh)))
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)

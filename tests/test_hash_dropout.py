@@ -1,4 +1,5 @@
-"""Hash dropout (bert_jax/dropout.py): rate, scale, independence, gradient, sharding."""
+"""Hash dropout (benchmarks/hash_dropout.py, profile_step's hashdrop): rate, scale,
+independence, gradient, sharding."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +7,11 @@ import pytest
 from jax.ad_checkpoint import print_saved_residuals
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bert_jax import dropout
+
+@pytest.fixture(scope='module')
+def dropout(load_script):
+  return load_script('hash_dropout')
+
 
 
 def _sigma(p, n):
@@ -14,7 +19,7 @@ def _sigma(p, n):
 
 
 @pytest.mark.parametrize('rate', [0.1, 0.25, 0.5, 0.001, 0.9])
-def test_rate_and_unbiased_scale(rate):
+def test_rate_and_unbiased_scale(dropout, rate):
   x = jnp.ones((64, 96, 128), jnp.float32)
   y = np.asarray(dropout.dropout(x, rate, jax.random.PRNGKey(3)))
   dropped = (y == 0).mean()
@@ -22,7 +27,7 @@ def test_rate_and_unbiased_scale(rate):
   np.testing.assert_allclose(np.unique(y[y != 0]), [1 / (1 - rate)], rtol=1e-6)
 
 
-def test_no_pattern_along_any_axis_and_keys_independent():
+def test_no_pattern_along_any_axis_and_keys_independent(dropout):
   rate, shape = 0.1, (32, 128, 256)
   x = jnp.ones(shape, jnp.float32)
   drop = np.asarray(dropout.dropout(x, rate, jax.random.PRNGKey(0))) == 0
@@ -42,7 +47,7 @@ def test_no_pattern_along_any_axis_and_keys_independent():
     assert chi2 < m + 6 * (2 * m) ** 0.5, (m, chi2)
 
 
-def test_deterministic_and_off_without_key_or_rate():
+def test_deterministic_and_off_without_key_or_rate(dropout):
   x = jnp.arange(4 * 8 * 16, dtype=jnp.float32).reshape(4, 8, 16)
   k = jax.random.PRNGKey(5)
   np.testing.assert_array_equal(dropout.dropout(x, 0.3, k), dropout.dropout(x, 0.3, k))
@@ -52,7 +57,7 @@ def test_deterministic_and_off_without_key_or_rate():
     dropout.dropout(x, 1.0, k)
 
 
-def test_gradient_is_the_same_mask_and_nothing_big_is_saved(capsys):
+def test_gradient_is_the_same_mask_and_nothing_big_is_saved(dropout, capsys):
   x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16, 32)), jnp.float32)
   w = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
   k = jax.random.PRNGKey(7)
@@ -65,7 +70,7 @@ def test_gradient_is_the_same_mask_and_nothing_big_is_saved(capsys):
   assert saved.strip().splitlines() == [saved.strip()] and saved.startswith('u32[2]'), saved
 
 
-def test_same_mask_on_eight_devices():
+def test_same_mask_on_eight_devices(dropout):
   mesh = jax.make_mesh((8,), ('data',))
   x = jnp.ones((16, 24, 32), jnp.bfloat16)
   k = jax.random.PRNGKey(11)

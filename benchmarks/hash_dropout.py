@@ -1,5 +1,10 @@
 """Dropout whose mask is a hash of each element's index: computed where it is used.
 
+Measured as profile_step.py's variant `hashdrop` (docs/performance_notes.md, entry 34): no
+faster than the model's threefry byte masks on an H200 (recomputing the hash in the dropout
+backward's reduction fusion costs what the threefry kernels saved), so the model does not
+use it.
+
 JAX's PRNG (threefry) makes XLA write every mask to memory in its own kernel and read it
 back twice (forward and backward). Here the mask of element j is a keyed hash of j, two
 rounds of MurmurHash3's 32-bit finaliser, compared against the rate: XLA fuses it into the
