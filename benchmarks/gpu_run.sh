@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5 (4 GPUs: one job per GPU at once);
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -369,6 +369,17 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
   timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
     --config.bench.num_devices="(4,)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
+scale6)  # 4 GPUs, about 8 min. Prepared, not run: where the 4-GPU step with the state split spends
+  # its 4.3 ms over the one-GPU step (scale5), and whether fewer or smaller all-gathers and
+  # reduce-scatters help: the one-GPU step, then the 4-GPU split step (profiled), with the
+  # collectives combined up to 8 MiB and up to 64 MiB, and again
+  mkdir -p "$OUT"/g0 "$OUT"/p4
+  T="--kind train --seq 384 --batch 32"
+  CUDA_VISIBLE_DEVICES=0 timeout $(left) python3 benchmarks/profile_step.py $T --variants base \
+    --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py $T --devices 4 --variants zero zero+coll8mb \
+    zero+coll64mb zero --profile zero --out $OUT/p4 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/p4/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale4)  # 4 GPUs, about 5 min: issue 6's scaling target with the code as it is (cuBLAS default):
   # the bench step (seq 384, 32 per GPU, bf16, synthetic full windows: no minute of featurising)
   # on 1, 2 and 4 GPUs in one sweep; meanwhile, on GPU 3 and done before the 4-GPU point

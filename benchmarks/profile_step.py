@@ -21,7 +21,9 @@ triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the mod
 default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
 (which can fold bias adds into the matmul epilogue); lhs = XLA's latency-hiding scheduler on
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
-combined only up to 8 MiB each (more, smaller ones that can start earlier); ln_blocks4 /
+combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
+coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /
+64 MiB each; ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
 layer_norm_kernel.BLOCKS); gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
 with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same with the bias +
@@ -191,6 +193,11 @@ OPTION_PARTS = {
     'cublaslt': {'xla_gpu_enable_cublaslt': True},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
+    # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
+    'coll8mb': {'xla_gpu_all_gather_combine_threshold_bytes': 8 << 20,
+                'xla_gpu_reduce_scatter_combine_threshold_bytes': 8 << 20},
+    'coll64mb': {'xla_gpu_all_gather_combine_threshold_bytes': 64 << 20,
+                 'xla_gpu_reduce_scatter_combine_threshold_bytes': 64 << 20},
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
