@@ -13,7 +13,6 @@ def dropout(load_script):
   return load_script('hash_dropout')
 
 
-
 def _sigma(p, n):
   return (p * (1 - p) / n) ** 0.5
 
@@ -67,7 +66,7 @@ def test_gradient_is_the_same_mask_and_nothing_big_is_saved(dropout, capsys):
   np.testing.assert_array_equal(np.asarray(dropout.dropout(x, 0.2, k)) != 0, keep)
   print_saved_residuals(lambda x: dropout.dropout(x, 0.2, k), x)
   saved = capsys.readouterr().out
-  assert saved.strip().splitlines() == [saved.strip()] and saved.startswith('u32[2]'), saved
+  assert len(saved.strip().splitlines()) == 1 and saved.startswith('u32[2]'), saved  # seeds only
 
 
 def test_same_mask_on_eight_devices(dropout):
