@@ -255,10 +255,8 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   options = train.default_compiler_options(mesh)
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
-  shardings = None
-  if 'zero' in parts:
-    shardings = mesh_lib.sharded_state(mesh, state)
-    state = jax.device_put(state, shardings)
+  shardings = mesh_lib.state_shardings(mesh, state, 'zero' in parts)
+  state = jax.device_put(state, shardings)
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options,
                             state_sharding=shardings)
   rng = np.random.default_rng(0)

@@ -104,10 +104,8 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   data = mesh_lib.batch_sharding(mesh)
   key = jax.random.PRNGKey(seed)
   state = random_train_state(mesh, config, policy, optimizer, key, key)
-  shardings = None
-  if shard_state and mesh.size > 1:
-    shardings = mesh_lib.sharded_state(mesh, state)
-    state = jax.device_put(state, shardings)
+  shardings = mesh_lib.state_shardings(mesh, state, shard_state)
+  state = jax.device_put(state, shardings)
   inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
                          min(steps_timed, 4), seed)
   fn = train_lib.jit_train_step(mesh, config, policy, optimizer, state_sharding=shardings)
@@ -137,7 +135,7 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   return {'kind': 'train', 'precision': policy.name, 'seq_len': seq_len,
           'batch_size': global_batch, 'batch_size_per_device': batch_per_device,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
-          'shard_state': shardings is not None,
+          'shard_state': shard_state and mesh.size > 1,
           'xla_compiler_options': train_lib.default_compiler_options(mesh),
           'compile_s': compile_s, 'warmup_s': warmup_s, 'timed_steps': steps_timed,
           'step_time_ms_mean': total / steps_timed * 1e3,

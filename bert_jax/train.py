@@ -97,8 +97,10 @@ def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
   'data'.
   compiler_options (XLA's, e.g. {'xla_gpu_enable_triton_gemm': True}) replace the default:
   GPU_TRAIN_COMPILER_OPTIONS on GPU, none elsewhere. state_sharding: the state's shardings
-  (a tree like the state, e.g. mesh.sharded_state's); None replicates it."""
-  split = state_sharding is not None and mesh.size > 1
+  (a tree like the state, e.g. mesh.state_shardings'); None replicates it. Where any of them
+  splits an array, the step gathers the layers' weights before use."""
+  split = state_sharding is not None and not all(
+      s.is_fully_replicated for s in jax.tree.leaves(state_sharding))
   fn = functools.partial(steps.train_step, config=config, policy=policy, optimizer=optimizer,
                          accumulation=accumulation, gather=split)
   fn = mesh_lib.traced_under(mesh, fn, 'train_step')
@@ -112,10 +114,11 @@ def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
 
 
 def make_train_step(job: Job, optimizer, state):
+  """The jitted step for `state` as initial_state placed it (split or replicated)."""
   s = job.settings
-  shardings = jax.tree.map(lambda x: x.sharding, state) if s.mesh.shard_state else None
   return jit_train_step(job.mesh, job.model_config, s.precision, optimizer,
-                        s.train.num_accumulation_steps, state_sharding=shardings)
+                        s.train.num_accumulation_steps,
+                        state_sharding=jax.tree.map(lambda x: x.sharding, state))
 
 
 def initial_state(job: Job, optimizer) -> steps.TrainState:
