@@ -68,16 +68,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def sharded_state(mesh: Mesh, state, min_elements: int = 1 << 16):
+def sharded_state(mesh: Mesh, state):
   """Shardings that split a train state's layer matrices over the data axis (as ZeRO-3 /
-  FSDP do): in params and in the optimizer's moments, each array of at least min_elements
-  under 'layers' is split along its first dimension that the mesh size divides (the first
-  keeps each device's share contiguous); the rest (embeddings, vectors, counters) stays
-  replicated."""
+  FSDP do): in params and in the optimizer's moments, each matrix under 'layers' (the arrays
+  steps.gathered_layers gathers) is split along its first dimension that the mesh size
+  divides (the first keeps each device's share contiguous); the rest (embeddings, vectors,
+  counters) stays replicated."""
   def sharding(path, x):
     dims = [d for d in range(x.ndim) if x.shape[d] % mesh.size == 0]
     under_layers = any(getattr(k, 'key', None) == 'layers' for k in path)
-    if mesh.size == 1 or not under_layers or x.size < min_elements or not dims:
+    if mesh.size == 1 or not under_layers or x.ndim < 2 or not dims:
       return replicated(mesh)
     return NamedSharding(mesh, P(*[None] * dims[0], DATA_AXIS))
   return jax.tree_util.tree_map_with_path(sharding, state)

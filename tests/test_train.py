@@ -98,7 +98,7 @@ def test_state_split_over_eight_devices_equals_one(accumulation):
   batch = make_batch()
   single, m1 = step_fn(opt, accumulation=accumulation)(state, batch)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
-  shardings = mesh_lib.sharded_state(mesh, state, min_elements=1000)
+  shardings = mesh_lib.sharded_state(mesh, state)
   fn = train.jit_train_step(mesh, CONFIG, FP32, opt, accumulation, state_sharding=shardings)
   multi, m8 = fn(jax.device_put(state, shardings),
                  batches.to_device(batch, mesh_lib.batch_sharding(mesh)))
