@@ -42,9 +42,10 @@ def prepare_params(params, policy: PrecisionPolicy):
 def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
                    policy: PrecisionPolicy, batch_size: int):
   """Returns (start [N, L], end [N, L], timing) where timing holds the compile/warm-up time
-  of the first batch and the latency of each later batch (ms, synchronised per batch)."""
+  of the first batch and the latency of each later batch (ms, synchronised per batch).
+  params may be split over the mesh (mesh.shard_state): they are gathered first."""
   fn = make_eval_fn(mesh, config, policy)
-  params = prepare_params(params, policy)
+  params = prepare_params(mesh_lib.gathered(mesh, params), policy)
   sharding = mesh_lib.batch_sharding(mesh)
   starts, ends, latencies, warmup_s = [], [], [], 0.0
   total = -(-len(features) // batch_size)

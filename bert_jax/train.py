@@ -250,7 +250,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   state, timing = train(job, workdir, train_features)
   train_wall = time.perf_counter() - t0
-  final = predict_and_score(job, mesh_lib.gathered(job.mesh, state.params), workdir)
+  final = predict_and_score(job, state.params, workdir)
   steady_rate = (timing['steady_sentences'] / timing['steady_s']
                  if timing['steady_s'] else 0.0)
   # Rows of max_seq_length: sentences, or with packing the rows that hold them.
