@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6 (4 GPUs: one job per GPU at once);
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -44,11 +44,11 @@ pack() {  # everything under $OUT in one tarball: the device tool returns at mos
 case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
   # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows)
-  W=/tmp/minilm${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}
+  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}  # NDEV: GPUs (batch split)
   python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
     --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
-    --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} \
+    --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} --config.mesh.num_devices=${NDEV:-1} \
     --config.data.bucket_width=${BUCKET:-0} --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
@@ -369,7 +369,23 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
   timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
     --config.bench.num_devices="(4,)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
-scale6)  # 4 GPUs, about 8 min. Prepared, not run: where the 4-GPU step with the state split spends
+scale7)  # 4 GPUs, about 5.5 min: the scaling target with the collectives combined up to 64 MiB
+  # (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
+  # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
+  # point rather than 20, so the first step's dispatch weighs less
+  sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
+  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.train_file=synthetic --config.bench.steps=60"
+  mkdir -p "$OUT/s"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
+    --config.bench.num_devices="(1,2,4)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+  python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
+split1)  # 4 GPUs, about 4 min: the split state (the default) on real data: MiniLM fine-tuned
+  # with the peer's recipe on GPUs 0-1 (32 windows a step, 16 a GPU) and, packed (16 rows a
+  # step), on GPUs 2-3; each evaluated on the whole dev set
+  ( CUDA_VISIBLE_DEVICES=0,1 NDEV=2 CACHE=/tmp/cache_m0 timeout $(left) bash $0 minilm ) &
+  ( CUDA_VISIBLE_DEVICES=2,3 NDEV=2 PACK=True ROWS=16 CACHE=/tmp/cache_m1 timeout $(left) bash $0 minilm ) &
+  wait ;;
+scale6)  # 4 GPUs, about 8 min (ran: docs/measurements/2026-11-27_h200x4_scale6): where the 4-GPU step with the state split spends
   # its 4.3 ms over the one-GPU step (scale5), and whether fewer or smaller all-gathers and
   # reduce-scatters help: the one-GPU step, then the 4-GPU split step (profiled), with the
   # collectives combined up to 8 MiB and up to 64 MiB, and again
