@@ -194,6 +194,7 @@ OPTION_PARTS = {
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
+    # (64 MiB is the GPU default since scale6, train.GPU_TRAIN_COMPILER_OPTIONS)
     'coll8mb': {'xla_gpu_all_gather_combine_threshold_bytes': 8 << 20,
                 'xla_gpu_reduce_scatter_combine_threshold_bytes': 8 << 20},
     'coll64mb': {'xla_gpu_all_gather_combine_threshold_bytes': 64 << 20,
