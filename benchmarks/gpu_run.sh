@@ -369,7 +369,7 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
   timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
     --config.bench.num_devices="(4,)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
-scale7)  # 4 GPUs, about 5.5 min: the scaling target with the collectives combined up to 64 MiB
+scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives combined up to 64 MiB
   # (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
   # point rather than 20, so the first step's dispatch weighs less
@@ -377,7 +377,7 @@ scale7)  # 4 GPUs, about 5.5 min: the scaling target with the collectives combin
   sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.train_file=synthetic --config.bench.steps=60"
   mkdir -p "$OUT/s"
   timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
-    --config.bench.num_devices="(1,2,4)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
+    --config.bench.num_devices="${SWEEP:-(1,2,4)}" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
 split1)  # 4 GPUs, about 4 min: the split state (the default) on real data: MiniLM fine-tuned
   # with the peer's recipe on GPUs 0-1 (32 windows a step, 16 a GPU) and, packed (16 rows a
