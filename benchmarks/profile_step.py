@@ -35,12 +35,17 @@ zero = the train state's layer matrices and Adam moments split over the --device
 (mesh.sharded_state, as ZeRO-3 / FSDP): each GPU gathers the weights in bf16 before use, gets
 its share of the gradients and updates only that share;
 hashdrop = dropout masks from a hash of each element's index (benchmarks/hash_dropout.py), computed in
-the kernels that use them instead of threefry bits written out and read back.
+the kernels that use them instead of threefry bits written out and read back; stacked = the
+train state's layers as one [L, ...] array per weight (model.stack_layers, as inference stacks
+them): 64 state arrays instead of 892 for BERT-Large, so less per-call host work and fewer,
+larger AdamW fusions (one device; with zero the split would fall on the layer axis).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
+Train records carry 'host' too: the median time a step call takes to return (each call
+synchronised before the next) and the number of state arrays it passes.
 Each variant is built and compiled apart (compile_s, which includes building the state;
 warm-up excluded) and times --steps steps with one sync.
 With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
@@ -202,7 +207,7 @@ OPTION_PARTS = {
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
-               *OPTION_PARTS)
+               'stacked', *OPTION_PARTS)
 
 
 def _target(name):
@@ -253,6 +258,14 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
+  if 'stacked' in parts:
+    if 'zero' in parts:
+      raise SystemExit("--variants: 'stacked' with 'zero' would split the state along the "
+                       'layer axis (mesh.sharded_state splits the first divisible dimension); '
+                       'run stacked on one device or without zero')
+    state = jax.jit(lambda s: steps.create_state(model.stack_layers(s.params), optimizer, s.rng,
+                                                 s.loss_scale),
+                    out_shardings=mesh_lib.replicated(mesh))(state)
   options = train.default_compiler_options(mesh)
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
@@ -273,7 +286,22 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
     for i in range(n):
       holder['state'], metrics = compiled(holder['state'], inputs[i % 2])
     jax.block_until_ready(holder['state'])
+
+  def call_return_probe(n=20):
+    # how long a step call takes to return, each call synchronised before the next: the
+    # host's per-call work (flattening, donating and re-wrapping every state array), which
+    # bounds small batches where the GPU step is shorter
+    times = []
+    for i in range(n):
+      t = time.perf_counter()
+      holder['state'], _ = compiled(holder['state'], inputs[i % 2])
+      times.append(time.perf_counter() - t)
+      jax.block_until_ready(holder['state'])
+    return {'train_call_return_ms_p50': float(np.median(times) * 1e3),
+            'state_arrays': len(jax.tree.leaves(holder['state']))}
   run.compiler_options = options
+  run.host_probe = call_return_probe
+  run.state = lambda: holder['state']
   if make is not benchmark.synthetic:
     run.windows_per_step = int(np.mean([(np.asarray(b['start_positions']) >= 0).sum()
                                         for b in inputs]))
