@@ -371,7 +371,7 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
 stack1)  # 1 GPU, about 5.5 min. Prepared, not run: the train state's layers stacked
   # (profile_step's 'stacked': 64 state arrays instead of 892). On CPU a step call returned
-  # in 1.1 ms instead of 4.7; the bench grid's batch-1 step took 28.7 ms a step (host-bound).
+  # in 1.1 ms instead of 4.7; the bench grid's batch-1 step took 28.7 ms (host-bound).
   # The step at batch 1 and at batch 32, base and stacked, both profiled at 32
   mkdir -p "$OUT"/g0
   T="--kind train --seq 384 --precision bf16"
@@ -380,8 +380,8 @@ stack1)  # 1 GPU, about 5.5 min. Prepared, not run: the train state's layers sta
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 32 --variants base stacked \
     --profile base stacked --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives combined up to 64 MiB
-  # (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
+scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
+  # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
   # point rather than 20, so the first step's dispatch weighs less
   sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
@@ -396,8 +396,8 @@ split1)  # 4 GPUs, about 4 min: the split state (the default) on real data: Mini
   ( CUDA_VISIBLE_DEVICES=0,1 NDEV=2 CACHE=/tmp/cache_m0 timeout $(left) bash $0 minilm ) &
   ( CUDA_VISIBLE_DEVICES=2,3 NDEV=2 PACK=True ROWS=16 CACHE=/tmp/cache_m1 timeout $(left) bash $0 minilm ) &
   wait ;;
-scale6)  # 4 GPUs, about 8 min (ran: docs/measurements/2026-11-27_h200x4_scale6): where the 4-GPU step with the state split spends
-  # its 4.3 ms over the one-GPU step (scale5), and whether fewer or smaller all-gathers and
+scale6)  # 4 GPUs, about 8 min (ran: docs/measurements/2026-11-27_h200x4_scale6): where the
+  # 4-GPU step with the state split spends its 4.3 ms over the one-GPU step (scale5), and whether fewer or smaller all-gathers and
   # reduce-scatters help: the one-GPU step, then the 4-GPU split step (profiled), with the
   # collectives combined up to 8 MiB and up to 64 MiB, and again
   mkdir -p "$OUT"/g0 "$OUT"/p4
