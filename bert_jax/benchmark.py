@@ -122,10 +122,11 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
     state, metrics = compiled(state, inputs[i % len(inputs)])
   jax.block_until_ready(state)
   total = time.perf_counter() - t0
-  step_ms = []
+  step_ms, call_ms = [], []
   for i in range(steps_timed):
     t = time.perf_counter()
     state, metrics = compiled(state, inputs[i % len(inputs)])
+    call_ms.append((time.perf_counter() - t) * 1e3)   # the host's work before the GPU runs it
     jax.block_until_ready(state)
     step_ms.append((time.perf_counter() - t) * 1e3)
   rate = steps_timed * global_batch / total
@@ -140,6 +141,10 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
           'compile_s': compile_s, 'warmup_s': warmup_s, 'timed_steps': steps_timed,
           'step_time_ms_mean': total / steps_timed * 1e3,
           'step_time_ms': records.percentiles(step_ms),
+          # how long a step call takes to return (flattening, donating and re-wrapping the
+          # state's arrays): where it nears the step time, the host sets the pace
+          'call_return_ms_p50': float(np.median(call_ms)),
+          'state_arrays': len(jax.tree.leaves(state)),
           'sentences_per_s': rate, 'sentences_per_s_per_device': rate / mesh.size,
           'mfu': records.mfu(flops, rate / mesh.size), 'flops_per_sequence': flops,
           'peak_memory_gb': _memory_gb(compiled), 'final_loss': float(metrics['loss']),

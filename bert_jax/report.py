@@ -47,6 +47,9 @@ def _latest(recs, key):
 # One device call lasts at most ~10 minutes: records further apart than this come from
 # different calls (or machines), and a ratio between them is not a same-run comparison.
 SAME_CALL_MINUTES = 15
+CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps queue). '
+             'call ms: how long a step call takes to return, the host\'s work before the GPU '
+             'runs it (median); where it nears the step time, the host sets the pace.')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
@@ -108,7 +111,7 @@ def train_tables(recs) -> list[str]:
   for seq in sorted({k[0] for k in mine}):
     lines += [f'## Training, seq {seq}: sentences/s', '']
     head = ['precision', 'GPUs', 'batch/GPU', 'sent/s', 'per GPU', 'MFU', 'step p50 ms',
-            'p90', 'p99', 'memory GB', '2 epochs (s)']
+            'p90', 'p99', 'call ms', 'memory GB', '2 epochs (s)']
     head += [f'{p} sent/s' for p in peer_systems] + (['ours ÷ best peer'] if peer_systems else [])
     lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
     for key in sorted(k for k in mine if k[0] == seq):
@@ -117,8 +120,8 @@ def train_tables(recs) -> list[str]:
       gpus = f"{r['num_devices']} split" if key[4] else r['num_devices']
       row = [r['precision'], gpus, r['batch_size_per_device'], r['sentences_per_s'],
              r['sentences_per_s_per_device'], f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
-             st.get('p50'), st.get('p90'), st.get('p99'), r.get('peak_memory_gb'),
-             r.get('projected_2_epochs_s')]
+             st.get('p50'), st.get('p90'), st.get('p99'), r.get('call_return_ms_p50'),
+             r.get('peak_memory_gb'), r.get('projected_2_epochs_s')]
       if peer_systems:
         peers = [peer.get((seq, r['precision'], r['batch_size'], p)) if r['num_devices'] == 1
                  else None for p in peer_systems]
@@ -129,7 +132,7 @@ def train_tables(recs) -> list[str]:
                    + (' †' if _apart(best, r) else '') if best else None)
         apart = apart or any(q and _apart(q, r) for q in peers)
       lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
-    lines.append('')
+    lines += ['', CALL_NOTE, '']
     lines += _scaling_table(mine, seq)
   if apart:
     lines += [APART_NOTE, '']

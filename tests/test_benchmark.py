@@ -15,7 +15,7 @@ TRAIN_FIELDS = {
     'precision', 'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data',
     'xla_compiler_options', 'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms',
     'step_time_ms_mean', 'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
-    'projected_2_epochs_s'}
+    'projected_2_epochs_s', 'call_return_ms_p50', 'state_arrays'}
 INFER_FIELDS = {
     'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
     'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status', 'precision',
@@ -62,6 +62,8 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert set(r['step_time_ms']) >= {'p50', 'p90', 'p99'}
     assert r['data'] == 'squad' and r['sentences_per_s'] > 0 and r['compile_s'] > 0
     assert r['batch_size'] == r['batch_size_per_device'] * r['num_devices']
+    assert 0 < r['call_return_ms_p50'] <= r['step_time_ms']['p100']
+    assert r['state_arrays'] > 50                     # params, two Adam moments, counters
     assert r['xla_compiler_options'] == {}            # the GPU-only options stay off on CPU
     assert r['projected_2_epochs_s'] == pytest.approx(
         r['train_features_2_epochs'] / r['sentences_per_s'])
@@ -82,6 +84,7 @@ def test_report_has_tables_and_plots(sweep_dir):
   assert '### Scaling, seq 64' in text          # 1 and 2 devices measured
   assert '## Inference, seq 64: latency (ms) and throughput' in text
   assert '| bert_jax | fp32 | 4 |' in text
+  assert '| call ms |' in text and 'call ms: how long a step call takes to return' in text
   assert 'skipped: only 8 device(s)' in text
   names = {os.path.basename(p) for p in written['plots']}
   assert names == {'train_throughput_seq64.png', 'train_scaling_seq64.png',
