@@ -249,6 +249,10 @@ def apply_variant(variant):
 def build_train(variant, seq, batch, policy, preset, devices=1):
   """The train step on `devices` GPUs (data parallel), `batch` sequences per GPU."""
   parts = apply_variant(variant)
+  if 'stacked' in parts and 'zero' in parts:
+    raise SystemExit("--variants: 'stacked' with 'zero' would split the state along the "
+                     'layer axis (mesh.sharded_state splits the first divisible dimension); '
+                     'run stacked on one device or without zero')
   config = ModelConfig.preset(preset).replace(attention='fused')
   if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
@@ -259,10 +263,6 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
   if 'stacked' in parts:
-    if 'zero' in parts:
-      raise SystemExit("--variants: 'stacked' with 'zero' would split the state along the "
-                       'layer axis (mesh.sharded_state splits the first divisible dimension); '
-                       'run stacked on one device or without zero')
     state = jax.jit(lambda s: steps.create_state(model.stack_layers(s.params), optimizer, s.rng,
                                                  s.loss_scale),
                     out_shardings=mesh_lib.replicated(mesh))(state)
