@@ -83,10 +83,16 @@ def sharded_state(mesh: Mesh, state):
   return jax.tree_util.tree_map_with_path(sharding, state)
 
 
+def splits_state(mesh: Mesh, shard: bool) -> bool:
+  """Whether mesh.shard_state=`shard` splits the train state on this mesh (one device keeps
+  it whole); what records report as 'shard_state'."""
+  return shard and mesh.size > 1
+
+
 def state_shardings(mesh: Mesh, state, shard: bool):
-  """The train state's shardings: split (sharded_state) where `shard` and there are several
-  devices, else replicated."""
-  if shard and mesh.size > 1:
+  """The train state's shardings: split (sharded_state) where splits_state, else
+  replicated."""
+  if splits_state(mesh, shard):
     return sharded_state(mesh, state)
   return jax.tree.map(lambda _: replicated(mesh), state)
 

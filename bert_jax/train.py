@@ -285,7 +285,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
             'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
             'bucket_width': s.data.bucket_width, 'packing': s.data.packing,
-            'shard_state': s.mesh.shard_state and job.mesh.size > 1}
+            'shard_state': mesh_lib.splits_state(job.mesh, s.mesh.shard_state)}
   rec_path = os.path.join(workdir, 'records.jsonl')
   records.append(rec_path, {
       **common, 'kind': 'train', 'batch_size': s.train.batch_size,
