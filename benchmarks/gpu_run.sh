@@ -372,14 +372,14 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
 stack1)  # 1 GPU, about 5.5 min. Prepared, not run: the train state's layers stacked
   # (profile_step's 'stacked': 64 state arrays instead of 892). On CPU a step call returned
   # in 1.1 ms instead of 4.7; the bench grid's batch-1 step took 28.7 ms (host-bound).
-  # The step at batch 1 and at batch 32, base and stacked, both profiled at 32
+  # The step at batch 1 and at batch 32, base and stacked, each profiled (kernel counts)
   mkdir -p "$OUT"/g0
   T="--kind train --seq 384 --precision bf16"
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 1 --variants base stacked \
-    --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+    --profile base stacked --out $OUT/g0/b1 2>&1 | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 32 --variants base stacked \
     --profile base stacked --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
-  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/g0/b1/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
   # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
