@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -380,6 +380,18 @@ stack1)  # 1 GPU, about 5.5 min. Prepared, not run: the train state's layers sta
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 32 --variants base stacked \
     --profile base stacked --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb "$OUT"/g0/b1/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+cmdbuf1)  # 1 GPU, about 8 min: the train step without XLA's command buffers (CUDA graphs).
+  # stack1's traces: at batch 1 the host spent 15.7 ms a step updating the step's one CUDA
+  # graph and 10.7 ms in cuGraphLaunch, for 8.9 ms of kernels (step 21.8 ms)
+  mkdir -p "$OUT"/g0
+  T="--kind train --precision bf16"
+  timeout $(left) python3 benchmarks/profile_step.py $T --seq 384 --batch 1 --variants base nocmdbuf \
+    --profile nocmdbuf --out $OUT/g0/b1 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py $T --seq 384 --batch 32 --variants base nocmdbuf \
+    --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py $T --seq 128 --batch 64 --variants base nocmdbuf \
+    --out $OUT/g0/s128 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/g0/b1/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
   # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
