@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -392,6 +392,18 @@ cmdbuf1)  # 1 GPU, about 8 min: the train step without XLA's command buffers (CU
   timeout $(left) python3 benchmarks/profile_step.py $T --seq 128 --batch 64 --variants base nocmdbuf \
     --out $OUT/g0/s128 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/b1/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+stack2)  # 1 GPU, about 6 min: stack1's stacked state lost 2 % at batch 32 (+2.1 ms of
+  # kernels: the layers' gradients summed from a pad per layer into float32 stacks, in extra
+  # passes). Layers taken out by jnp.split (gradient one concatenate), in float32 or with the
+  # stacks cast to bfloat16 first
+  mkdir -p "$OUT"/g0
+  T="--kind train --seq 384 --precision bf16"
+  timeout $(left) python3 benchmarks/profile_step.py $T --batch 32 \
+    --variants base stacked+split_layers stacked+split_layers_bf16 \
+    --profile stacked+split_layers stacked+split_layers_bf16 --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py $T --batch 1 --variants stacked+split_layers_bf16 \
+    --out $OUT/g0/b1 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
   # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a

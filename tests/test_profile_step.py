@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from bert_jax import model
@@ -314,22 +315,51 @@ def test_summarise_counts_what_kernels_beside_a_collective_cost(ps, tmp_path):
   assert out['exposed_collective_ms_per_step'] == pytest.approx(0.0)
 
 
-def test_stacked_state_trains_as_the_list_of_layers_does(ps):
+def _sgd_step_params(ps, monkeypatch, variant, policy):
+  """params after one step of plain SGD at learning rate 1 (params minus the gradient), so
+  that a step's params show its gradient; AdamW's first steps move each weight by about the
+  warm-up's tiny learning rate whatever the gradient is."""
+  monkeypatch.setattr(ps.optim, 'make_optimizer', lambda *a, **k: optax.sgd(1.0))
+  run = ps.build_train(variant, 16, 2, policy, 'tiny')[0]
+  before = jax.tree.map(np.asarray, model.stack_layers(run.state().params))
+  run(1)
+  return run, before, jax.tree.map(np.asarray, model.stack_layers(run.state().params))
+
+
+def _assert_same_step(a, b):
+  (_, before, after_a), (_, _, after_b) = a, b
+  moved = max(float(np.abs(x - y).max())
+              for x, y in zip(jax.tree.leaves(after_a), jax.tree.leaves(before)))
+  assert moved > 1e-3                                     # the gradient is in the comparison
+  for x, y in zip(jax.tree.leaves(after_a), jax.tree.leaves(after_b)):
+    np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_state_trains_as_the_list_of_layers_does(ps, monkeypatch):
   """The 'stacked' variant (one [L, ...] array per layer weight in the train state) takes the
   same step as the base state on the same init and batch, with fewer state arrays (their
   count no longer grows with the layers: 892 for BERT-Large, 64 stacked)."""
   policy = PrecisionPolicy('fp32', fp32_matmul='float32')
-  runs = {v: ps.build_train(v, 16, 2, policy, 'tiny')[0] for v in ('base', 'stacked')}
-  for run in runs.values():
-    run(1)
-  base, stacked = runs['base'].state(), runs['stacked'].state()
-  assert isinstance(stacked.params['layers'], dict)                # [L, ...] arrays
-  assert len(jax.tree.leaves(stacked)) < len(jax.tree.leaves(base))   # 64 against 100 here
-  for a, b in zip(jax.tree.leaves(model.stack_layers(base.params)),
-                  jax.tree.leaves(stacked.params)):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
-  probe = runs['stacked'].host_probe(n=2)
-  assert probe['state_arrays'] == len(jax.tree.leaves(stacked))
+  base = _sgd_step_params(ps, monkeypatch, 'base', policy)
+  stacked = _sgd_step_params(ps, monkeypatch, 'stacked', policy)
+  _assert_same_step(base, stacked)
+  state = stacked[0].state()
+  assert isinstance(state.params['layers'], dict)                # [L, ...] arrays
+  assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(base[0].state()))  # 64 vs 100
+  probe = stacked[0].host_probe(n=2)
+  assert probe['state_arrays'] == len(jax.tree.leaves(state))
   assert probe['train_call_return_ms_p50'] > 0
   with pytest.raises(SystemExit, match="'stacked' with 'zero'"):
     ps.build_train('stacked+zero', 16, 1, policy, 'tiny', devices=2)
+
+
+def test_stacked_layers_split_out_train_as_indexed_ones_do(ps, monkeypatch):
+  """'split_layers' takes each layer out of the stacks by jnp.split instead of x[i] (the
+  gradient a concatenate, not a sum of pads); 'split_layers_bf16' casts the matrices' stacks
+  to bfloat16 before the split, which under bf16 is the cast the model makes per layer. Both
+  take the stacked step (one SGD step at learning rate 1: the gradients compared)."""
+  for policy, a, b in ((PrecisionPolicy('fp32', fp32_matmul='float32'), 'stacked',
+                        'stacked+split_layers'),
+                       (PrecisionPolicy('bf16'), 'stacked', 'stacked+split_layers_bf16')):
+    _assert_same_step(_sgd_step_params(ps, monkeypatch, a, policy),
+                      _sgd_step_params(ps, monkeypatch, b, policy))
