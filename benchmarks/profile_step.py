@@ -35,13 +35,9 @@ zero = the train state's layer matrices and Adam moments split over the --device
 (mesh.sharded_state, as ZeRO-3 / FSDP): each GPU gathers the weights in bf16 before use, gets
 its share of the gradients and updates only that share;
 hashdrop = dropout masks from a hash of each element's index (benchmarks/hash_dropout.py), computed in
-the kernels that use them instead of threefry bits written out and read back; stacked = the
-train state's layers as one [L, ...] array per weight (model.stack_layers, as inference stacks
-them): 64 state arrays instead of 892 for BERT-Large, so less per-call host work and fewer,
-larger AdamW fusions (one device; with zero the split would fall on the layer axis);
-split_layers = with stacked, each layer taken out by jnp.split (its gradient one concatenate,
-not a pad per layer summed); split_layers_bf16 = the same with the matrices' stacks cast to
-bfloat16 whole before the split (the gradients concatenated in bfloat16).
+the kernels that use them instead of threefry bits written out and read back; layer_list = the
+train state's layers as a list of per-layer dicts, as before steps.create_state stacked them
+(892 state arrays for BERT-Large instead of 64).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -182,25 +178,6 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
-def _layer_params_split(layers):
-  # a stacked dict's layers by jnp.split: its transpose is one concatenate of the layers'
-  # gradients, where x[i]'s is a pad per layer, summed (stack1: 2 ms of extra add passes)
-  if not isinstance(layers, dict):
-    return list(layers)
-  leaves, treedef = jax.tree.flatten(layers)
-  n = len(leaves[0])
-  split = [[y[0] for y in jnp.split(x, n)] for x in leaves]
-  return [treedef.unflatten([s[i] for s in split]) for i in range(n)]
-
-
-def _layer_params_split_bf16(layers):
-  # as _layer_params_split, with each stack of matrices cast to bfloat16 whole before the
-  # split, so the gradients are concatenated in bfloat16 (the model's cast is then a no-op)
-  if isinstance(layers, dict):
-    layers = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.ndim >= 3 else x, layers)
-  return _layer_params_split(layers)
-
-
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
@@ -213,9 +190,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
-           'pos_onehot': {'_position_embeddings': _position_onehot},
-           'split_layers': {'layer_params': _layer_params_split},
-           'split_layers_bf16': {'layer_params': _layer_params_split_bf16}}
+           'pos_onehot': {'_position_embeddings': _position_onehot}}
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
@@ -234,7 +209,7 @@ OPTION_PARTS = {
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
-               'stacked', *OPTION_PARTS)
+               'layer_list', *OPTION_PARTS)
 
 
 def _target(name):
@@ -276,10 +251,6 @@ def apply_variant(variant):
 def build_train(variant, seq, batch, policy, preset, devices=1):
   """The train step on `devices` GPUs (data parallel), `batch` sequences per GPU."""
   parts = apply_variant(variant)
-  if 'stacked' in parts and 'zero' in parts:
-    raise SystemExit("--variants: 'stacked' with 'zero' would split the state along the "
-                     'layer axis (mesh.sharded_state splits the first divisible dimension); '
-                     'run stacked on one device or without zero')
   config = ModelConfig.preset(preset).replace(attention='fused')
   if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
@@ -289,9 +260,8 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   key = jax.random.key(0, impl='rbg') if 'rbg' in parts else jax.random.PRNGKey(0)
   state = benchmark.random_train_state(mesh, config, policy, optimizer, jax.random.PRNGKey(1),
                                        key)
-  if 'stacked' in parts:
-    state = jax.jit(lambda s: steps.create_state(model.stack_layers(s.params), optimizer, s.rng,
-                                                 s.loss_scale),
+  if 'layer_list' in parts:
+    state = jax.jit(lambda s: steps.map_params_like(model.unstack_layers, s),
                     out_shardings=mesh_lib.replicated(mesh))(state)
   options = train.default_compiler_options(mesh)
   for part in parts:

@@ -6,6 +6,9 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
+
+from bert_jax import model, steps
 
 
 class Checkpointer:
@@ -31,6 +34,32 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def restore_state(ckpt: Checkpointer, target, step: int | None = None):
+  """The state saved at `step` (default: the latest), restored onto target's shardings
+  (target: abstract_like's). Checkpoints written before the train state stacked its layers
+  (steps.create_state) hold them as a list of per-layer dicts: those
+  are restored replicated and stacked, with a log line saying so."""
+  try:
+    return ckpt.restore(target, step)
+  except Exception as stacked_error:  # orbax's error types for a tree mismatch vary
+    try:
+      listed = ckpt.restore(_listed_like(target), step)
+    except Exception:
+      raise stacked_error from None
+  logging.info('the checkpoint holds the layers as a list (written before the train state '
+               'stacked them): stacking them')
+  shardings = jax.tree.map(lambda x: x.sharding, target)
+  return jax.jit(lambda s: steps.map_params_like(model.stack_layers, s), out_shardings=shardings)(listed)
+
+
+def _listed_like(target):
+  """target with its layers as a list (model.unstack_layers), replicated."""
+  mesh = jax.tree.leaves(target)[0].sharding.mesh
+  shapes = jax.eval_shape(lambda s: steps.map_params_like(model.unstack_layers, s), target)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+      x.shape, x.dtype, sharding=NamedSharding(mesh, PartitionSpec())), shapes)
 
 
 def abstract_like(state, shardings):

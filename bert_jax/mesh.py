@@ -72,12 +72,17 @@ def sharded_state(mesh: Mesh, state):
   """Shardings that split a train state's layer matrices over the data axis (as ZeRO-3 /
   FSDP do): in params and in the optimizer's moments, each matrix under 'layers' (the arrays
   steps.gathered_layers gathers) is split along its first dimension that the mesh size
-  divides (the first keeps each device's share contiguous); the rest (embeddings, vectors,
-  counters) stays replicated."""
+  divides (the first keeps each device's share contiguous), never along the layer axis of
+  stacked layers (model.stack_layers), so that every device holds a share of every layer and
+  each layer is gathered apart; the rest (embeddings, vectors, counters) stays replicated."""
   def sharding(path, x):
-    dims = [d for d in range(x.ndim) if x.shape[d] % mesh.size == 0]
-    under_layers = any(getattr(k, 'key', None) == 'layers' for k in path)
-    if mesh.size == 1 or not under_layers or x.ndim < 2 or not dims:
+    keys = [getattr(k, 'key', None) for k in path]
+    if 'layers' not in keys:
+      return replicated(mesh)
+    below = path[keys.index('layers') + 1:]
+    first = 0 if below and isinstance(below[0], jax.tree_util.SequenceKey) else 1  # list/stacks
+    dims = [d for d in range(first, x.ndim) if x.shape[d] % mesh.size == 0]
+    if mesh.size == 1 or x.ndim - first < 2 or not dims:
       return replicated(mesh)
     return NamedSharding(mesh, P(*[None] * dims[0], DATA_AXIS))
   return jax.tree_util.tree_map_with_path(sharding, state)

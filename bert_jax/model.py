@@ -2,7 +2,8 @@
 
 Params (all float32):
   embeddings: word [V, D], position [P, D], token_type [T, D], ln {scale, bias} [D]
-  layers: a list of L dicts (or one dict of [L, ...] arrays: stack_layers), each
+  layers: one dict of [L, ...] arrays (stack_layers; the train state and inference hold
+    them so) or a list of L dicts (as weight import builds them), each
     qkv      {kernel [D, 3D], bias [3D]}   fused query|key|value, heads major inside each
     attn_out {kernel [D, D],  bias [D]}
     attn_ln  {scale [D], bias [D]}
@@ -260,19 +261,33 @@ def _position_embeddings(table_PD, positions_BT, policy: PrecisionPolicy):
 def stack_layers(params: Params) -> Params:
   """The same params with 'layers' as one dict of [L, ...] arrays instead of a list of L
   dicts: 12 arrays instead of 12 L, for calls where the per-argument cost matters
-  (inference; docs/performance_notes.md, 15). encode and qa_logits take either form."""
+  (docs/performance_notes.md, 15 and 42: a BERT-Large train step passes 64 state arrays, not
+  892). encode and qa_logits take either form."""
   layers = params['layers']
   if isinstance(layers, dict):
     return params
   return {**params, 'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
 
 
+def unstack_layers(params: Params) -> Params:
+  """The inverse of stack_layers: 'layers' as a list of L dicts (numpy or jax arrays)."""
+  layers = params['layers']
+  if not isinstance(layers, dict):
+    return params
+  n = len(jax.tree.leaves(layers)[0])
+  return {**params, 'layers': [jax.tree.map(lambda x, i=i: x[i], layers) for i in range(n)]}
+
+
 def layer_params(layers) -> list[Params]:
-  """The per-layer dicts of a list or of a stacked dict (see stack_layers)."""
-  if isinstance(layers, dict):
-    n = len(jax.tree.leaves(layers)[0])
-    return [jax.tree.map(lambda x, i=i: x[i], layers) for i in range(n)]
-  return list(layers)
+  """The per-layer dicts of a list or of a stacked dict (see stack_layers). A stack is cut by
+  jnp.split, whose gradient is one concatenate of the layers' gradients (x[i]'s is a pad per
+  layer, summed: 2 ms more a BERT-Large step on an H200, docs/performance_notes.md, 42)."""
+  if not isinstance(layers, dict):
+    return list(layers)
+  leaves, treedef = jax.tree.flatten(layers)
+  n = len(leaves[0])
+  split = [[y[0] for y in jnp.split(x, n)] for x in leaves]
+  return [treedef.unflatten([s[i] for s in split]) for i in range(n)]
 
 
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,

@@ -29,7 +29,17 @@ class TrainState:
 
 def create_state(params, optimizer: optax.GradientTransformation, rng: jax.Array,
                  loss_scale: LossScale) -> TrainState:
+  """The state at step 0, its layers stacked (model.stack_layers): one [L, ...] array per
+  weight, in the params and the optimizer's moments."""
+  params = model.stack_layers(params)
   return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), loss_scale, rng)
+
+
+def map_params_like(fn, tree):
+  """fn applied to every params-like dict inside tree (one with 'layers': the params and the
+  optimizer's moments of a TrainState), e.g. model.unstack_layers."""
+  is_params = lambda x: isinstance(x, dict) and 'layers' in x
+  return jax.tree.map(lambda x: fn(x) if is_params(x) else x, tree, is_leaf=is_params)
 
 
 def span_loss(params, batch: Batch, rng, *, config: ModelConfig, policy: PrecisionPolicy):
@@ -69,13 +79,16 @@ def gathered_layers(params, policy: PrecisionPolicy):
   """params with the layers' matrices cast to the compute dtype and replicated: where the
   state is split over devices (mesh.sharded_state), each device gathers them in that dtype
   (half the bytes of float32), as the model would cast them anyway. The barrier keeps XLA
-  from moving the cast after the gather (it did: float32 went over the wire)."""
+  from moving the cast after the gather (it did: float32 went over the wire). Each layer is
+  gathered apart (the layers come out of their stacks first), so XLA can gather layer i+1
+  while layer i computes."""
   def gather(x):
     if x.ndim < 2:
       return x
     x = jax.lax.optimization_barrier(x.astype(policy.compute_dtype))
     return jax.lax.with_sharding_constraint(x, PartitionSpec())
-  return {**params, 'layers': jax.tree.map(gather, params['layers'])}
+  layers = model.layer_params(params['layers'])
+  return {**params, 'layers': [jax.tree.map(gather, layer) for layer in layers]}
 
 
 def train_step(state: TrainState, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy,

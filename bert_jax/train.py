@@ -162,7 +162,7 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), s.train.keep_checkpoints)
   start = 0
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(checkpointing.abstract_like(
+    state = checkpointing.restore_state(ckpt, checkpointing.abstract_like(
         state, jax.tree.map(lambda x: x.sharding, state)))
     start = int(ckpt.latest_step())
   writer = MetricsWriter(workdir)
@@ -326,7 +326,7 @@ def from_checkpoint(config, workdir: str, mode: str) -> dict:
     raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train first with '
                             '--mode=train_and_evaluate and the same --workdir')
   state = jax.eval_shape(lambda: initial_state(job, optimizer))
-  state = ckpt.restore(checkpointing.abstract_like(
+  state = checkpointing.restore_state(ckpt, checkpointing.abstract_like(
       state, jax.tree.map(lambda _: mesh_lib.replicated(job.mesh), state)))
   ckpt.close()
   if mode == 'export':

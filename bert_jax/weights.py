@@ -142,7 +142,7 @@ def canonical_tensors(params: dict) -> Iterator[tuple[str, np.ndarray]]:
   yield 'embeddings/token_type', emb['token_type']
   yield 'embeddings/ln/scale', emb['ln']['scale']
   yield 'embeddings/ln/bias', emb['ln']['bias']
-  for i, layer in enumerate(params['layers']):
+  for i, layer in enumerate(model_lib.unstack_layers(params)['layers']):
     p = f'layer_{i}'
     kernels = np.split(np.asarray(layer['qkv']['kernel']), 3, axis=1)
     biases = np.split(np.asarray(layer['qkv']['bias']), 3)

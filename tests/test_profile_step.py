@@ -335,31 +335,19 @@ def _assert_same_step(a, b):
     np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
 
 
-def test_stacked_state_trains_as_the_list_of_layers_does(ps, monkeypatch):
-  """The 'stacked' variant (one [L, ...] array per layer weight in the train state) takes the
-  same step as the base state on the same init and batch, with fewer state arrays (their
-  count no longer grows with the layers: 892 for BERT-Large, 64 stacked)."""
-  policy = PrecisionPolicy('fp32', fp32_matmul='float32')
-  base = _sgd_step_params(ps, monkeypatch, 'base', policy)
-  stacked = _sgd_step_params(ps, monkeypatch, 'stacked', policy)
-  _assert_same_step(base, stacked)
-  state = stacked[0].state()
-  assert isinstance(state.params['layers'], dict)                # [L, ...] arrays
-  assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(base[0].state()))  # 64 vs 100
-  probe = stacked[0].host_probe(n=2)
+def test_layer_list_state_trains_as_the_stacked_state_does(ps, monkeypatch):
+  """The train state holds its layers stacked (one [L, ...] array per layer weight); the
+  'layer_list' variant, a list of per-layer dicts as before, takes the same step on the same
+  init and batch with more state arrays (their count grows with the layers: 892 for
+  BERT-Large, 64 stacked). Under bf16 and fp32."""
+  for policy in (PrecisionPolicy('fp32', fp32_matmul='float32'), PrecisionPolicy('bf16')):
+    base = _sgd_step_params(ps, monkeypatch, 'base', policy)
+    listed = _sgd_step_params(ps, monkeypatch, 'layer_list', policy)
+    _assert_same_step(base, listed)
+  state, listed_state = base[0].state(), listed[0].state()
+  assert isinstance(state.params['layers'], dict)                  # [L, ...] arrays
+  assert isinstance(listed_state.params['layers'], list)
+  assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(listed_state))  # 64 vs 100 here
+  probe = base[0].host_probe(n=2)
   assert probe['state_arrays'] == len(jax.tree.leaves(state))
   assert probe['train_call_return_ms_p50'] > 0
-  with pytest.raises(SystemExit, match="'stacked' with 'zero'"):
-    ps.build_train('stacked+zero', 16, 1, policy, 'tiny', devices=2)
-
-
-def test_stacked_layers_split_out_train_as_indexed_ones_do(ps, monkeypatch):
-  """'split_layers' takes each layer out of the stacks by jnp.split instead of x[i] (the
-  gradient a concatenate, not a sum of pads); 'split_layers_bf16' casts the matrices' stacks
-  to bfloat16 before the split, which under bf16 is the cast the model makes per layer. Both
-  take the stacked step (one SGD step at learning rate 1: the gradients compared)."""
-  for policy, a, b in ((PrecisionPolicy('fp32', fp32_matmul='float32'), 'stacked',
-                        'stacked+split_layers'),
-                       (PrecisionPolicy('bf16'), 'stacked', 'stacked+split_layers_bf16')):
-    _assert_same_step(_sgd_step_params(ps, monkeypatch, a, policy),
-                      _sgd_step_params(ps, monkeypatch, b, policy))

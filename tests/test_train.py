@@ -10,7 +10,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
-from bert_jax import batches, mesh as mesh_lib, model, optim, steps, train
+from bert_jax import batches, checkpointing, mesh as mesh_lib, model, optim, steps, train
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -105,13 +105,42 @@ def test_state_split_over_eight_devices_equals_one(accumulation):
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
   for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-  kernel = multi.params['layers'][0]['ffn_in']['kernel']                  # [32, 64]: rows split
-  assert kernel.sharding.spec == P('data')
-  assert kernel.addressable_shards[0].data.shape == (4, 64)
-  mu = multi.opt_state[1][0].mu['layers'][1]['qkv']['kernel']
-  assert mu.sharding.spec == P('data')
-  for replicated in (multi.params['embeddings']['word'], multi.params['layers'][0]['qkv']['bias']):
+  # [2 layers, 32, 64]: rows split, never the layer axis, so each layer is gathered apart
+  kernel = multi.params['layers']['ffn_in']['kernel']
+  assert kernel.sharding.spec == P(None, 'data')
+  assert kernel.addressable_shards[0].data.shape == (2, 4, 64)
+  mu = multi.opt_state[1][0].mu['layers']['qkv']['kernel']
+  assert mu.sharding.spec == P(None, 'data')
+  for replicated in (multi.params['embeddings']['word'], multi.params['layers']['qkv']['bias']):
     assert replicated.sharding.is_fully_replicated
+  listed = jax.eval_shape(lambda s: steps.map_params_like(model.unstack_layers, s), single)
+  assert mesh_lib.sharded_state(mesh, listed).params['layers'][0]['ffn_in']['kernel'].spec == \
+      P('data')                                                  # layers as a list: dim 0
+
+
+def test_checkpoint_with_the_layers_as_a_list_restores_stacked(tmp_path):
+  """Checkpoints written before the train state stacked its layers hold them as a list of
+  per-layer dicts (params and Adam moments): they restore stacked, onto the split
+  shardings; a checkpoint of another model still fails."""
+  state, _ = new_state()
+  assert isinstance(state.params['layers'], dict)
+  state = jax.tree.map(lambda x: x + 0.01 if x.dtype == jnp.float32 else x, state)  # moments != 0
+  listed = steps.map_params_like(model.unstack_layers, state)
+  assert isinstance(listed.opt_state[1][0].mu['layers'], list)
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'listed'), 2)
+  ckpt.save(3, listed)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=8))
+  shardings = mesh_lib.sharded_state(mesh, state)
+  restored = checkpointing.restore_state(ckpt, checkpointing.abstract_like(state, shardings))
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+  assert restored.params['layers']['ffn_in']['kernel'].sharding.spec == P(None, 'data')
+  other, _ = new_state(CONFIG.replace(num_layers=3))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'other'), 2)
+  ckpt.save(1, steps.map_params_like(model.unstack_layers, other))
+  with pytest.raises(Exception):
+    checkpointing.restore_state(ckpt, checkpointing.abstract_like(state, shardings))
 
 
 def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
