@@ -3,7 +3,7 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2 (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1 (4 GPUs: one job per GPU at once);
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -404,6 +404,17 @@ stack2)  # 1 GPU, about 6 min: stack1's stacked state lost 2 % at batch 32 (+2.1
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 1 --variants stacked+split_layers_bf16 \
     --out $OUT/g0/b1 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
+  # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
+  # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large
+  # padded at batch 64, 300 steps (the 2-epoch target's rate)
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  ( ours 0 train 384 bf16 '(1,8,32,64)'; ours 0 train 128 bf16 '(64,)' ) &
+  ( peer 1 --train 384:32 128:64 --precision bf16 --modes compile ) &
+  ( CUDA_VISIBLE_DEVICES=2 CACHE=/tmp/cache_m timeout $(left) bash $0 minilm ) &
+  ( CUDA_VISIBLE_DEVICES=3 BATCH=64 STEPS=300 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_1gpu_batch64" timeout $(left) bash $0 large ) &
+  wait; rm -rf "$OUT"/large_1gpu_batch64/checkpoints; merge; pack ;;
 scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
   # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
