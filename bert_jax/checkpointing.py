@@ -39,8 +39,8 @@ class Checkpointer:
 def restore_state(ckpt: Checkpointer, target, step: int | None = None):
   """The state saved at `step` (default: the latest), restored onto target's shardings
   (target: abstract_like's). Checkpoints written before the train state stacked its layers
-  (steps.create_state) hold them as a list of per-layer dicts: those
-  are restored replicated and stacked, with a log line saying so."""
+  (steps.create_state) hold them as a list of per-layer dicts: those are restored
+  replicated and stacked, with a log line saying so."""
   try:
     return ckpt.restore(target, step)
   except Exception as stacked_error:  # orbax's error types for a tree mismatch vary
@@ -50,8 +50,8 @@ def restore_state(ckpt: Checkpointer, target, step: int | None = None):
       raise stacked_error from None
   logging.info('the checkpoint holds the layers as a list (written before the train state '
                'stacked them): stacking them')
-  shardings = jax.tree.map(lambda x: x.sharding, target)
-  return jax.jit(lambda s: steps.map_params_like(model.stack_layers, s), out_shardings=shardings)(listed)
+  stack = lambda s: steps.map_params_like(model.stack_layers, s)
+  return jax.jit(stack, out_shardings=jax.tree.map(lambda x: x.sharding, target))(listed)
 
 
 def _listed_like(target):

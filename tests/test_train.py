@@ -201,6 +201,9 @@ def test_decay_mask_spares_biases_and_layernorm():
   assert mask['layers'][0]['qkv']['kernel'] and not mask['layers'][0]['qkv']['bias']
   assert not mask['layers'][0]['attn_ln']['scale'] and not mask['embeddings']['ln']['bias']
   assert mask['embeddings']['word'] and mask['qa']['kernel'] and not mask['qa']['bias']
+  stacked = optim.decay_mask(model.stack_layers(model.init_params(jax.random.PRNGKey(0), CONFIG)))
+  assert stacked['layers']['qkv']['kernel'] and not stacked['layers']['qkv']['bias']  # by name
+  assert not stacked['layers']['attn_ln']['scale'] and not stacked['layers']['ffn_ln']['bias']
 
 
 def test_batches_are_a_pure_function_of_step():
