@@ -369,10 +369,10 @@ scale5)  # 4 GPUs, about 6 min: the scaling target with the train state split ov
   timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
     --config.bench.num_devices="(4,)" --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3
   python3 run.py --mode=report --workdir="$OUT/s" 2>&1 | tail -2 ;;
-stack1)  # 1 GPU, about 5.5 min. Prepared, not run: the train state's layers stacked
-  # (profile_step's 'stacked': 64 state arrays instead of 892). On CPU a step call returned
-  # in 1.1 ms instead of 4.7; the bench grid's batch-1 step took 28.7 ms (host-bound).
-  # The step at batch 1 and at batch 32, base and stacked, each profiled (kernel counts)
+stack1)  # 1 GPU, about 5 min (ran: docs/measurements/2026-11-27_h200_stack; its variant
+  # 'stacked' left profile_step when the train state became stacked, 918dd30: rerun at
+  # 3209521). The train state's layers stacked (64 state arrays instead of 892): the step at
+  # batch 1 and at batch 32, base and stacked, each profiled (kernel counts)
   mkdir -p "$OUT"/g0
   T="--kind train --seq 384 --precision bf16"
   timeout $(left) python3 benchmarks/profile_step.py $T --batch 1 --variants base stacked \
@@ -392,7 +392,9 @@ cmdbuf1)  # 1 GPU, about 8 min: the train step without XLA's command buffers (CU
   timeout $(left) python3 benchmarks/profile_step.py $T --seq 128 --batch 64 --variants base nocmdbuf \
     --out $OUT/g0/s128 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/b1/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-stack2)  # 1 GPU, about 6 min: stack1's stacked state lost 2 % at batch 32 (+2.1 ms of
+stack2)  # 1 GPU, about 3.5 min (ran, as stack1; its split_layers parts left profile_step in
+  # 918dd30, where split_layers became the product: rerun at 3209521). stack1's stacked
+  # state lost 2 % at batch 32 (+2.1 ms of
   # kernels: the layers' gradients summed from a pad per layer into float32 stacks, in extra
   # passes). Layers taken out by jnp.split (gradient one concatenate), in float32 or with the
   # stacks cast to bfloat16 first
