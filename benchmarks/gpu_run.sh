@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -414,6 +414,17 @@ stack4)  # 1 GPU, about 2.5 min: the stacked train state (the product) profiled 
       --batch $b --variants base --profile base --out $OUT/g0/b$b 2>&1 | grep -E '^\{|Error' | cut -c1-300
   done
   rm -rf "$OUT"/g0/b*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+gelu1)  # 1 GPU, about 5 min: what the GELU's arithmetic costs (benchmarks/gelu_math.py, alone),
+  # then the step with the cheaper Phi formulas (profile_step gelu_<candidate>), base before
+  # and after, and inference at batch 8 with them
+  mkdir -p "$OUT"/g0
+  timeout $(left) python3 benchmarks/gelu_math.py --out $OUT/g0/gelu_math.jsonl 2>&1 | grep -E 'Error' | head -3
+  timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --precision bf16 --batch 32 \
+    --variants base gelu_fit gelu_fit_rsqrt gelu_rsqrt base --profile gelu_fit_rsqrt \
+    --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --batch 8 \
+    --variants base gelu_fit gelu_fit_rsqrt base --out $OUT/g0/infer 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

@@ -37,7 +37,8 @@ its share of the gradients and updates only that share;
 hashdrop = dropout masks from a hash of each element's index (benchmarks/hash_dropout.py), computed in
 the kernels that use them instead of threefry bits written out and read back; layer_list = the
 train state's layers as a list of per-layer dicts, as before steps.create_state stacked them
-(892 state arrays for BERT-Large instead of 64).
+(892 state arrays for BERT-Large instead of 64); gelu_rsqrt / gelu_fit / gelu_fit_rsqrt = the
+GELU on another formula for Phi (benchmarks/gelu_math.py's candidates; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -78,6 +79,7 @@ from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings, TrainSettings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gelu_math  # noqa: E402  (benchmarks/gelu_math.py: the gelu_<candidate> variants)
 import gelu_pallas  # noqa: E402  (benchmarks/gelu_pallas.py: the gelu_kernel variant)
 import hash_dropout  # noqa: E402  (benchmarks/hash_dropout.py: the hashdrop variant)
 
@@ -190,7 +192,9 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
-           'pos_onehot': {'_position_embeddings': _position_onehot}}
+           'pos_onehot': {'_position_embeddings': _position_onehot},
+           **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
+              for name, fn in gelu_math.CANDIDATES.items()}}
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
