@@ -11,14 +11,17 @@ GELU(h) in bf16; the backward returns g GELU'(h) in bf16 and its column sums in 
 step's fusion does. Variants:
 
   copy        a float32 multiply only: the pass's floor (bytes, no arithmetic)
-  model       the model's GELU (model._gelu / model._gelu_bwd) as it is
-  nodiv, noexp  the model's formula with its division, or its exp(s), replaced by a multiply:
-              wrong values, there only to show what each costs
+  model       the model's GELU as it is (model._gelu: since entry 44, erfc(z) = t exp(-z^2) Q(t)
+              with t as an rsqrt square; 'fit_rsqrt' in the gelu1 call's records)
+  erfcc       the model's GELU before entry 44: Numerical Recipes' erfcc,
+              erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2) by an IEEE divide, and a
+              second exp for phi(x) in the backward ('model' in the gelu1 call's records)
+  nodiv, noexp  erfcc with its divide, or its exp(s), replaced by a multiply: wrong values,
+              there only to show what each costs
   tanh        jax.nn.gelu(approximate=True) (not BERT's GELU; for scale)
-  rsqrt       the model's formula with t = 1 / (1 + z/2) as rsqrt(1 + z/2)^2 (no IEEE divide)
-  fit, fit_rsqrt  erfc(z) = t exp(-z^2) Q(t), Q a degree-9 polynomial fitted for relative
-              error (9.9e-8 in float64 over z in [0, 9.5]): the backward's Phi(x) and phi(x)
-              share the one exp(-x^2 / 2); with the divide, or the rsqrt square
+  rsqrt       erfcc with t as rsqrt(1 + z/2)^2 (no IEEE divide)
+  fit         the model's erfc(z) = t exp(-z^2) Q(t) (model._ERFC_Q, fitted for relative
+              error; Phi(x) and phi(x) share one exp) with t by the IEEE divide
 
 One JSON line a variant and pass: microseconds a call (median of --repeats timings of
 --calls calls), the bandwidth the bytes imply, and the variant's accuracy against float64 over
@@ -43,34 +46,35 @@ _SQRT_HALF = np.float32(1 / np.sqrt(2))
 _INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
 
 
-# Q(t) = erfc(z) exp(z^2) / t with t = 1 / (1 + z/2), low order first (see 'fit' above).
-_Q = (0.28209324, 0.28216551, 0.24560293, 0.18711313, 0.03038243, 0.14915129, -0.30510589,
-      0.12826691, 0.01546225, -0.0151319)
+# Numerical Recipes' erfcc: erfc(z) ~ t exp(-z^2 + P(t)); P's coefficients, low first
+# (the model's Phi before entry 44).
+_NR_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+            -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
 
 def _t(z, div):
   return 1.0 / (1.0 + 0.5 * z) if div else jnp.square(jax.lax.rsqrt(1.0 + 0.5 * z))
 
 
-def _fit_cdf_pdf(x, *, div=True):
-  """Phi(x) and phi(x) from one exp: erfc(z) = t exp(-z^2) Q(t), z = |x| / sqrt 2."""
+def _fit_cdf_pdf(x):
+  """model._normal_cdf_pdf with t by an IEEE divide."""
   z = jnp.abs(x) * _SQRT_HALF
-  t = _t(z, div)
-  q = jnp.float32(_Q[-1])
-  for c in _Q[-2::-1]:
+  t = _t(z, True)
+  q = jnp.float32(model._ERFC_Q[-1])
+  for c in model._ERFC_Q[-2::-1]:
     q = q * t + np.float32(c)
   e = jnp.exp(-z * z)
   tail = 0.5 * t * q * e
   return jnp.where(x >= 0, 1.0 - tail, tail), e * _INV_SQRT_2PI
 
 
-def _probe_cdf(x, *, div=True, exp=True, rsqrt=False):
-  """model._normal_cdf with its division or its exp swapped for a multiply (cost probes),
+def _erfcc_cdf(x, *, div=True, exp=True, rsqrt=False):
+  """Phi(x) from erfcc; with its division or its exp swapped for a multiply (cost probes),
   or its divide for an rsqrt square (a candidate)."""
   z = jnp.abs(x) * _SQRT_HALF
   t = _t(z, not rsqrt) if div else 1.0 - 0.25 * z
-  p = jnp.float32(model._ERFC[-1])
-  for c in model._ERFC[-2::-1]:
+  p = jnp.float32(_NR_ERFC[-1])
+  for c in _NR_ERFC[-2::-1]:
     p = p * t + np.float32(c)
   tail = 0.5 * t * (jnp.exp(p - z * z) if exp else (p - z * z))
   return jnp.where(x >= 0, 1.0 - tail, tail)
@@ -81,16 +85,15 @@ def _probe_slope(x, cdf, *, exp=True):
   return cdf + x * pdf
 
 
-def _model_cdf_pdf(x, *, rsqrt=False):
-  """The model's Phi(x) (or its rsqrt-square candidate) and phi(x) from its own exp."""
-  cdf = _probe_cdf(x, rsqrt=True) if rsqrt else model._normal_cdf(x)
-  return cdf, jnp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+def _erfcc_cdf_pdf(x, *, rsqrt=False):
+  """erfcc's Phi(x) and phi(x) from its own exp (the model's backward before entry 44)."""
+  return _erfcc_cdf(x, rsqrt=rsqrt), jnp.exp(-0.5 * x * x) * _INV_SQRT_2PI
 
 
-CANDIDATES = {   # name: fn(x) -> (Phi(x), phi(x)) in float32
-    'rsqrt': functools.partial(_model_cdf_pdf, rsqrt=True),
-    'fit': functools.partial(_fit_cdf_pdf, div=True),
-    'fit_rsqrt': functools.partial(_fit_cdf_pdf, div=False),
+CANDIDATES = {   # name: fn(x) -> (Phi(x), phi(x)) in float32; profile_step's gelu_<name>
+    'erfcc': _erfcc_cdf_pdf,
+    'rsqrt': functools.partial(_erfcc_cdf_pdf, rsqrt=True),
+    'fit': _fit_cdf_pdf,
 }
 
 
@@ -131,11 +134,11 @@ def variants():
   """{name: (forward fn(h), backward fn(h, g))}."""
   out = {
       'copy': (_fwd(lambda x: np.float32(1.5)), _bwd(lambda x: x)),
-      'model': (model._gelu, _bwd(lambda x: model._gelu_slope(x, model._normal_cdf(x)))),
-      'nodiv': (_fwd(lambda x: _probe_cdf(x, div=False)),
-                _bwd(lambda x: _probe_slope(x, _probe_cdf(x, div=False)))),
-      'noexp': (_fwd(lambda x: _probe_cdf(x, exp=False)),
-                _bwd(lambda x: _probe_slope(x, _probe_cdf(x, exp=False), exp=False))),
+      'model': (model._gelu, _bwd(lambda x: model._gelu_slope(x, *model._normal_cdf_pdf(x)))),
+      'nodiv': (_fwd(lambda x: _erfcc_cdf(x, div=False)),
+                _bwd(lambda x: _probe_slope(x, _erfcc_cdf(x, div=False)))),
+      'noexp': (_fwd(lambda x: _erfcc_cdf(x, exp=False)),
+                _bwd(lambda x: _probe_slope(x, _erfcc_cdf(x, exp=False), exp=False))),
       'tanh': (lambda h: jax.nn.gelu(h.astype(jnp.float32), approximate=True).astype(h.dtype),
                _tanh_bwd),
   }

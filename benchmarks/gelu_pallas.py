@@ -10,7 +10,7 @@ write dh: 7.2 GB a step) would take 1.8 ms at 4 TB/s. This kernel reads a [ROWS,
 of each, writes dh, and one float32 [1, COLS] partial bias gradient per tile (XLA adds the
 partials). The forward kernel adds the bias and writes the pre-activation (kept for the
 backward) and the GELU in one pass, as XLA's fusion does. Its math is the model's
-(model._normal_cdf, model._gelu_slope); it runs on GPU through Triton where the shapes
+(model._normal_cdf_pdf, model._gelu_slope); it runs on GPU through Triton where the shapes
 divide into tiles, per device under the data mesh (as bert_jax/layer_norm_kernel.py does),
 and in Pallas' interpret mode on CPU (tests/test_gelu_pallas.py).
 """
@@ -34,7 +34,7 @@ def grads(h, g):
   """dh = g GELU'(h) in h's dtype and the bias gradient (the column sums of that dh) in
   float32 [1, F], for rows [n, F]: the math of the kernel, and XLA's where it does not fit."""
   x = h.astype(jnp.float32)
-  dh = (g.astype(jnp.float32) * model._gelu_slope(x, model._normal_cdf(x))).astype(h.dtype)
+  dh = (g.astype(jnp.float32) * model._gelu_slope(x, *model._normal_cdf_pdf(x))).astype(h.dtype)
   return dh, jnp.sum(dh.astype(jnp.float32), axis=0, keepdims=True)
 
 

@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -425,6 +425,25 @@ gelu1)  # 1 GPU, about 5 min: what the GELU's arithmetic costs (benchmarks/gelu_
   timeout $(left) python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --batch 8 \
     --variants base gelu_fit gelu_fit_rsqrt base --out $OUT/g0/infer 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+gelu2)  # 2 GPUs, about 9 min. GPU 0, profile_step (synthetic): the step with the new Phi (base)
+  # against the old (gelu_erfcc) at seq 384 batch 32 and seq 128 batch 64, and the q/k/v
+  # projection's backward as three matmuls (qkv_bwd3; qkv3 again for comparison). GPU 1: the
+  # product bench on real windows beside the compiled peer, one after the other on that GPU
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  PS="python3 benchmarks/profile_step.py --kind train --precision bf16"
+  ( export CUDA_VISIBLE_DEVICES=0
+    timeout $(left) $PS --seq 384 --batch 32 --variants base gelu_erfcc qkv_bwd3 qkv3 base \
+      --profile qkv_bwd3 --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300
+    timeout $(left) $PS --seq 128 --batch 64 --variants base gelu_erfcc base --out $OUT/g0/s128 2>&1 \
+      | grep -E '^\{|Error' | cut -c1-300 ) &
+  ( peer 1 --train 384:32 --precision bf16 --modes compile
+    ours 1 train 384 bf16 '(32,)'
+    peer 1 --train 128:64 --precision bf16 --modes compile
+    ours 1 train 128 bf16 '(64,)'
+    ours 1 infer 384 fp16 '(1,8)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
+    ours 1 train 384 bf16 '(64,)' ) &
+  wait; merge; rm -rf "$OUT"/g0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

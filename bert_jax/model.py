@@ -169,24 +169,38 @@ def _qkv(x_BTD, p, config, policy):
   return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
 
-# erfc(z) ~ t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0 (Numerical Recipes' erfcc, a
-# Chebyshev fit with fractional error below 1.2e-7 on the whole line); P's coefficients, low first.
-_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
-         -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+# erfc(z) ~ t exp(-z^2) Q(t), t = 1 / (1 + z / 2), z >= 0: the form of Numerical Recipes' erfcc
+# with the polynomial outside the exp, Q of degree 9 fitted for relative error (least squares
+# reweighted toward minimax; 9.9e-8 in float64 over z in [0, 9.5]); Q's coefficients, low first.
+_ERFC_Q = (0.28209324, 0.28216551, 0.24560293, 0.18711313, 0.03038243, 0.14915129,
+           -0.30510589, 0.12826691, 0.01546225, -0.0151319)
+_SQRT_HALF = np.float32(1 / np.sqrt(2))
+_INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
+
+
+def _normal_cdf_pdf(x):
+  """Phi(x) and phi(x) for float32 x, sharing one exp: with z = |x| / sqrt 2, exp(-z^2) is
+  both erfc's factor and sqrt(2 pi) phi(x). t comes as an rsqrt squared, not an IEEE divide.
+
+  The GELU passes are bound by this arithmetic more than by their bytes. Against Numerical
+  Recipes' fit (exp(-z^2 + P(t)), a divide, and a second exp for phi) BERT-Large's batch-32
+  train step ran +1.4 % on an H200, its GELU kernels 0.9 ms a step shorter
+  (docs/performance_notes.md, 44). Within 8.4e-7 of float64 where |GELU| > 1e-3, and the same
+  bf16 results as the float64 GELU rounded to bf16, on every bf16 input
+  (benchmarks/gelu_math.py; on the H200, where the rsqrt is approximate, and on CPU)."""
+  z = jnp.abs(x) * _SQRT_HALF
+  t = jnp.square(jax.lax.rsqrt(1.0 + 0.5 * z))
+  q = jnp.float32(_ERFC_Q[-1])
+  for c in _ERFC_Q[-2::-1]:
+    q = q * t + np.float32(c)
+  e = jnp.exp(-z * z)
+  tail = 0.5 * t * q * e                                    # erfc(z) / 2
+  return jnp.where(x >= 0, 1.0 - tail, tail), e * _INV_SQRT_2PI
 
 
 def _normal_cdf(x):
-  """Phi(x) = 1 - erfc(x / sqrt 2) / 2 for float32 x, from the one erfc fit above: a
-  division, nine multiply-adds and an exp. With jax's erf the GELU forward fusion held 28
-  multiplies, 21 adds and 4 selects per element and was the largest elementwise pass of the
-  training step; with this fit it ran 3.88 -> 2.75 ms a step (docs/performance_notes.md, 20)."""
-  z = jnp.abs(x) * np.float32(1 / np.sqrt(2))
-  t = 1.0 / (1.0 + 0.5 * z)
-  p = jnp.float32(_ERFC[-1])
-  for c in _ERFC[-2::-1]:
-    p = p * t + np.float32(c)
-  tail = 0.5 * t * jnp.exp(p - z * z)                       # erfc(z) / 2
-  return jnp.where(x >= 0, 1.0 - tail, tail)
+  """Phi(x) for float32 x (see _normal_cdf_pdf)."""
+  return _normal_cdf_pdf(x)[0]
 
 
 @jax.custom_vjp
@@ -205,9 +219,8 @@ def _gelu_fwd(h):
   return _gelu(h), h
 
 
-def _gelu_slope(x, cdf):
-  """d/dx of x Phi(x) for float32 x, given Phi(x): Phi(x) + x phi(x)."""
-  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+def _gelu_slope(x, cdf, pdf):
+  """d/dx of x Phi(x) for float32 x, given Phi(x) and phi(x)."""
   return cdf + x * pdf
 
 
@@ -215,7 +228,7 @@ def _gelu_bwd(h, g):
   # The barrier stops XLA from sharing Phi(x) with the forward pass, which it did by writing
   # it out as float32 [B, T, F] (one more pass over 4 bytes an element) instead of recomputing.
   x = jax.lax.optimization_barrier(h).astype(jnp.float32)
-  return ((g.astype(jnp.float32) * _gelu_slope(x, _normal_cdf(x))).astype(h.dtype),)
+  return ((g.astype(jnp.float32) * _gelu_slope(x, *_normal_cdf_pdf(x))).astype(h.dtype),)
 
 
 _gelu.defvjp(_gelu_fwd, _gelu_bwd)
