@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -453,6 +453,10 @@ gelu3)  # 1 GPU, about 5 min: the new GELU on real work. The GELU and profile_st
     | tail -4 > "$OUT/gpu_tests.txt"; cat "$OUT/gpu_tests.txt"
   OUT=$OUT timeout $(left) bash $0 minilm
   ours 0 train 384 bf16 '(64,)'; merge; pack ;;
+gelu4)  # 1 GPU, about 3 min: qkv_bwd3 with x kept from XLA's dot merger (qkv_bwd3b) beside base
+  mkdir -p "$OUT"/g0
+  timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --precision bf16 --batch 32 \
+    --variants base qkv_bwd3b --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

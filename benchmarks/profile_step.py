@@ -9,7 +9,8 @@ per element (jax.random.bernoulli, the code before byte masks); nodrop = dropout
 (the ceiling dropout allows); rbg = the train state's key uses JAX's 'rbg' PRNG (XLA
 RngBitGenerator); qkv3 = q, k, v from three matmuls instead of slicing one fused output;
 qkv_bwd3 = the fused projection forward, but its backward as three matmuls each for dx and dW
-on dq, dk, dv (no concatenation of the three);
+on dq, dk, dv (no concatenation of the three); qkv_bwd3b = the same with x kept from XLA's dot
+merger (which joined the three dW matmuls again);
 gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU);
 biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
 gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
@@ -113,27 +114,34 @@ def _qkv_proj_fwd(x, w, b, num_heads, precision):
   return _qkv_proj(x, w, b, num_heads, precision), (x, w)
 
 
-def _qkv_proj_bwd(num_heads, precision, res, grads):
+def _qkv_proj_bwd(num_heads, precision, res, grads, apart=False):
   """Three matmuls each for dx and dW on dq, dk, dv as cuDNN writes them: no [B, T, 3, N, H]
-  concatenation of the three (2.1 ms a step at batch 32, the stack2 profile)."""
+  concatenation of the three (2.1 ms a step at batch 32, the stack2 profile). XLA's dot
+  merger joins the three dW matmuls (they share x) and so concatenates after all (gelu2);
+  apart: x reaches each through its own optimization barrier, which that pass cannot see
+  through."""
   x, w = res
   d = x.shape[-1]
   gs = [g.reshape(-1, g.shape[-2] * g.shape[-1]) for g in grads]          # [B*T, D] each
   ws = jnp.split(w, 3, axis=1)
   dx = sum(jnp.einsum('ne,de->nd', g, wi, precision=precision) for g, wi in zip(gs, ws))
   x2 = x.reshape(-1, d)
-  dw = jnp.concatenate([jnp.einsum('nd,ne->de', x2, g, precision=precision) for g in gs], axis=1)
+  pairs = [jax.lax.optimization_barrier((x2, g)) if apart else (x2, g) for g in gs]
+  dw = jnp.concatenate([jnp.einsum('nd,ne->de', xi, g, precision=precision) for xi, g in pairs],
+                       axis=1)
   db = jnp.concatenate([jnp.sum(g.astype(jnp.float32), axis=0) for g in gs])
   return dx.reshape(x.shape), dw, db.astype(w.dtype)
 
 
 _qkv_proj.defvjp(_qkv_proj_fwd, _qkv_proj_bwd)
+_qkv_proj_apart = jax.custom_vjp(_qkv_proj.__wrapped__, nondiff_argnums=(3, 4))
+_qkv_proj_apart.defvjp(_qkv_proj_fwd, functools.partial(_qkv_proj_bwd, apart=True))
 
 
-def _qkv_bwd3(x_BTD, p, config, policy):
+def _qkv_bwd3(x_BTD, p, config, policy, proj=_qkv_proj):
   dtype = policy.compute_dtype
-  return _qkv_proj(x_BTD, p['kernel'].astype(dtype), p['bias'].astype(dtype), config.num_heads,
-                   policy.matmul_precision)
+  return proj(x_BTD, p['kernel'].astype(dtype), p['bias'].astype(dtype), config.num_heads,
+              policy.matmul_precision)
 
 
 def _gelu_tanh(h):
@@ -220,6 +228,7 @@ def _dense_biasmm(x, p, policy):
 
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
+           'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
            'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},

@@ -40,7 +40,7 @@ def _grads(ps, variant, precision):
     ps.apply_variant('base')
 
 
-@pytest.mark.parametrize('variant', ['qkv3', 'qkv_bwd3', 'biasmm', 'gelu_autodiff', 'ln_autodiff',
+@pytest.mark.parametrize('variant', ['qkv3', 'qkv_bwd3', 'qkv_bwd3b', 'biasmm', 'gelu_autodiff', 'ln_autodiff',
                                      'qkv3+biasmm+gelu_autodiff+ln_autodiff', 'ln_xla',
                                      'gelu_lax_erf', 'gelu_shared', 'gelu_kernel',
                                      'gelu_kernel_fwd'])
