@@ -2,10 +2,11 @@
 
   python benchmarks/gelu_math.py --out gpu_out/gelu_math.jsonl
 
-In BERT-Large's train step (seq 384, batch 32, H200) the GELU forward fusion takes about
-110 µs a layer and the backward (with the FFN-in bias gradient) about 148 µs, for 200 and
-300 MB of traffic: 1.8 and 2.0 TB/s, under half the card's bandwidth, so they look bound by
-arithmetic, not bytes (docs/performance_notes.md, entries 32, 44). Each variant here is one
+In BERT-Large's train step (seq 384, batch 32, H200) the GELU forward fusion took about
+110 µs a layer and the backward (with the FFN-in bias gradient) about 148 µs before entry 44
+of docs/performance_notes.md, for 200 and 300 MB of traffic: 1.8 and 2.0 TB/s, under half
+the card's bandwidth, so they looked bound by arithmetic, not bytes (entries 32, 44; with
+the formula adopted there, 93 and 125 µs). Each variant here is one
 jitted function on [rows, width] bf16 (the FFN's shape by default): the forward returns
 GELU(h) in bf16; the backward returns g GELU'(h) in bf16 and its column sums in float32, as the
 step's fusion does. Variants:

@@ -40,8 +40,9 @@ its share of the gradients and updates only that share;
 hashdrop = dropout masks from a hash of each element's index (benchmarks/hash_dropout.py), computed in
 the kernels that use them instead of threefry bits written out and read back; layer_list = the
 train state's layers as a list of per-layer dicts, as before steps.create_state stacked them
-(892 state arrays for BERT-Large instead of 64); gelu_rsqrt / gelu_fit / gelu_fit_rsqrt = the
-GELU on another formula for Phi (benchmarks/gelu_math.py's candidates; train and infer).
+(892 state arrays for BERT-Large instead of 64); gelu_erfcc / gelu_rsqrt / gelu_fit = the GELU
+on another formula for Phi (benchmarks/gelu_math.py's candidates; gelu_erfcc is the model's
+before entry 44 of docs/performance_notes.md; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them).
@@ -102,8 +103,7 @@ def _qkv_three_dots(x_BTD, p, config, policy):
                .reshape(b, t, config.num_heads, config.head_dim) for i in range(3))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _qkv_proj(x, w, b, num_heads, precision):
+def _qkv_proj_math(x, w, b, num_heads, precision):
   """q, k, v [B, T, N, H] from the fused [D, 3D] projection, as model._qkv computes them."""
   y = jnp.einsum('btd,de->bte', x, w, precision=precision) + b
   y = y.reshape(*x.shape[:2], 3, num_heads, -1)
@@ -111,7 +111,7 @@ def _qkv_proj(x, w, b, num_heads, precision):
 
 
 def _qkv_proj_fwd(x, w, b, num_heads, precision):
-  return _qkv_proj(x, w, b, num_heads, precision), (x, w)
+  return _qkv_proj_math(x, w, b, num_heads, precision), (x, w)
 
 
 def _qkv_proj_bwd(num_heads, precision, res, grads, apart=False):
@@ -133,8 +133,9 @@ def _qkv_proj_bwd(num_heads, precision, res, grads, apart=False):
   return dx.reshape(x.shape), dw, db.astype(w.dtype)
 
 
+_qkv_proj = jax.custom_vjp(_qkv_proj_math, nondiff_argnums=(3, 4))
 _qkv_proj.defvjp(_qkv_proj_fwd, _qkv_proj_bwd)
-_qkv_proj_apart = jax.custom_vjp(_qkv_proj.__wrapped__, nondiff_argnums=(3, 4))
+_qkv_proj_apart = jax.custom_vjp(_qkv_proj_math, nondiff_argnums=(3, 4))
 _qkv_proj_apart.defvjp(_qkv_proj_fwd, functools.partial(_qkv_proj_bwd, apart=True))
 
 
@@ -177,7 +178,8 @@ def _gelu_shared(h):
 
 def _gelu_shared_bwd(h, g):
   x = h.astype(jnp.float32)
-  return ((g.astype(jnp.float32) * model._gelu_slope(x, *model._normal_cdf_pdf(x))).astype(h.dtype),)
+  slope = model._gelu_slope(x, *model._normal_cdf_pdf(x))
+  return ((g.astype(jnp.float32) * slope).astype(h.dtype),)
 
 
 _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
