@@ -34,14 +34,15 @@ import json
 import math
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bert_jax import model, records  # noqa: E402
+from gelu_sweep import timed_us  # noqa: E402  (the same timing as the Pallas tile sweep)
 
 _SQRT_HALF = np.float32(1 / np.sqrt(2))
 _INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
@@ -181,18 +182,6 @@ def accuracy(fwd, bwd):
     out[f'{k}_max_rel_err_f32'] = float(np.max(np.abs(f32 - ref)[big] / np.abs(ref[big])))
     out[f'{k}_bf16_mismatch'] = float(np.mean(np.asarray(ours_bf16[k])[big] != rounded[big]))
   return out
-
-
-def timed_us(fn, args, calls, repeats):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(calls):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    times.append((time.perf_counter() - t0) / calls * 1e6)
-  return float(np.median(times))
 
 
 def main(argv=None):
