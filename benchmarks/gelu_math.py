@@ -44,8 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bert_jax import model, records  # noqa: E402
 from gelu_sweep import timed_us  # noqa: E402  (the same timing as the Pallas tile sweep)
 
-_SQRT_HALF = np.float32(1 / np.sqrt(2))
-_INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
+_SQRT_HALF, _INV_SQRT_2PI = model._SQRT_HALF, model._INV_SQRT_2PI
 
 
 # Numerical Recipes' erfcc: erfc(z) ~ t exp(-z^2 + P(t)); P's coefficients, low first

@@ -162,8 +162,8 @@ def _gelu_lax_erf(h):
 
 def _gelu_lax_erf_bwd(h, g):
   x = h.astype(jnp.float32)
-  cdf = 0.5 * (1.0 + jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
-  pdf = jnp.exp(-0.5 * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * model._SQRT_HALF))
+  pdf = jnp.exp(-0.5 * x * x) * model._INV_SQRT_2PI
   return ((g.astype(jnp.float32) * model._gelu_slope(x, cdf, pdf)).astype(h.dtype),)
 
 
