@@ -3,7 +3,8 @@
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4 (1 GPU); grid, rest, fullgrid,
-# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3 (4 GPUs: one job per GPU at once);
+# gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
+# grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -25,7 +26,7 @@ B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=
    --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
 left() { local l=$(( ${DEADLINE:-560} - SECONDS )); echo $(( l > 1 ? l : 1 )); }  # secs to deadline
 ours() {  # GPU kind seq precision batches
-  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="$OUT/g$1" \
+  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="${WD:-$OUT/g$1}" \
     --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
     --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
 peer() { CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
@@ -457,6 +458,26 @@ gelu4)  # 1 GPU, about 3 min: qkv_bwd3 with x kept from XLA's dot merger (qkv_bw
   mkdir -p "$OUT"/g0
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --precision bf16 --batch 32 \
     --variants base qkv_bwd3b --out $OUT/g0 2>&1 | grep -E '^\{|Error' | cut -c1-300 ;;
+grid2)  # SEQ=384 or 128, one 4-GPU call each (about 9.5 min): the whole one-GPU grid at that
+  # length with the code as it is, and the peer in the same call, like for like (no
+  # attention-probability dropout, as our cuDNN step) and with BERT's 0.1 (as before
+  # peer_hf's --attention-dropout). GPU 3 then runs our target point after the peer on the
+  # same GPU ($OUT/same3, outside the grid's records). GPU 0 then times LayerNorm's one-pass
+  # statistics (ln_fastvar) against base at seq 384 batch 32, in the order ORDER gives
+  S=${SEQ:-384}; ALL='(1,2,4,8,16,32,64)'; P=$([ "$S" = 384 ] && echo 32 || echo 64)
+  mkdir -p "$OUT"/g{0,1,2,3}
+  ( ours 0 train $S bf16 "$ALL"
+    CUDA_VISIBLE_DEVICES=0 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
+      --batch 32 --precision bf16 --variants ${ORDER:-ln_fastvar base} --profile ln_fastvar \
+      --out "$OUT/p0" 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
+  ( ours 1 train $S fp16 "$ALL"; ours 1 infer $S bf16 "$ALL" ) &
+  ( ours 2 train $S fp32 "$ALL"; ours 2 infer $S fp32 "$ALL" ) &
+  ( peer 3 --train $S:$P --precision bf16 --modes compile eager
+    peer 3 --train $S:$P --precision bf16 --modes compile --attention-dropout 0.1
+    peer 3 --infer $S:1 $S:8 $S:64 --precision fp16 --modes compile eager
+    ours 3 infer $S fp16 "$ALL"
+    WD="$OUT/same3" ours 3 train $S bf16 "($P,)" ) &
+  wait; merge; rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

@@ -31,10 +31,21 @@ def load(workdir: str) -> list[dict]:
   return out
 
 
+# The peer's training records before benchmarks/peer_hf.py's --attention-dropout carry no such
+# field: they trained with transformers' default attention-probability dropout.
+PEER_ATTENTION_DROPOUT_BEFORE = 0.1
+
+
 def system(rec: dict) -> str:
-  """'bert_jax' or the peer with its mode, e.g. 'pytorch-hf compile'."""
+  """'bert_jax' or the peer with its mode, e.g. 'pytorch-hf compile'; a peer training point
+  with attention-probability dropout (which bert_jax's cuDNN attention does not do) says so,
+  e.g. 'pytorch-hf compile, attention dropout 0.1', so that it is never the like-for-like one."""
   fw = rec.get('framework', 'bert_jax')
-  return fw if fw == 'bert_jax' else f"{fw} {rec.get('mode', '')}".strip()
+  if fw == 'bert_jax':
+    return fw
+  name = f"{fw} {rec.get('mode', '')}".strip()
+  rate = rec.get('attention_dropout', PEER_ATTENTION_DROPOUT_BEFORE)
+  return f'{name}, attention dropout {rate:g}' if rec.get('kind') == 'train' and rate else name
 
 
 def _latest(recs, key):

@@ -1,6 +1,7 @@
 """Benchmark harness on CPU: a tiny sweep's records, the report, OOM handling, percentiles."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -182,6 +183,40 @@ def test_report_puts_the_peer_beside_us(tmp_path):
   assert '| bf16 | 32 (state split) | 500.0 | 990.0 (99 %) |' in text
   assert 'train-step compiler options: xla_gpu_enable_triton_gemm=False' in text
   assert jax.device_count() == 8
+
+
+def test_report_keeps_the_peer_with_attention_dropout_apart(tmp_path):
+  """The peer trained with attention-probability dropout (bert_jax's cuDNN step has none) is a
+  column of its own, and the ratio takes the like-for-like peer where it is faster; records
+  from before peer_hf's --attention-dropout (no field) count as 0.1."""
+  point = {'schema': records.SCHEMA, 'kind': 'train', 'status': 'ok', 'precision': 'bf16',
+           'seq_len': 384, 'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1,
+           'source': 'bench', 'device': 'cpu'}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    f.write(json.dumps({**point, 'sentences_per_s': 600.0, 'sentences_per_s_per_device': 600.0})
+            + '\n')
+    peer = {**point, 'framework': 'pytorch-hf', 'mode': 'compile'}
+    f.write(json.dumps({**peer, 'sentences_per_s': 480.0}) + '\n')                # before
+    f.write(json.dumps({**peer, 'sentences_per_s': 500.0, 'attention_dropout': 0.0}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '| pytorch-hf compile sent/s | pytorch-hf compile, attention dropout 0.1 sent/s |' in text
+  row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
+  assert '| 500.0 | 480.0 | 1.20 |' in row
+  infer = {**peer, 'kind': 'infer'}
+  assert report.system(infer) == 'pytorch-hf compile'   # no dropout at inference to speak of
+
+
+def test_peer_trains_without_attention_dropout_by_default():
+  for name in ('torch', 'transformers'):   # benchmarks/peer_hf.py imports both
+    pytest.importorskip(name, reason=f'{name} is not installed (the peer needs it)')
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'benchmarks'))
+  try:
+    import peer_hf
+  finally:
+    sys.path.pop(0)
+  cfg = peer_hf.bert_config(2, 64, 2, 128)
+  assert (cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob) == (0.0, 0.1)
+  assert peer_hf.bert_config(2, 64, 2, 128, 0.1).attention_probs_dropout_prob == 0.1
 
 
 def test_report_without_records_says_what_to_do(tmp_path):
