@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -462,13 +462,14 @@ grid2)  # SEQ=384 or 128, one 4-GPU call each (about 9.5 min): the whole one-GPU
   # length with the code as it is, and the peer in the same call, like for like (no
   # attention-probability dropout, as our cuDNN step) and with BERT's 0.1 (as before
   # peer_hf's --attention-dropout). GPU 3 then runs our target point after the peer on the
-  # same GPU ($OUT/same3, outside the grid's records). GPU 0 then times LayerNorm's one-pass
-  # statistics (ln_fastvar) against base at seq 384 batch 32, in the order ORDER gives
+  # same GPU ($OUT/same3, outside the grid's records). GPU 0 then times LayerNorm's two-pass
+  # statistics against base at seq 384 batch 32, in the order ORDER gives (it ran at e2dcf8c,
+  # before the one-pass statistics were the model, as ln_fastvar against base)
   S=${SEQ:-384}; ALL='(1,2,4,8,16,32,64)'; P=$([ "$S" = 384 ] && echo 32 || echo 64)
   mkdir -p "$OUT"/g{0,1,2,3}
   ( ours 0 train $S bf16 "$ALL"
     CUDA_VISIBLE_DEVICES=0 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
-      --batch 32 --precision bf16 --variants ${ORDER:-ln_fastvar base} --profile ln_fastvar \
+      --batch 32 --precision bf16 --variants ${ORDER:-base ln_twopass} --profile base \
       --out "$OUT/p0" 2>&1 | grep -E '^\{|Error' | cut -c1-300 ) &
   ( ours 1 train $S fp16 "$ALL"; ours 1 infer $S bf16 "$ALL" ) &
   ( ours 2 train $S fp32 "$ALL"; ours 2 infer $S fp32 "$ALL" ) &
@@ -478,6 +479,15 @@ grid2)  # SEQ=384 or 128, one 4-GPU call each (about 9.5 min): the whole one-GPU
     ours 3 infer $S fp16 "$ALL"
     WD="$OUT/same3" ours 3 train $S bf16 "($P,)" ) &
   wait; merge; rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+gridfill)  # 1 GPU, about 7 min: the inference points the two grid2 calls left (their inference
+  # jobs shared the host with three compiling jobs, about 45 s a point), most wanted first;
+  # whatever DEADLINE leaves out stays out (it ran as is, about 70 s a point, 40 of them
+  # compiling; then, FILL=128, from the seq-128 points on)
+  mkdir -p "$OUT"/g0
+  [ "${FILL:-}" = 128 ] || { ours 0 infer 384 fp16 '(64,)'; ours 0 infer 384 bf16 '(8,16,32,64)'; }
+  ours 0 infer 128 fp16 '(64,)'; ours 0 infer 128 bf16 '(8,16,32,64)'
+  ours 0 infer 384 fp32 '(4,8,16,32,64)'; ours 0 infer 128 fp32 '(8,16,32,64)'
+  merge; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

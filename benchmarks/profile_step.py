@@ -20,8 +20,9 @@ gelu_autodiff+ln_autodiff (the step before the custom VJPs). ln_xla = XLA's Laye
 backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); gelu_lax_erf =
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
-ln_fastvar = LayerNorm's variance as E[x^2] - E[x]^2, one pass over x for both statistics
-(flax's use_fast_variance; train and infer);
+ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the model's
+before entry 50 of docs/performance_notes.md, which takes E[x^2] - E[x]^2 in one; train and
+infer; ln_fastvar was that change as a variant, in the grid2 calls);
 triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
 default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
 (which can fold bias adds into the matmul epilogue); lhs = XLA's latency-hiding scheduler on
@@ -195,13 +196,11 @@ def _layer_norm_autodiff(x, p, eps, dtype):
   return ((x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']).astype(dtype)
 
 
-def _ln_stats_fastvar(x32, eps):
-  """LayerNorm's row mean and rstd from one pass: var = E[x^2] - E[x]^2 (flax's
-  use_fast_variance), so XLA can take both sums in the fusion that forms x (residual add and
-  dropout) instead of a second pass over x for E[(x - mean)^2]."""
+def _ln_stats_twopass(x32, eps):
+  """LayerNorm's row statistics as the model took them before entry 50: the mean, then
+  E[(x - mean)^2] in a second pass over x."""
   mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.maximum(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
-  return mean, jax.lax.rsqrt(var + eps)
+  return mean, jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -247,7 +246,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
-           'ln_fastvar': {'_ln_stats': _ln_stats_fastvar},
+           'ln_twopass': {'_ln_stats': _ln_stats_twopass},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},

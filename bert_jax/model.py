@@ -81,8 +81,16 @@ def _layer_norm(x, p, eps, dtype):
 
 
 def _ln_stats(x32, eps):
+  """Row mean and 1 / sqrt(var + eps) of float32 x from one pass: var = E[x^2] - E[x]^2 (flax's
+  use_fast_variance), so XLA takes both sums in the fusion that forms x (the residual add and
+  dropout) instead of reading x again for E[(x - mean)^2] (one pass of 48 a BERT-Large step
+  fewer, 0.34 ms on an H200; docs/performance_notes.md, 50). The subtraction costs precision
+  only where a row's |mean| is far above its spread: var's error is about 2^-24 (mean / std)^2
+  relative, 6e-4 at a ratio of 100 (tests). Inputs here are a LayerNorm output plus a
+  sublayer's output, or the embeddings' sum: ratios near 1."""
   mean = jnp.mean(x32, axis=-1, keepdims=True)
-  return mean, jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
+  var = jnp.maximum(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
+  return mean, jax.lax.rsqrt(var + eps)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))

@@ -90,6 +90,7 @@ def _header(recs) -> list[str]:
   peers = sorted({f"torch {r.get('torch')}, transformers {r.get('transformers')}"
                   for r in recs if r.get('torch')})
   commits = sorted({r.get('git_commit', '') for r in mine if r.get('git_commit')})
+  prints = sorted({r['code_fingerprint'] for r in mine if r.get('code_fingerprint')})
   flags = sorted({r.get('xla_flags', '') for r in mine if r.get('xla_flags')})
   options = sorted({', '.join(f'{k}={v}' for k, v in sorted(r['xla_compiler_options'].items()))
                     for r in mine if r.get('xla_compiler_options')})
@@ -97,7 +98,9 @@ def _header(recs) -> list[str]:
   times = sorted(r.get('time', '') for r in recs if r.get('time'))
   lines = ['# Benchmark report', '',
            f"- Devices: {', '.join(devices)}",
-           f"- bert_jax: {'; '.join(versions) or '—'}; commit {', '.join(commits) or '—'}",
+           f"- bert_jax: {'; '.join(versions) or '—'}; commit {', '.join(commits) or '—'}"
+           + (f"; code fingerprint {', '.join(prints)} (benchmarks/which_commit.py names its "
+              "commits: a copied checkout's git commit can be stale)" if prints else ''),
            f"- Peer: {'; '.join(peers) or 'none in these records'}",
            f"- XLA flags: {', '.join(flags) or 'none'}"
            + (f"; train-step compiler options: {'; '.join(options)}" if options else ''),

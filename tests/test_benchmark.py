@@ -193,8 +193,8 @@ def test_report_keeps_the_peer_with_attention_dropout_apart(tmp_path):
            'seq_len': 384, 'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1,
            'source': 'bench', 'device': 'cpu'}
   with open(tmp_path / 'records.jsonl', 'w') as f:
-    f.write(json.dumps({**point, 'sentences_per_s': 600.0, 'sentences_per_s_per_device': 600.0})
-            + '\n')
+    f.write(json.dumps({**point, 'sentences_per_s': 600.0, 'sentences_per_s_per_device': 600.0,
+                        'code_fingerprint': 'abcdef012345'}) + '\n')
     peer = {**point, 'framework': 'pytorch-hf', 'mode': 'compile'}
     f.write(json.dumps({**peer, 'sentences_per_s': 480.0}) + '\n')                # before
     f.write(json.dumps({**peer, 'sentences_per_s': 500.0, 'attention_dropout': 0.0}) + '\n')
@@ -202,6 +202,7 @@ def test_report_keeps_the_peer_with_attention_dropout_apart(tmp_path):
   assert '| pytorch-hf compile sent/s | pytorch-hf compile, attention dropout 0.1 sent/s |' in text
   row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
   assert '| 500.0 | 480.0 | 1.20 |' in row
+  assert 'code fingerprint abcdef012345' in text
   infer = {**peer, 'kind': 'infer'}
   assert report.system(infer) == 'pytorch-hf compile'   # no dropout at inference to speak of
 

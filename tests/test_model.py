@@ -198,3 +198,31 @@ def test_inference_params_give_the_same_logits(policy):
   run = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol))
   for a, b in zip(run(params, batch), run(prepared, batch)):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('ratio, tol', [(0.0, 1e-6), (1.0, 1e-6), (10.0, 1e-5), (100.0, 1e-3)])
+def test_layer_norm_one_pass_statistics_stay_accurate(ratio, tol):
+  """_ln_stats takes var as E[x^2] - E[x]^2 (one pass). Against float64's two-pass variance:
+  exact to float32 rounding for rows whose |mean| is near their spread, and within 1e-3
+  (relative, in 1 / sqrt(var + eps)) even at |mean| = 100 std."""
+  x = np.random.default_rng(0).normal(size=(64, 1024))
+  x = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True) * 0.7 + ratio * 0.7
+  mean, rstd = model._ln_stats(jnp.asarray(x, jnp.float32), 1e-12)
+  x64 = np.asarray(jnp.asarray(x, jnp.float32), np.float64)
+  want = 1 / np.sqrt(x64.var(-1, keepdims=True) + 1e-12)
+  np.testing.assert_allclose(np.asarray(rstd), want, rtol=tol)
+  np.testing.assert_allclose(np.asarray(mean), x64.mean(-1, keepdims=True), rtol=1e-6, atol=1e-6)
+
+
+def test_layer_norm_variance_that_rounds_below_zero_is_clamped():
+  """For a constant row E[x^2] - E[x]^2 can round below zero (0.3 and -7.77 in float32 do):
+  the clamp keeps rstd at 1 / sqrt(eps) and the output finite instead of NaN. (With BERT's eps
+  of 1e-12 neither formula gives such a row its bias back: x - mean is rounding noise times
+  1e6 either way.)"""
+  for value in (0.3, -7.77):
+    x = jnp.full((2, 3, 64), value, jnp.float32)
+    assert float(jnp.max(jnp.mean(x * x, -1) - jnp.mean(x, -1) ** 2)) < 0     # per row
+    _, rstd = model._ln_stats(x, 1e-12)
+    np.testing.assert_allclose(np.asarray(rstd), 1e6, rtol=1e-6)
+    p = {'scale': jnp.full((64,), 2.0), 'bias': jnp.linspace(-1, 1, 64)}
+    assert bool(jnp.all(jnp.isfinite(model._layer_norm(x, p, 1e-12, jnp.float32))))

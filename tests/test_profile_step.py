@@ -42,7 +42,7 @@ def _grads(ps, variant, precision):
 
 @pytest.mark.parametrize('variant', ['qkv3', 'qkv_bwd3', 'qkv_bwd3b', 'biasmm', 'gelu_autodiff',
                                      'ln_autodiff', 'qkv3+biasmm+gelu_autodiff+ln_autodiff',
-                                     'ln_xla', 'ln_fastvar', 'gelu_lax_erf', 'gelu_shared', 'gelu_kernel',
+                                     'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared', 'gelu_kernel',
                                      'gelu_kernel_fwd'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')

@@ -43,6 +43,18 @@ def step_fn(opt, config=CONFIG, policy=FP32, accumulation=1):
                                    optimizer=opt, accumulation=accumulation))
 
 
+def assert_same_params(params, params_ref, atol=1e-5):
+  """Leaf by leaf within atol, all but the span head's bias. Its gradient is zero in exact
+  arithmetic (the bias shifts every position's logit alike, and softmax ignores that), so
+  what it gets is rounding noise, which Adam's first step turns into +-lr whichever way
+  the noise points: two equal computations summed in another order move it apart."""
+  paths = jax.tree_util.tree_leaves_with_path(params)
+  for (path, a), b in zip(paths, jax.tree.leaves(params_ref)):
+    if jax.tree_util.keystr(path) != "['qa']['bias']":
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol,
+                                 err_msg=jax.tree_util.keystr(path))
+
+
 def test_one_step_matches_golden_values():
   """Update these only for an intended change of the model, loss or optimizer, and say why."""
   state, opt = new_state()
@@ -86,8 +98,7 @@ def test_eight_devices_equal_one():
   assert len(sharded_batch['input_ids'].sharding.device_set) == 8
   multi, m8 = fn(jax.device_put(state, rep), sharded_batch)
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
-  for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  assert_same_params(multi.params, single.params)
 
 
 @pytest.mark.parametrize('accumulation', [1, 2])
@@ -103,8 +114,7 @@ def test_state_split_over_eight_devices_equals_one(accumulation):
   multi, m8 = fn(jax.device_put(state, shardings),
                  batches.to_device(batch, mesh_lib.batch_sharding(mesh)))
   assert float(m8['loss']) == pytest.approx(float(m1['loss']), abs=1e-5)
-  for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  assert_same_params(multi.params, single.params)
   # [2 layers, 32, 64]: rows split, never the layer axis, so each layer is gathered apart
   kernel = multi.params['layers']['ffn_in']['kernel']
   assert kernel.sharding.spec == P(None, 'data')
@@ -167,8 +177,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
   big, m_big = step_fn(opt, config)(state, batch)
   acc, m_acc = step_fn(opt, config, accumulation=4)(state, batch)
   assert float(m_acc['loss']) == pytest.approx(float(m_big['loss']), abs=1e-5)
-  for a, b in zip(jax.tree.leaves(big.params), jax.tree.leaves(acc.params)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  assert_same_params(acc.params, big.params)
 
 
 def test_fp16_skips_a_non_finite_step_and_recovers():
