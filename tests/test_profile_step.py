@@ -42,8 +42,8 @@ def _grads(ps, variant, precision):
 
 @pytest.mark.parametrize('variant', ['qkv3', 'qkv_bwd3', 'qkv_bwd3b', 'biasmm', 'gelu_autodiff',
                                      'ln_autodiff', 'qkv3+biasmm+gelu_autodiff+ln_autodiff',
-                                     'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared', 'gelu_kernel',
-                                     'gelu_kernel_fwd'])
+                                     'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared',
+                                     'gelu_kernel', 'gelu_kernel_fwd'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -104,7 +104,8 @@ def test_layer_norm_keeps_its_input_dtype_and_matches_autodiff(ps, dtype):
   y_ref, vjp_ref = jax.vjp(lambda x, p: ps._layer_norm_autodiff(x, p, 1e-12, dtype), x, p)
   big = [r for r in jax.tree.leaves(vjp) if r.size == x.size]
   assert [r.dtype for r in big] == [dtype]           # only the input itself, in its dtype
-  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
+  # within rounding, not equal: the model takes the variance in one pass (E[x^2] - E[x]^2)
+  _assert_same_within_rounding(y, y_ref, dtype)
   _assert_same_within_rounding(vjp(g), vjp_ref(g), dtype)
 
 
