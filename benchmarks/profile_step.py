@@ -188,19 +188,18 @@ def _gelu_shared_bwd(h, g):
 _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
 
 
-def _layer_norm_autodiff(x, p, eps, dtype):
-  """LayerNorm left to autodiff (before the custom VJP): float32 [B, T, D] residuals."""
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps) * p['scale'] + p['bias']).astype(dtype)
-
-
 def _ln_stats_twopass(x32, eps):
   """LayerNorm's row statistics as the model took them before entry 50: the mean, then
   E[(x - mean)^2] in a second pass over x."""
   mean = jnp.mean(x32, axis=-1, keepdims=True)
   return mean, jax.lax.rsqrt(jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
+
+
+def _layer_norm_autodiff(x, p, eps, dtype):
+  """LayerNorm left to autodiff (before the custom VJP): float32 [B, T, D] residuals."""
+  x32 = x.astype(jnp.float32)
+  mean, rstd = _ln_stats_twopass(x32, eps)
+  return ((x32 - mean) * rstd * p['scale'] + p['bias']).astype(dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

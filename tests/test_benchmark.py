@@ -1,7 +1,6 @@
 """Benchmark harness on CPU: a tiny sweep's records, the report, OOM handling, percentiles."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -207,14 +206,10 @@ def test_report_keeps_the_peer_with_attention_dropout_apart(tmp_path):
   assert report.system(infer) == 'pytorch-hf compile'   # no dropout at inference to speak of
 
 
-def test_peer_trains_without_attention_dropout_by_default():
+def test_peer_trains_without_attention_dropout_by_default(load_script):
   for name in ('torch', 'transformers'):   # benchmarks/peer_hf.py imports both
     pytest.importorskip(name, reason=f'{name} is not installed (the peer needs it)')
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'benchmarks'))
-  try:
-    import peer_hf
-  finally:
-    sys.path.pop(0)
+  peer_hf = load_script('peer_hf')
   cfg = peer_hf.bert_config(2, 64, 2, 128)
   assert (cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob) == (0.0, 0.1)
   assert peer_hf.bert_config(2, 64, 2, 128, 0.1).attention_probs_dropout_prob == 0.1
