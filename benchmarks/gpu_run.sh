@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -487,6 +487,19 @@ gridfill)  # 1 GPU, about 7 min: the inference points the two grid2 calls left (
   [ "${FILL:-}" = 128 ] || { ours 0 infer 384 fp16 '(64,)'; ours 0 infer 384 bf16 '(8,16,32,64)'; }
   ours 0 infer 128 fp16 '(64,)'; ours 0 infer 128 bf16 '(8,16,32,64)'
   ours 0 infer 384 fp32 '(4,8,16,32,64)'; ours 0 infer 128 fp32 '(8,16,32,64)'
+  merge; pack ;;
+scan1)  # 1 GPU, about 9 min, one job at a time (compile times want an idle host): inference
+  # compile time and latency with the stacked layers as one lax.scan against unrolled (noscan),
+  # the list layout (unstacked) and unrolled without autotuning; then the product (scan, one-pass
+  # LayerNorm statistics) in the bench against the compiled peer, training and inference
+  mkdir -p "$OUT"/g0 "$OUT"/p0
+  PI="python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --steps 100 --out $OUT/p0"
+  timeout $(left) $PI --batch 1 --variants scan noscan unstacked noscan+noautotune 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  timeout $(left) $PI --batch 8 --variants scan noscan 2>&1 | grep -E '^\{|Error' | cut -c1-400
+  ours 0 train 384 bf16 '(32,64)'
+  peer 0 --train 384:32 --precision bf16 --modes compile
+  ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 --precision fp16 --modes compile
   merge; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the

@@ -48,7 +48,10 @@ on another formula for Phi (benchmarks/gelu_math.py's candidates; gelu_erfcc is 
 before entry 44 of docs/performance_notes.md; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
-layer, as before prepare_params stacked them).
+layer, as before prepare_params stacked them), scan / noscan (the stacked layers run as one
+lax.scan, or unrolled: model.SCAN_STACKED_INFERENCE), noautotune (XLA's autotuning off,
+to see its share of compile time). Inference records carry compile_only_s (lower and compile
+alone).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -246,6 +249,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_twopass': {'_ln_stats': _ln_stats_twopass},
+           'scan': {'SCAN_STACKED_INFERENCE': True}, 'noscan': {'SCAN_STACKED_INFERENCE': False},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
@@ -257,6 +261,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
 # train parts that are XLA compiler options on top of train.default_compiler_options
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
+    'noautotune': {'xla_gpu_autotune_level': 0},
     'cublaslt': {'xla_gpu_enable_cublaslt': True},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
@@ -392,12 +397,19 @@ def build_infer(variant, seq, batch, policy, preset):
   fn = inference.make_eval_fn(mesh, config, policy)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
-  compiled = fn.lower(params, x).compile()
+  options = {}
+  for part in parts:
+    options.update(OPTION_PARTS.get(part, {}))
+  jax.block_until_ready(params)
+  t0 = time.perf_counter()
+  compiled = fn.lower(params, x).compile(options or None)
+  compile_only_s = time.perf_counter() - t0
 
   def run(n):
     for _ in range(n):
       jax.block_until_ready(compiled(params, x))
   run.host_probe = lambda: host_probe(compiled, params, x)
+  run.compile_only_s = compile_only_s
   return run, config, compiled
 
 
@@ -678,6 +690,8 @@ def main():
            'step_ms': dt * 1e3, 'sentences_per_s': args.batch * args.devices / dt,
            'device': env['device'], 'jax': env['jax'], 'xla_flags': env['xla_flags'],
            'code_fingerprint': env['code_fingerprint']}
+    if hasattr(run, 'compile_only_s'):   # lower + compile alone, without building params
+      rec['compile_only_s'] = run.compile_only_s
     if hasattr(run, 'host_probe'):
       rec['host'] = run.host_probe()
     if hasattr(run, 'compiler_options'):

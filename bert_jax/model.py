@@ -332,11 +332,26 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
   x_BTD = _layer_norm(x_BTD, emb['ln'], config.layer_norm_eps, policy.compute_dtype)
   x_BTD = _dropout(x_BTD, config.hidden_dropout, _rng(dropout_rng, 0))
   mask_BT = attention_mask.astype(bool)
-  for i, layer in enumerate(layer_params(params['layers'])):
+  layers = params['layers']
+  if SCAN_STACKED_INFERENCE and dropout_rng is None and isinstance(layers, dict):
+    return _scan_layers(x_BTD, mask_BT, layers, config, policy, segments)
+  for i, layer in enumerate(layer_params(layers)):
     layer_rng = _rng(dropout_rng, 1, i)
     x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng, segments)
     x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)
   return x_BTD
+
+
+# Deterministic calls over stacked layers run them as one lax.scan: XLA compiles one layer,
+# not L copies that each read their own slice of the stack (docs/performance_notes.md, 51).
+SCAN_STACKED_INFERENCE = True
+
+
+def _scan_layers(x_BTD, mask_BT, layers, config, policy, segments):
+  def layer(x, p):
+    x = _attention_block(x, mask_BT, p, config, policy, None, segments)
+    return _ffn_block(x, p, config, policy, None), None
+  return jax.lax.scan(layer, x_BTD, layers)[0]
 
 
 def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
