@@ -49,7 +49,7 @@ before entry 44 of docs/performance_notes.md; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them), scan / noscan (the stacked layers run as one
-lax.scan, or unrolled: model.SCAN_STACKED_INFERENCE), noautotune (XLA's autotuning off,
+lax.scan, or unrolled: model.SCAN_STACKED_INFERENCE; scan2: two layers a loop trip), noautotune (XLA's autotuning off,
 to see its share of compile time). Inference records carry compile_only_s (lower and compile
 alone).
 Inference records also carry 'host': the time a call takes to return before the GPU is
@@ -57,7 +57,7 @@ done, and that of a one-kernel call taking the same params (the per-call argumen
 Train records carry 'host' too: the median time a step call takes to return (each call
 synchronised before the next) and the number of state arrays it passes.
 Each variant is built and compiled apart (compile_s, which includes building the state;
-warm-up excluded) and times --steps steps with one sync.
+inference variants share the random weights the first one built; warm-up excluded) and times --steps steps with one sync.
 With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
 kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
 from its Perfetto JSON, with the collective time no other kernel overlapped; the record also
@@ -240,6 +240,14 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
+def _scan_layers_unroll2(x_BTD, mask_BT, layers, config, policy, segments):
+  # model._scan_layers with two layers a loop iteration (half the trips)
+  def layer(x, p):
+    x = model._attention_block(x, mask_BT, p, config, policy, None, segments)
+    return model._ffn_block(x, p, config, policy, None), None
+  return jax.lax.scan(layer, x_BTD, layers, unroll=2)[0]
+
+
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
@@ -250,6 +258,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_twopass': {'_ln_stats': _ln_stats_twopass},
            'scan': {'SCAN_STACKED_INFERENCE': True}, 'noscan': {'SCAN_STACKED_INFERENCE': False},
+           'scan2': {'SCAN_STACKED_INFERENCE': True, '_scan_layers': _scan_layers_unroll2},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
@@ -387,11 +396,18 @@ def packed_synthetic(rng, rows, seq, vocab, mean_share=0.45, max_windows=8):
   return packing.pack_host_rows(feats, packed[:rows], max_windows)
 
 
+_INFER_PARAMS = {}
+
+
 def build_infer(variant, seq, batch, policy, preset):
   parts = apply_variant(variant)
   config = ModelConfig.preset(preset).replace(attention='xla' if 'xla' in parts else 'fused')
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
-  params = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1))
+  key = (preset, policy)   # the same random weights for every variant of a run, built once
+  if key not in _INFER_PARAMS:
+    _INFER_PARAMS.clear()
+    _INFER_PARAMS[key] = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1))
+  params = _INFER_PARAMS[key]
   if 'unstacked' in parts:
     params = {**params, 'layers': model.layer_params(params['layers'])}
   fn = inference.make_eval_fn(mesh, config, policy)
