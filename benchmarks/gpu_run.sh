@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -508,6 +508,16 @@ scan2)  # 1 GPU, about 5 min: scan1's inference variants again, profiled (where 
   timeout $(left) $PI --batch 1 --variants noscan scan scan2 noscan+noautotune --profile noscan scan 2>&1 | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) $PI --batch 8 --variants noscan+noautotune scan noscan --profile scan noscan 2>&1 | grep -E '^\{|Error' | cut -c1-300
   timeout $(left) $PI --batch 64 --variants noscan+noautotune noscan 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+scan3)  # 1 GPU, about 8 min: scan with XLA's dynamic slice fusion (cuBLAS reads each layer's
+  # weights in place; scan2's profile showed 96 weight copies a call), alone and with every
+  # matmul on cuBLAS, against unrolled, at batches 1, 8, 64; then the compiled peer
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  PI="python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --steps 100 --out $OUT/p0"
+  timeout $(left) $PI --batch 1 --variants noscan scan+dsf scan+dsf+notriton --profile scan+dsf+notriton 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) $PI --batch 8 --variants scan+dsf+notriton scan+dsf noscan 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) $PI --batch 64 --variants scan+dsf+notriton noscan 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the

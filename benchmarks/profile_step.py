@@ -50,7 +50,8 @@ Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
 layer, as before prepare_params stacked them), scan / noscan (the stacked layers run as one
 lax.scan, or unrolled: model.SCAN_STACKED_INFERENCE; scan2: two layers a loop trip), noautotune (XLA's autotuning off,
-to see its share of compile time). Inference records carry compile_only_s (lower and compile
+to see its share of compile time), notriton (cuBLAS for every matmul), dsf (XLA's dynamic
+slice fusion: cuBLAS reads a dynamic slice in place). Inference records carry compile_only_s (lower and compile
 alone).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
@@ -271,6 +272,9 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
     'noautotune': {'xla_gpu_autotune_level': 0},
+    'notriton': {'xla_gpu_enable_triton_gemm': False},
+    # cuBLAS gemms read dynamic slices (scan's per-layer weights) in place instead of copies
+    'dsf': {'xla_gpu_enable_dynamic_slice_fusion': True},
     'cublaslt': {'xla_gpu_enable_cublaslt': True},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
