@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -25,10 +25,10 @@ quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|
 B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
    --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
 left() { local l=$(( ${DEADLINE:-560} - SECONDS )); echo $(( l > 1 ? l : 1 )); }  # secs to deadline
-ours() {  # GPU kind seq precision batches
+ours() {  # GPU kind seq precision batches (XB: more run.py flags)
   CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="${WD:-$OUT/g$1}" \
     --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
-    --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" 2>&1 | grep -E 'Error|error:' | head -5; }
+    --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" ${XB:-} 2>&1 | grep -E 'Error|error:' | head -5; }
 peer() { CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
 merge() {  # every GPU's records in $OUT/all, and the report of them
   mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl" 2>/dev/null
@@ -519,6 +519,13 @@ scan3)  # 1 GPU, about 8 min: scan with XLA's dynamic slice fusion (cuBLAS reads
   timeout $(left) $PI --batch 64 --variants scan+dsf+notriton noscan 2>&1 | grep -E '^\{|Error' | cut -c1-300
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+scan4)  # 1 GPU, about 4 min: the product's paths on real dev windows, seq 384 bf16: the bench
+  # with the layers scanned (the evaluation default, eval.scan_layers) at batches 1, 8, 64 and
+  # unrolled (the bench default) at 64; compile_s and throughput per point
+  mkdir -p "$OUT"/g0
+  XB=--config.bench.scan_layers=True ours 0 infer 384 bf16 '(1,8,64)'
+  ours 0 infer 384 bf16 '(64,)'
+  merge; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large

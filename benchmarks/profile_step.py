@@ -48,11 +48,11 @@ on another formula for Phi (benchmarks/gelu_math.py's candidates; gelu_erfcc is 
 before entry 44 of docs/performance_notes.md; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
-layer, as before prepare_params stacked them), scan / noscan (the stacked layers run as one
-lax.scan, or unrolled: model.SCAN_STACKED_INFERENCE; scan2: two layers a loop trip), noautotune (XLA's autotuning off,
-to see its share of compile time), notriton (cuBLAS for every matmul), dsf (XLA's dynamic
-slice fusion: cuBLAS reads a dynamic slice in place). Inference records carry compile_only_s (lower and compile
-alone).
+layer, as before prepare_params stacked them), scan / noscan (the layers run as one
+lax.scan, or unrolled as the bench does: model.encode's scan_layers; scan2: two layers a
+loop trip), noautotune (XLA's autotuning off, to see its share of compile time), notriton
+(cuBLAS for every matmul), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in
+place). Inference records carry compile_only_s (lower and compile alone).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -241,8 +241,10 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
-def _scan_layers_unroll2(x_BTD, mask_BT, layers, config, policy, segments):
-  # model._scan_layers with two layers a loop iteration (half the trips)
+def _scan_layers_unroll2(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
+  # model._scan_layers (deterministic) with two layers a loop trip (half the trips)
+  assert dropout_rng is None
+
   def layer(x, p):
     x = model._attention_block(x, mask_BT, p, config, policy, None, segments)
     return model._ffn_block(x, p, config, policy, None), None
@@ -258,8 +260,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_twopass': {'_ln_stats': _ln_stats_twopass},
-           'scan': {'SCAN_STACKED_INFERENCE': True}, 'noscan': {'SCAN_STACKED_INFERENCE': False},
-           'scan2': {'SCAN_STACKED_INFERENCE': True, '_scan_layers': _scan_layers_unroll2},
+           'scan2': {'_scan_layers': _scan_layers_unroll2},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
@@ -289,7 +290,7 @@ OPTION_PARTS = {
     'nocmdbuf': {'xla_gpu_enable_command_buffer': ''},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
+BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
                'layer_list', *OPTION_PARTS)
 
 
@@ -414,7 +415,8 @@ def build_infer(variant, seq, batch, policy, preset):
   params = _INFER_PARAMS[key]
   if 'unstacked' in parts:
     params = {**params, 'layers': model.layer_params(params['layers'])}
-  fn = inference.make_eval_fn(mesh, config, policy)
+  fn = inference.make_eval_fn(mesh, config, policy,
+                              scan_layers='scan' in parts or 'scan2' in parts)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
   options = {}

@@ -156,12 +156,12 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
 
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
                seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
-               features: Features | None = None) -> dict:
+               features: Features | None = None, scan_layers: bool = False) -> dict:
   """Latency percentiles (each batch synchronised) and throughput of eval_step."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   data = mesh_lib.batch_sharding(mesh)
   params = random_params(mesh, config, policy, jax.random.PRNGKey(seed))
-  fn = inference.make_eval_fn(mesh, config, policy)
+  fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
   if features is not None:
     inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
                                              min(iterations, 16))]
@@ -191,7 +191,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
           'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention}
+          'attention': config.attention, 'scan_layers': scan_layers}
 
 
 def is_out_of_memory(error: Exception) -> bool:
@@ -303,7 +303,7 @@ def run(config, workdir: str) -> list[dict]:
             point.update(batch_per_device=bs, steps_timed=b.steps,
                          shard_state=s.mesh.shard_state)
           else:
-            point.update(batch=bs, iterations=b.steps)
+            point.update(batch=bs, iterations=b.steps, scan_layers=b.scan_layers)
           todo.append(point)
   with tqdm(total=len(todo), unit='point', disable=jax.process_index() != 0) as bar:
     out += sweep(todo, measure, path, common, bar)

@@ -313,7 +313,7 @@ def layer_params(layers) -> list[Params]:
 
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
            config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
-           segments: Segments | None = None):
+           segments: Segments | None = None, scan_layers: bool = False):
   """Final hidden states [batch, time, hidden] in the policy's compute dtype.
 
   Args:
@@ -321,6 +321,12 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
     dropout_rng: a PRNG key turns dropout on (training); None means deterministic.
     segments: packed rows (bert_jax.packing): each window gets its own positions and sees
       only itself. None: one sequence a row, positions 0..time-1.
+    scan_layers: run the layers as one lax.scan over their stack (a list is stacked first)
+      instead of unrolled. Same numbers. XLA then compiles one layer, not L: BERT-Large
+      inference compiled in about 1-3 s a shape instead of 32-38 s on an H200, because the
+      unrolled layers' gemms each read their own slice of the stack and are autotuned one
+      by one. The loop copies each layer's weights before its gemms (0.45 ms a call on an
+      H200), so small-batch latency is better unrolled (docs/performance_notes.md, 51).
   """
   emb = params['embeddings']
   t = input_ids.shape[-1]
@@ -332,34 +338,35 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
   x_BTD = _layer_norm(x_BTD, emb['ln'], config.layer_norm_eps, policy.compute_dtype)
   x_BTD = _dropout(x_BTD, config.hidden_dropout, _rng(dropout_rng, 0))
   mask_BT = attention_mask.astype(bool)
-  layers = params['layers']
-  if SCAN_STACKED_INFERENCE and dropout_rng is None and isinstance(layers, dict):
-    return _scan_layers(x_BTD, mask_BT, layers, config, policy, segments)
-  for i, layer in enumerate(layer_params(layers)):
+  if scan_layers:
+    layers = stack_layers(params)['layers']
+    return _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments)
+  for i, layer in enumerate(layer_params(params['layers'])):
     layer_rng = _rng(dropout_rng, 1, i)
     x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng, segments)
     x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)
   return x_BTD
 
 
-# Deterministic calls over stacked layers run them as one lax.scan: XLA compiles one layer,
-# not L copies that each read their own slice of the stack (docs/performance_notes.md, 51).
-SCAN_STACKED_INFERENCE = True
-
-
-def _scan_layers(x_BTD, mask_BT, layers, config, policy, segments):
-  def layer(x, p):
-    x = _attention_block(x, mask_BT, p, config, policy, None, segments)
-    return _ffn_block(x, p, config, policy, None), None
-  return jax.lax.scan(layer, x_BTD, layers)[0]
+def _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
+  """encode's layer loop as one lax.scan over the stacked layers; layer i takes the same
+  dropout key as in the unrolled loop."""
+  def layer(x, p_and_i):
+    p, i = p_and_i
+    layer_rng = _rng(dropout_rng, 1, i)
+    x = _attention_block(x, mask_BT, p, config, policy, layer_rng, segments)
+    return _ffn_block(x, p, config, policy, layer_rng), None
+  n = jax.tree.leaves(layers)[0].shape[0]
+  return jax.lax.scan(layer, x_BTD, (layers, jnp.arange(n)))[0]
 
 
 def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
               config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
-              segments: Segments | None = None):
-  """SQuAD start and end logits, each float32 [batch, time]."""
+              segments: Segments | None = None, scan_layers: bool = False):
+  """SQuAD start and end logits, each float32 [batch, time] (arguments as encode's)."""
   x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
-                 policy=policy, dropout_rng=dropout_rng, segments=segments)
+                 policy=policy, dropout_rng=dropout_rng, segments=segments,
+                 scan_layers=scan_layers)
   logits_BT2 = jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
                           precision=policy.matmul_precision) + params['qa']['bias']
   return logits_BT2[..., 0], logits_BT2[..., 1]

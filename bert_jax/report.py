@@ -48,6 +48,12 @@ def system(rec: dict) -> str:
   return f'{name}, attention dropout {rate:g}' if rec.get('kind') == 'train' and rate else name
 
 
+def infer_system(rec: dict) -> str:
+  """system(rec), and for our inference with the layers as one lax.scan (model.encode's
+  scan_layers) a row of its own: 'bert_jax, layers scanned'."""
+  return system(rec) + (', layers scanned' if rec.get('scan_layers') else '')
+
+
 def _latest(recs, key):
   table = {}
   for r in recs:
@@ -213,27 +219,33 @@ def job_tables(recs) -> list[str]:
 def infer_tables(recs) -> list[str]:
   infer = [r for r in recs if r['kind'] == 'infer' and r.get('status', 'ok') == 'ok'
            and r.get('source', 'bench') == 'bench']
-  rows = _latest(infer, lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
+  rows = _latest(infer, lambda r: (r['seq_len'], r['precision'], r['batch_size'],
+                                   infer_system(r)))
   lines, apart = [], False
   for seq in sorted({k[0] for k in rows}):
     lines += [f'## Inference, seq {seq}: latency (ms) and throughput', '',
               '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
-              '| average | sent/s | p100 ≤ 2 × p99 |',
-              '|' + ' --- |' * 13]
+              '| average | sent/s | p100 ≤ 2 × p99 | compile s (peer: warm-up) |',
+              '|' + ' --- |' * 14]
     for key in sorted((k for k in rows if k[0] == seq),
-                      key=lambda k: (k[1], k[2], k[3] != 'bert_jax', k[3])):
+                      key=lambda k: (k[1], k[2], not _is_ours(k[3]), k[3])):
       r = rows[key]
       lat = r['latency_ms']
-      ours = [rows[k] for k in rows if k[3] == 'bert_jax' and (k[0], k[2]) == (seq, key[2])]
-      far = key[3] != 'bert_jax' and bool(ours) and all(_apart(r, o) for o in ours)
+      ours = [rows[k] for k in rows if _is_ours(k[3]) and (k[0], k[2]) == (seq, key[2])]
+      far = not _is_ours(key[3]) and bool(ours) and all(_apart(r, o) for o in ours)
       apart = apart or far
       row = ([key[3] + (' †' if far else ''), r['precision'], r['batch_size'],
               r.get('total_inference_s'), r.get('sentences')] + [lat[p] for p in PCTS]
              + [lat['mean'], r['sentences_per_s'],
-                'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO'])
+                'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO',
+                r.get('compile_s', r.get('warmup_s'))])
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
     lines.append('')
   return lines + ([APART_NOTE, ''] if apart else [])
+
+
+def _is_ours(system_name: str) -> bool:
+  return system_name.startswith('bert_jax')
 
 
 def _save(fig, out_dir: str, name: str, written: list[str]) -> None:
@@ -285,12 +297,12 @@ def _latency_plot(plt, infer, seq, prec):
   by_sys = collections.defaultdict(dict)
   for r in infer:
     if (r['seq_len'], r['precision']) == (seq, prec):
-      by_sys[system(r)][r['batch_size']] = r['latency_ms']
+      by_sys[infer_system(r)][r['batch_size']] = r['latency_ms']
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for sys_name, pts in sorted(by_sys.items()):
     xs = sorted(pts)
     for p, alpha in zip(PCTS, (1.0, 0.8, 0.6, 0.45, 0.3)):
-      ax.plot(xs, [pts[x][p] for x in xs], '-o' if sys_name == 'bert_jax' else '--s',
+      ax.plot(xs, [pts[x][p] for x in xs], '-o' if _is_ours(sys_name) else '--s',
               alpha=alpha, label=f'{sys_name} {p}')
   ax.set_xscale('log', base=2)
   ax.set_yscale('log')

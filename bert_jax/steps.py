@@ -146,6 +146,8 @@ def _global_norm(tree):
   return tree_lib.norm(tree) if hasattr(tree_lib, 'norm') else optax.global_norm(tree)
 
 
-def eval_step(params, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy):
-  """Start and end logits, float32 [batch, time]; no dropout."""
-  return model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config, policy=policy)
+def eval_step(params, batch: Batch, *, config: ModelConfig, policy: PrecisionPolicy,
+              scan_layers: bool = False):
+  """Start and end logits, float32 [batch, time]; no dropout. scan_layers: model.encode's."""
+  return model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config, policy=policy,
+                         scan_layers=scan_layers)

@@ -227,7 +227,8 @@ def predict_and_score(job: Job, params, workdir: str) -> dict:
   s = job.settings
   examples, feats, _ = load_features(job, 'dev')
   start, end, timing = inference.predict_logits(params, feats, job.mesh, job.model_config,
-                                                s.precision, s.eval.batch_size)
+                                                s.precision, s.eval.batch_size,
+                                                s.eval.scan_layers)
   preds, nbest, odds = postprocess.predict_answers(
       examples, feats, start, end, n_best_size=s.eval.n_best_size,
       max_answer_length=s.eval.max_answer_length, version_2=s.data.version_2,

@@ -67,4 +67,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.n_best_size = 20              # candidate starts/ends per window
   c.eval.max_answer_length = 30        # longest answer in tokens
   c.eval.null_score_diff_threshold = 0.0  # v2.0: predict '' when null beats best span by this
+  c.eval.scan_layers = True            # layers as one lax.scan: compiles in seconds (model.encode)
   return c

@@ -72,6 +72,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert set(r['latency_ms']) == {'p50', 'p90', 'p95', 'p99', 'p100', 'mean'}
     assert r['sentences'] == 5 * r['batch_size']
     assert r['sentences_per_s'] == pytest.approx(r['sentences'] / r['total_inference_s'])
+    assert r['scan_layers'] is False          # the bench times the unrolled layers by default
   assert {r['num_devices'] for r in train} == {1, 2}
   skipped = [r for r in recs if r['status'].startswith('skipped')]
   assert [r['num_devices'] for r in skipped] == [16]
@@ -258,6 +259,26 @@ def test_report_marks_a_peer_measured_in_another_call(tmp_path):
   rows = [line for line in text.splitlines() if line.startswith('| pytorch-hf')]
   assert '†' not in rows[0] and '| pytorch-hf compile † | fp16 | 8 |' in rows[1]
   assert report.APART_NOTE in text
+
+
+def test_report_gives_scanned_layers_a_row_of_their_own(tmp_path):
+  ours = {'schema': records.SCHEMA, 'kind': 'infer', 'status': 'ok', 'precision': 'bf16',
+          'seq_len': 384, 'num_devices': 1, 'source': 'bench', 'sentences': 6400,
+          'total_inference_s': 3.7, 'sentences_per_s': 1730.0, 'device': 'NVIDIA H200',
+          'batch_size': 64, 'time': '2026-11-27T06:00:00+00:00', 'compile_s': 33.5,
+          'latency_ms': {'p50': 37, 'p90': 37, 'p95': 37, 'p99': 38, 'p100': 38, 'mean': 37}}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    f.write(json.dumps(ours) + '\n')
+    f.write(json.dumps({**ours, 'scan_layers': True, 'compile_s': 2.25}) + '\n')
+    peer = {k: v for k, v in ours.items() if k != 'compile_s'}   # the peer has warm-up only
+    f.write(json.dumps({**peer, 'framework': 'pytorch-hf', 'mode': 'compile', 'warmup_s': 20.5,
+                        'time': '2026-11-27T06:03:00+00:00'}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  rows = [line for line in text.splitlines() if line.startswith('| bert_jax')
+          or line.startswith('| pytorch')]
+  assert [r.split(' | ')[0] for r in rows] == ['| bert_jax', '| bert_jax, layers scanned',
+                                              '| pytorch-hf compile']   # no †: same call
+  assert [r.split(' | ')[-1] for r in rows] == ['33.50 |', '2.25 |', '20.50 |']
 
 
 def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):

@@ -200,6 +200,33 @@ def test_inference_params_give_the_same_logits(policy):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize('policy', ['fp32', 'bf16'])
+@pytest.mark.parametrize('dropout', [False, True])
+def test_scanned_layers_give_the_unrolled_logits(policy, dropout):
+  """scan_layers runs the same layers (each with its own dropout key) as one lax.scan, from
+  the stacked params or from a list, and is one loop in the compiled HLO."""
+  config = ModelConfig.preset('tiny').replace(num_layers=3)
+  pol = PrecisionPolicy(policy)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  stacked = model.stack_layers(params)
+  ids = jnp.asarray(np.random.default_rng(2).integers(0, config.vocab_size, (2, 16)))
+  mask = jnp.ones_like(ids).at[1, 11:].set(0)
+  key = jax.random.PRNGKey(5) if dropout else None
+
+  def logits(p, scan, rng=key):
+    return jax.jit(lambda p: model.qa_logits(p, ids, jnp.zeros_like(ids), mask, config=config,
+                                             policy=pol, dropout_rng=rng, scan_layers=scan))(p)
+  want = logits(stacked, False)
+  for p in (stacked, params):
+    for a, b in zip(want, logits(p, True)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  if dropout:   # dropout changes the logits, so matching the loop means each layer drew its key
+    assert not np.allclose(want[0], logits(stacked, False, None)[0], atol=1e-3)
+  hlo = jax.jit(lambda p: model.qa_logits(p, ids, jnp.zeros_like(ids), mask, config=config,
+                                           policy=pol, scan_layers=True)).lower(stacked).as_text()
+  assert hlo.count('stablehlo.while') == 1
+
+
 @pytest.mark.parametrize('ratio, tol', [(0.0, 1e-6), (1.0, 1e-6), (10.0, 1e-5), (100.0, 1e-3)])
 def test_layer_norm_one_pass_statistics_stay_accurate(ratio, tol):
   """_ln_stats takes var as E[x^2] - E[x]^2 (one pass). Against float64's two-pass variance:
@@ -226,3 +253,19 @@ def test_layer_norm_variance_that_rounds_below_zero_is_clamped():
     np.testing.assert_allclose(np.asarray(rstd), 1e6, rtol=1e-6)
     p = {'scale': jnp.full((64,), 2.0), 'bias': jnp.linspace(-1, 1, 64)}
     assert bool(jnp.all(jnp.isfinite(model._layer_norm(x, p, 1e-12, jnp.float32))))
+
+
+def test_predict_logits_scans_the_layers_by_default_with_the_same_logits():
+  from bert_jax import inference, mesh as mesh_lib
+  from bert_jax.settings import MeshSettings
+  from helpers import features_of_lengths
+  feats = features_of_lengths([5, 64, 30, 12, 40])
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=2))
+  params = model.init_params(jax.random.PRNGKey(0), TINY)
+  scan_s, scan_e, timing = inference.predict_logits(params, feats, mesh, TINY, FP32, 4)
+  loop_s, loop_e, loop_timing = inference.predict_logits(params, feats, mesh, TINY, FP32, 4,
+                                                         scan_layers=False)
+  assert timing['scan_layers'] and not loop_timing['scan_layers']
+  assert scan_s.shape == (5, 64) and len(timing['latencies_ms']) == 1   # 2 batches, 1 timed
+  np.testing.assert_allclose(scan_s, loop_s, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(scan_e, loop_e, rtol=1e-5, atol=1e-5)
