@@ -58,7 +58,8 @@ done, and that of a one-kernel call taking the same params (the per-call argumen
 Train records carry 'host' too: the median time a step call takes to return (each call
 synchronised before the next) and the number of state arrays it passes.
 Each variant is built and compiled apart (compile_s, which includes building the state;
-inference variants share the random weights the first one built; warm-up excluded) and times --steps steps with one sync.
+inference variants share the random weights the first one built; warm-up excluded) and
+times --steps steps with one sync.
 With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
 kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
 from its Perfetto JSON, with the collective time no other kernel overlapped; the record also
@@ -241,16 +242,6 @@ def _dense_biasmm(x, p, policy):
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
 
 
-def _scan_layers_unroll2(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
-  # model._scan_layers (deterministic) with two layers a loop trip (half the trips)
-  assert dropout_rng is None
-
-  def layer(x, p):
-    x = model._attention_block(x, mask_BT, p, config, policy, None, segments)
-    return model._ffn_block(x, p, config, policy, None), None
-  return jax.lax.scan(layer, x_BTD, layers, unroll=2)[0]
-
-
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
@@ -260,7 +251,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_twopass': {'_ln_stats': _ln_stats_twopass},
-           'scan2': {'_scan_layers': _scan_layers_unroll2},
+           'scan2': {'SCAN_UNROLL': 2},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
@@ -269,7 +260,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'pos_onehot': {'_position_embeddings': _position_onehot},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
               for name, fn in gelu_math.CANDIDATES.items()}}
-# train parts that are XLA compiler options on top of train.default_compiler_options
+# parts that are XLA compiler options (train: on top of train.default_compiler_options)
 OPTION_PARTS = {
     'triton_gemm': {'xla_gpu_enable_triton_gemm': True},
     'noautotune': {'xla_gpu_autotune_level': 0},
@@ -290,8 +281,8 @@ OPTION_PARTS = {
     'nocmdbuf': {'xla_gpu_enable_command_buffer': ''},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed', 'packed4', 'zero',
-               'layer_list', *OPTION_PARTS)
+BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed',
+               'packed4', 'zero', 'layer_list', *OPTION_PARTS)
 
 
 def _target(name):

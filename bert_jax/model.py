@@ -348,6 +348,9 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
   return x_BTD
 
 
+SCAN_UNROLL = 1   # layers a loop trip (benchmarks/profile_step.py's scan2 sets 2)
+
+
 def _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
   """encode's layer loop as one lax.scan over the stacked layers; layer i takes the same
   dropout key as in the unrolled loop."""
@@ -357,7 +360,7 @@ def _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
     x = _attention_block(x, mask_BT, p, config, policy, layer_rng, segments)
     return _ffn_block(x, p, config, policy, layer_rng), None
   n = jax.tree.leaves(layers)[0].shape[0]
-  return jax.lax.scan(layer, x_BTD, (layers, jnp.arange(n)))[0]
+  return jax.lax.scan(layer, x_BTD, (layers, jnp.arange(n)), unroll=SCAN_UNROLL)[0]
 
 
 def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,

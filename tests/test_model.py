@@ -202,7 +202,7 @@ def test_inference_params_give_the_same_logits(policy):
 
 @pytest.mark.parametrize('policy', ['fp32', 'bf16'])
 @pytest.mark.parametrize('dropout', [False, True])
-def test_scanned_layers_give_the_unrolled_logits(policy, dropout):
+def test_scanned_layers_give_the_unrolled_logits(policy, dropout, monkeypatch):
   """scan_layers runs the same layers (each with its own dropout key) as one lax.scan, from
   the stacked params or from a list, and is one loop in the compiled HLO."""
   config = ModelConfig.preset('tiny').replace(num_layers=3)
@@ -222,6 +222,9 @@ def test_scanned_layers_give_the_unrolled_logits(policy, dropout):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   if dropout:   # dropout changes the logits, so matching the loop means each layer drew its key
     assert not np.allclose(want[0], logits(stacked, False, None)[0], atol=1e-3)
+  monkeypatch.setattr(model, 'SCAN_UNROLL', 2)   # two layers a trip, one left over
+  for a, b in zip(want, logits(stacked, True)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   hlo = jax.jit(lambda p: model.qa_logits(p, ids, jnp.zeros_like(ids), mask, config=config,
                                            policy=pol, scan_layers=True)).lower(stacked).as_text()
   assert hlo.count('stablehlo.while') == 1
