@@ -276,6 +276,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'train_questions_skipped': sum(report.skipped.values()),
       'eval_examples': final['num_examples'], 'eval_features': final['num_features'],
       'inference_sentences_per_s': infer_rate, 'inference_latency_ms': lat,
+      'inference_scan_layers': final['timing']['scan_layers'],
       'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
   }
   mc = job.model_config
@@ -302,7 +303,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       **common, 'kind': 'infer', 'batch_size': s.eval.batch_size,
       'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],
       'total_inference_s': sum(final['timing']['latencies_ms']) / 1e3,
-      'latency_ms': lat, 'sentences_per_s': infer_rate})
+      'latency_ms': lat, 'sentences_per_s': infer_rate,
+      'scan_layers': final['timing']['scan_layers']})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2)

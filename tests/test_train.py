@@ -168,6 +168,9 @@ def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
   assert again['f1'] == first['f1'] and again['predictions'] == first['predictions']
   recs = [json.loads(line) for line in (tmp_path / 'records.jsonl').read_text().splitlines()]
   assert [r['shard_state'] for r in recs if r['kind'] == 'train'] == [True, True]
+  # evaluation ran the layers as one lax.scan (eval.scan_layers' default), and says so
+  assert first['inference_scan_layers'] is True
+  assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True, True]
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():
