@@ -342,10 +342,15 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
     layers = stack_layers(params)['layers']
     return _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments)
   for i, layer in enumerate(layer_params(params['layers'])):
-    layer_rng = _rng(dropout_rng, 1, i)
-    x_BTD = _attention_block(x_BTD, mask_BT, layer, config, policy, layer_rng, segments)
-    x_BTD = _ffn_block(x_BTD, layer, config, policy, layer_rng)
+    x_BTD = _layer(x_BTD, mask_BT, layer, config, policy, dropout_rng, i, segments)
   return x_BTD
+
+
+def _layer(x_BTD, mask_BT, p, config, policy, dropout_rng, i, segments):
+  """Encoder layer i (its dropout key folded from i), unrolled or inside the scan."""
+  layer_rng = _rng(dropout_rng, 1, i)
+  x_BTD = _attention_block(x_BTD, mask_BT, p, config, policy, layer_rng, segments)
+  return _ffn_block(x_BTD, p, config, policy, layer_rng)
 
 
 SCAN_UNROLL = 1   # layers a loop trip (benchmarks/profile_step.py's scan2 sets 2)
@@ -356,9 +361,7 @@ def _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments):
   dropout key as in the unrolled loop."""
   def layer(x, p_and_i):
     p, i = p_and_i
-    layer_rng = _rng(dropout_rng, 1, i)
-    x = _attention_block(x, mask_BT, p, config, policy, layer_rng, segments)
-    return _ffn_block(x, p, config, policy, layer_rng), None
+    return _layer(x, mask_BT, p, config, policy, dropout_rng, i, segments), None
   n = jax.tree.leaves(layers)[0].shape[0]
   return jax.lax.scan(layer, x_BTD, (layers, jnp.arange(n)), unroll=SCAN_UNROLL)[0]
 
