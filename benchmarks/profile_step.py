@@ -52,7 +52,9 @@ layer, as before prepare_params stacked them), scan / noscan (the layers run as 
 lax.scan, or unrolled as the bench does: model.encode's scan_layers; scan2: two layers a
 loop trip), noautotune (XLA's autotuning off, to see its share of compile time), notriton
 (cuBLAS for every matmul), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in
-place). Inference records carry compile_only_s (lower and compile alone).
+place; XLA matches only legacy cuBLAS gemms, so with nolt: cuBLASLt off). Inference records
+carry compile_only_s (lower and compile alone) and logits_max_abs_diff, the largest
+difference of the variant's logits from the run's first variant's (same weights, same batch).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -268,6 +270,7 @@ OPTION_PARTS = {
     # cuBLAS gemms read dynamic slices (scan's per-layer weights) in place instead of copies
     'dsf': {'xla_gpu_enable_dynamic_slice_fusion': True},
     'cublaslt': {'xla_gpu_enable_cublaslt': True},
+    'nolt': {'xla_gpu_enable_cublaslt': False},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
@@ -423,6 +426,7 @@ def build_infer(variant, seq, batch, policy, preset):
       jax.block_until_ready(compiled(params, x))
   run.host_probe = lambda: host_probe(compiled, params, x)
   run.compile_only_s = compile_only_s
+  run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(params, x))]
   return run, config, compiled
 
 
@@ -676,6 +680,7 @@ def main():
   policy = PrecisionPolicy(args.precision)
   build = build_train if args.kind == 'train' else build_infer
   env = records.environment()
+  reference = {}   # inference: the first variant's logits, each later variant's compared
   for variant in args.variants:
     t0 = time.perf_counter()
     extra = {'devices': args.devices} if args.kind == 'train' else {}
@@ -707,6 +712,14 @@ def main():
       rec['compile_only_s'] = run.compile_only_s
     if hasattr(run, 'host_probe'):
       rec['host'] = run.host_probe()
+    if hasattr(run, 'outputs'):   # the same weights and inputs for every variant of a run
+      outputs = run.outputs()
+      reference.setdefault('variant', variant)
+      reference.setdefault('outputs', outputs)
+      rec['logits_max_abs_diff'] = {
+          'against': reference['variant'],
+          'value': max(float(np.max(np.abs(a - b))) for a, b in zip(outputs,
+                                                                    reference['outputs']))}
     if hasattr(run, 'compiler_options'):
       rec['xla_compiler_options'] = run.compiler_options
     if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows

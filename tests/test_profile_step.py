@@ -172,6 +172,22 @@ def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
 
 
+def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path, monkeypatch):
+  import json
+  import sys
+  monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--kind', 'infer', '--seq', '16',
+                                    '--batch', '2', '--steps', '1', '--preset', 'tiny',
+                                    '--variants', 'noscan', 'scan', 'gelu_tanh',
+                                    '--out', str(tmp_path)])
+  ps.main()
+  recs = [json.loads(line) for line in (tmp_path / 'profile.jsonl').read_text().splitlines()]
+  diffs = {r['variant']: r['logits_max_abs_diff'] for r in recs}
+  assert {d['against'] for d in diffs.values()} == {'noscan'}
+  assert diffs['noscan']['value'] == 0
+  assert diffs['scan']['value'] < 0.05                  # the same model, bf16 rounding apart
+  assert diffs['gelu_tanh']['value'] > diffs['scan']['value']   # another GELU: other logits
+
+
 def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   """A trace of 2 steps on two GPUs (and one idle GPU): per-GPU, per-step figures, with the
   NCCL kernel in its own class."""
