@@ -48,11 +48,14 @@ on another formula for Phi (benchmarks/gelu_math.py's candidates; gelu_erfcc is 
 before entry 44 of docs/performance_notes.md; train and infer).
 Variants (infer): base (cuDNN attention under bf16/fp16, params from
 inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
-layer, as before prepare_params stacked them), scan / noscan (the layers run as one
+layer, as before prepare_params stacked them), kernels_apart (stacked, but each layer's matmul
+kernels arrays of their own, which cuBLAS reads without copying a slice), scan / noscan (the layers run as one
 lax.scan, or unrolled as the bench does: model.encode's scan_layers; scan2: two layers a
 loop trip), noautotune (XLA's autotuning off, to see its share of compile time), notriton
-(cuBLAS for every matmul), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in
-place; XLA matches only legacy cuBLAS gemms, so with nolt: cuBLASLt off). Inference records
+(cuBLAS for every matmul, the product's inference default since entry 52 of
+docs/performance_notes.md) / triton_gemm (XLA's Triton gemm fusions, the default before), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in
+place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on cuBLASLt on
+jax 0.11.2). Inference records
 carry compile_only_s (lower and compile alone) and logits_max_abs_diff, the largest
 difference of the variant's logits from the run's first variant's (same weights, same batch).
 Inference records also carry 'host': the time a call takes to return before the GPU is
@@ -284,7 +287,8 @@ OPTION_PARTS = {
     'nocmdbuf': {'xla_gpu_enable_command_buffer': ''},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'packed',
+BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'kernels_apart',
+               'packed',
                'packed4', 'zero', 'layer_list', *OPTION_PARTS)
 
 
@@ -409,16 +413,23 @@ def build_infer(variant, seq, batch, policy, preset):
   params = _INFER_PARAMS[key]
   if 'unstacked' in parts:
     params = {**params, 'layers': model.layer_params(params['layers'])}
-  fn = inference.make_eval_fn(mesh, config, policy,
-                              scan_layers='scan' in parts or 'scan2' in parts)
-  host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
-  x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
-  options = {}
+  options = inference.default_compiler_options(mesh)   # the product's; triton_gemm: XLA's
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
+  if 'kernels_apart' in parts:
+    params = kernels_apart(params)
+    fn = jax.jit(lambda p, b: steps.eval_step(join_kernels(p), b, config=config, policy=policy),
+                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.batch_sharding(mesh), compiler_options=options or None)
+  else:
+    fn = inference.make_eval_fn(mesh, config, policy,
+                                scan_layers='scan' in parts or 'scan2' in parts,
+                                compiler_options=options)
+  host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
+  x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
   jax.block_until_ready(params)
   t0 = time.perf_counter()
-  compiled = fn.lower(params, x).compile(options or None)
+  compiled = fn.lower(params, x).compile()
   compile_only_s = time.perf_counter() - t0
 
   def run(n):
@@ -426,8 +437,29 @@ def build_infer(variant, seq, batch, policy, preset):
       jax.block_until_ready(compiled(params, x))
   run.host_probe = lambda: host_probe(compiled, params, x)
   run.compile_only_s = compile_only_s
+  run.compiler_options = options
   run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(params, x))]
   return run, config, compiled
+
+
+def kernels_apart(params):
+  """Stacked inference params with each layer's matmul kernels as arrays of their own (4 L
+  more arguments), so cuBLAS can read them in place: a slice of a stack is copied first."""
+  layers = params['layers']
+  n = len(jax.tree.leaves(layers)[0])
+  kernels = [{name: leaf['kernel'][i] for name, leaf in layers.items() if 'kernel' in leaf}
+             for i in range(n)]
+  rest = {name: {k: v for k, v in leaf.items() if k != 'kernel'} for name, leaf in layers.items()}
+  return {**params, 'layers': {'kernels': kernels, 'rest': rest}}
+
+
+def join_kernels(params):
+  """kernels_apart's layout, inside the jitted call, as model.encode's list of layer dicts."""
+  apart = params['layers']
+  layers = [{name: {**leaf, **({'kernel': kernels[name]} if name in kernels else {})}
+             for name, leaf in rest.items()}
+            for rest, kernels in zip(model.layer_params(apart['rest']), apart['kernels'])]
+  return {**params, 'layers': layers}
 
 
 def host_probe(compiled, params, x, n=50):

@@ -191,7 +191,8 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
           'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention, 'scan_layers': scan_layers}
+          'attention': config.attention, 'scan_layers': scan_layers,
+          'xla_compiler_options': inference.default_compiler_options(mesh)}
 
 
 def is_out_of_memory(error: Exception) -> bool:

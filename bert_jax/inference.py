@@ -16,14 +16,32 @@ from bert_jax.precision import PrecisionPolicy
 from bert_jax.squad.features import Features
 
 
+# On GPU inference's matmuls come from cuBLAS only, as training's (train.py). With XLA's Triton
+# gemm fusions the unrolled, stacked layers' 96 gemm fusions each read their own slice of the
+# stack and were autotuned one by one: 35-37 s to compile a BERT-Large shape. With cuBLAS:
+# 2.5-3.3 s, batch 1 the same (2.097 against 2.085 ms), batch 8 3 % and batch 64 2 % faster,
+# logits within 3.5e-3 (seq 384 fp16, H200; docs/performance_notes.md, 52).
+GPU_EVAL_COMPILER_OPTIONS = {'xla_gpu_enable_triton_gemm': False}
+
+
+def default_compiler_options(mesh: Mesh) -> dict:
+  """The XLA options make_eval_fn compiles with unless told otherwise (records carry them)."""
+  return dict(GPU_EVAL_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == 'gpu' else {}
+
+
 def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
-                 scan_layers: bool = False):
-  # params replicated on every device; the batch split over the data axis; logits likewise.
-  # scan_layers: model.encode's (one compiled layer; fast to compile, slower at batch 1).
+                 scan_layers: bool = False, compiler_options: dict | None = None):
+  """The jitted eval_step: params replicated on every device; the batch split over the data
+  axis; logits likewise. scan_layers: model.encode's (one compiled layer: faster to compile,
+  slower at batch 1). compiler_options (XLA's) replace the default, GPU_EVAL_COMPILER_OPTIONS
+  on GPU and none elsewhere; {} compiles with XLA's own defaults."""
+  if compiler_options is None:
+    compiler_options = default_compiler_options(mesh)
   return jax.jit(functools.partial(steps.eval_step, config=config, policy=policy,
                                    scan_layers=scan_layers),
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
-                 out_shardings=mesh_lib.batch_sharding(mesh))
+                 out_shardings=mesh_lib.batch_sharding(mesh),
+                 compiler_options=compiler_options or None)
 
 
 def prepare_params(params, policy: PrecisionPolicy):

@@ -82,7 +82,7 @@ def total_steps(train: settings_lib.TrainSettings, steps_per_epoch: int) -> int:
 
 # On GPU the train step's matmuls come from cuBLAS only: with XLA's Triton gemm fusions off,
 # the seq-384 BERT-Large step ran 4 % faster on the same H200 (docs/performance_notes.md, 22).
-# Inference keeps XLA's default, which measured faster there (entry 21).
+# Inference compiles with cuBLAS only too (inference.GPU_EVAL_COMPILER_OPTIONS, entry 52).
 # With the state split over several GPUs (mesh.shard_state), the weights' all-gathers and the
 # gradients' reduce-scatters are combined up to 64 MiB: 4 x H200 ran the step 1.2 % faster
 # than with XLA's default, and 8 MiB 2.1 % slower (entry 39). Without a split they do nothing.

@@ -20,7 +20,19 @@ INFER_FIELDS = {
     'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
     'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status', 'precision',
     'seq_len', 'batch_size', 'num_devices', 'data', 'compile_s', 'warmup_s', 'sentences',
-    'total_inference_s', 'latency_ms', 'sentences_per_s', 'mfu'}
+    'total_inference_s', 'latency_ms', 'sentences_per_s', 'mfu', 'xla_compiler_options'}
+
+
+def test_gpu_steps_compile_with_cublas_matmuls_and_cpu_with_xla_defaults():
+  from types import SimpleNamespace
+
+  from bert_jax import inference, mesh as mesh_lib, train
+  from bert_jax.settings import MeshSettings
+  gpu = SimpleNamespace(devices=np.array([SimpleNamespace(platform='gpu')]))
+  assert inference.default_compiler_options(gpu) == {'xla_gpu_enable_triton_gemm': False}
+  assert train.default_compiler_options(gpu)['xla_gpu_enable_triton_gemm'] is False
+  cpu = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  assert inference.default_compiler_options(cpu) == train.default_compiler_options(cpu) == {}
 
 
 def _tiny(config, **bench):
@@ -73,6 +85,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert r['sentences'] == 5 * r['batch_size']
     assert r['sentences_per_s'] == pytest.approx(r['sentences'] / r['total_inference_s'])
     assert r['scan_layers'] is False          # the bench times the unrolled layers by default
+    assert r['xla_compiler_options'] == {}
   assert {r['num_devices'] for r in train} == {1, 2}
   skipped = [r for r in recs if r['status'].startswith('skipped')]
   assert [r['num_devices'] for r in skipped] == [16]
