@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -548,6 +548,19 @@ inf1)  # 1 GPU, about 7 min: inference with cuBLAS matmuls (the default since ds
   ours 0 infer 384 fp16 '(1,8,64)'
   ours 0 infer 384 bf16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+inf2)  # 1 GPU, about 9 min: inference with each layer's kernels apart (the default since inf1,
+  # entry 53): profile_step against the stacked kernels, the bench at seq 384 fp16 (batches 1,
+  # 8, 64) and the compiled peer; then seq 128 training at batch 64, bf16 and fp16, and the
+  # compiled peer like for like; bf16 inference last
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  PI="python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --steps 100 --out $OUT/p0"
+  timeout $(left) $PI --batch 1 --variants base stacked_kernels --profile base 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
+  XB='--config.bench.precisions=("bf16","fp16")' ours 0 train 128 bf16 '(64,)'
+  peer 0 --train 128:64 --precision bf16 --modes compile
+  ours 0 infer 384 bf16 '(1,8)'
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the

@@ -46,10 +46,11 @@ train state's layers as a list of per-layer dicts, as before steps.create_state 
 (892 state arrays for BERT-Large instead of 64); gelu_erfcc / gelu_rsqrt / gelu_fit = the GELU
 on another formula for Phi (benchmarks/gelu_math.py's candidates; gelu_erfcc is the model's
 before entry 44 of docs/performance_notes.md; train and infer).
-Variants (infer): base (cuDNN attention under bf16/fp16, params from
-inference.prepare_params), xla, qkv3, gelu_tanh, unstacked (params as one list entry per
-layer, as before prepare_params stacked them), kernels_apart (stacked, but each layer's matmul
-kernels arrays of their own, which cuBLAS reads without copying a slice), scan / noscan (the layers run as one
+Variants (infer): base (cuDNN attention under bf16/fp16, params as inference.prepare_params
+makes them), xla, qkv3, gelu_tanh, unstacked (params as one list entry per layer, as before
+prepare_params stacked them), stacked_kernels (the kernels stacked too, as prepare_params made
+them before entry 53: cuBLAS then copies each layer's slice; inf1 named today's layout
+kernels_apart), scan / noscan (the layers run as one
 lax.scan, or unrolled as the bench does: model.encode's scan_layers; scan2: two layers a
 loop trip), noautotune (XLA's autotuning off, to see its share of compile time), notriton
 (cuBLAS for every matmul, the product's inference default since entry 52 of
@@ -287,7 +288,7 @@ OPTION_PARTS = {
     'nocmdbuf': {'xla_gpu_enable_command_buffer': ''},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'kernels_apart',
+BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
                'packed',
                'packed4', 'zero', 'layer_list', *OPTION_PARTS)
 
@@ -409,22 +410,18 @@ def build_infer(variant, seq, batch, policy, preset):
   key = (preset, policy)   # the same random weights for every variant of a run, built once
   if key not in _INFER_PARAMS:
     _INFER_PARAMS.clear()
-    _INFER_PARAMS[key] = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1))
+    _INFER_PARAMS[key] = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(1),
+                                                 scan_layers=True)   # all stacked
   params = _INFER_PARAMS[key]
+  scan = 'scan' in parts or 'scan2' in parts
   if 'unstacked' in parts:
     params = {**params, 'layers': model.layer_params(params['layers'])}
+  elif not scan and 'stacked_kernels' not in parts:   # as inference.prepare_params has them
+    params = jax.jit(model.split_kernels)(params)
   options = inference.default_compiler_options(mesh)   # the product's; triton_gemm: XLA's
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
-  if 'kernels_apart' in parts:
-    params = kernels_apart(params)
-    fn = jax.jit(lambda p, b: steps.eval_step(join_kernels(p), b, config=config, policy=policy),
-                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
-                 out_shardings=mesh_lib.batch_sharding(mesh), compiler_options=options or None)
-  else:
-    fn = inference.make_eval_fn(mesh, config, policy,
-                                scan_layers='scan' in parts or 'scan2' in parts,
-                                compiler_options=options)
+  fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
   host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
   x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
   jax.block_until_ready(params)
@@ -440,26 +437,6 @@ def build_infer(variant, seq, batch, policy, preset):
   run.compiler_options = options
   run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(params, x))]
   return run, config, compiled
-
-
-def kernels_apart(params):
-  """Stacked inference params with each layer's matmul kernels as arrays of their own (4 L
-  more arguments), so cuBLAS can read them in place: a slice of a stack is copied first."""
-  layers = params['layers']
-  n = len(jax.tree.leaves(layers)[0])
-  kernels = [{name: leaf['kernel'][i] for name, leaf in layers.items() if 'kernel' in leaf}
-             for i in range(n)]
-  rest = {name: {k: v for k, v in leaf.items() if k != 'kernel'} for name, leaf in layers.items()}
-  return {**params, 'layers': {'kernels': kernels, 'rest': rest}}
-
-
-def join_kernels(params):
-  """kernels_apart's layout, inside the jitted call, as model.encode's list of layer dicts."""
-  apart = params['layers']
-  layers = [{name: {**leaf, **({'kernel': kernels[name]} if name in kernels else {})}
-             for name, leaf in rest.items()}
-            for rest, kernels in zip(model.layer_params(apart['rest']), apart['kernels'])]
-  return {**params, 'layers': layers}
 
 
 def host_probe(compiled, params, x, n=50):

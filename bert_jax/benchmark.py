@@ -68,10 +68,11 @@ def random_train_state(mesh, config: ModelConfig, policy: PrecisionPolicy, optim
   return init(params_key, rng_key)
 
 
-def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array):
+def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array,
+                  scan_layers: bool = False):
   """Replicated random weights as inference uses them (inference.prepare_params)."""
   init = jax.jit(lambda k: model.init_params(k, config), out_shardings=mesh_lib.replicated(mesh))
-  return inference.prepare_params(init(key), policy)
+  return inference.prepare_params(init(key), policy, scan_layers)
 
 
 def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,
@@ -160,7 +161,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
   """Latency percentiles (each batch synchronised) and throughput of eval_step."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   data = mesh_lib.batch_sharding(mesh)
-  params = random_params(mesh, config, policy, jax.random.PRNGKey(seed))
+  params = random_params(mesh, config, policy, jax.random.PRNGKey(seed), scan_layers)
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
   if features is not None:
     inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),

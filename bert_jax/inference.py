@@ -44,19 +44,24 @@ def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
                  compiler_options=compiler_options or None)
 
 
-def prepare_params(params, policy: PrecisionPolicy):
-  """Params as inference calls want them, made once: the layers stacked (model.stack_layers:
-  19 arrays instead of 12 L + 7) and their matmul kernels cast to the compute dtype, which
-  eval_step would otherwise do on every call. On an H200 host each argument array costs 2-3 us
-  a call: 0.5-0.9 ms of a 2.5 ms batch-1 BERT-Large call with the layers as a list
-  (docs/performance_notes.md, 15). Same logits as the params as given."""
+def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):
+  """Params as inference calls want them, made once, with the same logits as the params as
+  given: the matmul kernels cast to the compute dtype (eval_step would otherwise cast them
+  on every call) and few arrays, since each argument array costs 2-3 us a call on an H200
+  host (0.5-0.9 ms of a 2.5 ms BERT-Large batch-1 call with the layers as a list of 12 L + 7;
+  docs/performance_notes.md, 15). For the unrolled layers (scan_layers False) each layer's
+  kernels stay arrays of their own beside the stack of the rest (model.split_kernels, 8 + 4 L
+  + 7 arrays): cuBLAS copies a slice of a stack before its matmul, which cost 0.2 ms more a
+  batch-1 call than the 96 extra arguments (entry 53). For the scanned layers, all stacked
+  (model.stack_layers, 19 arrays)."""
   dtype = policy.compute_dtype
 
   def prepare(p):
     stacked = model.stack_layers(p)
     layers = {name: {k: v.astype(dtype) if k == 'kernel' else v for k, v in leaf.items()}
               for name, leaf in stacked['layers'].items()}
-    return {**stacked, 'layers': layers}
+    stacked = {**stacked, 'layers': layers}
+    return stacked if scan_layers else model.split_kernels(stacked)
   return jax.jit(prepare)(params)
 
 
@@ -69,7 +74,7 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   batch, where the scanned layers ran as fast as unrolled (BERT-Large, batch 64, H200) and
   compile in seconds instead of half a minute."""
   fn = make_eval_fn(mesh, config, policy, scan_layers)
-  params = prepare_params(mesh_lib.gathered(mesh, params), policy)
+  params = prepare_params(mesh_lib.gathered(mesh, params), policy, scan_layers)
   sharding = mesh_lib.batch_sharding(mesh)
   starts, ends, latencies, warmup_s = [], [], [], 0.0
   total = -(-len(features) // batch_size)

@@ -2,8 +2,9 @@
 
 Params (all float32):
   embeddings: word [V, D], position [P, D], token_type [T, D], ln {scale, bias} [D]
-  layers: one dict of [L, ...] arrays (stack_layers; the train state and inference hold
-    them so) or a list of L dicts (as weight import builds them), each
+  layers: one dict of [L, ...] arrays (stack_layers; the train state holds them so), a
+    list of L dicts (as weight import builds them) or, for unrolled inference, the stack
+    without its matmul kernels beside a list of each layer's kernels (split_kernels), each
     qkv      {kernel [D, 3D], bias [3D]}   fused query|key|value, heads major inside each
     attn_out {kernel [D, D],  bias [D]}
     attn_ln  {scale [D], bias [D]}
@@ -283,26 +284,57 @@ def stack_layers(params: Params) -> Params:
   """The same params with 'layers' as one dict of [L, ...] arrays instead of a list of L
   dicts: 12 arrays instead of 12 L, for calls where the per-argument cost matters
   (docs/performance_notes.md, 15 and 42: a BERT-Large train step passes 64 state arrays, not
-  892). encode and qa_logits take either form."""
+  892). encode and qa_logits take either form (and split_kernels')."""
   layers = params['layers']
+  if _is_split(layers):
+    kernels = jax.tree.map(lambda *xs: jnp.stack(xs), *layers['kernels'])
+    return {**params, 'layers': _with_kernels(layers['stacked'], kernels)}
   if isinstance(layers, dict):
     return params
   return {**params, 'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
 
 
+def split_kernels(params: Params) -> Params:
+  """The same params with 'layers' as {'stacked': the layers' biases and LayerNorm params
+  stacked, 'kernels': a list of L dicts of their matmul kernels}: 8 + 4 L arrays. For the
+  unrolled layers at inference: cuBLAS reads a kernel array in place, but a layer's slice of
+  a stack only after copying it (0.4 ms of a 2.1 ms BERT-Large batch-1 call on an H200,
+  docs/performance_notes.md, 53). encode and qa_logits take this form too."""
+  layers = stack_layers(params)['layers']
+  n = len(jax.tree.leaves(layers)[0])
+  kernels = [{name: leaf['kernel'][i] for name, leaf in layers.items() if 'kernel' in leaf}
+             for i in range(n)]
+  rest = {name: {k: v for k, v in leaf.items() if k != 'kernel'} for name, leaf in layers.items()}
+  return {**params, 'layers': {'stacked': rest, 'kernels': kernels}}
+
+
+def _is_split(layers) -> bool:
+  return isinstance(layers, dict) and set(layers) == {'stacked', 'kernels'}
+
+
+def _with_kernels(layer: Params, kernels: Params) -> Params:
+  """A layer's (or a stack's) params without kernels, given its kernels by sublayer name."""
+  return {name: {**leaf, **({'kernel': kernels[name]} if name in kernels else {})}
+          for name, leaf in layer.items()}
+
+
 def unstack_layers(params: Params) -> Params:
   """The inverse of stack_layers: 'layers' as a list of L dicts (numpy or jax arrays)."""
-  layers = params['layers']
-  if not isinstance(layers, dict):
+  if not isinstance(params['layers'], dict):
     return params
+  layers = stack_layers(params)['layers']
   n = len(jax.tree.leaves(layers)[0])
   return {**params, 'layers': [jax.tree.map(lambda x, i=i: x[i], layers) for i in range(n)]}
 
 
 def layer_params(layers) -> list[Params]:
-  """The per-layer dicts of a list or of a stacked dict (see stack_layers). A stack is cut by
-  jnp.split, whose gradient is one concatenate of the layers' gradients (x[i]'s is a pad per
-  layer, summed: 2 ms more a BERT-Large step on an H200, docs/performance_notes.md, 42)."""
+  """The per-layer dicts of a list, of a stacked dict (see stack_layers) or of split_kernels'
+  form. A stack is cut by jnp.split, whose gradient is one concatenate of the layers'
+  gradients (x[i]'s is a pad per layer, summed: 2 ms more a BERT-Large step on an H200,
+  docs/performance_notes.md, 42)."""
+  if _is_split(layers):
+    return [_with_kernels(rest, kernels)
+            for rest, kernels in zip(layer_params(layers['stacked']), layers['kernels'])]
   if not isinstance(layers, dict):
     return list(layers)
   leaves, treedef = jax.tree.flatten(layers)

@@ -189,15 +189,37 @@ def test_inference_params_give_the_same_logits(policy):
   pol = PrecisionPolicy(policy)
   params = model.init_params(jax.random.PRNGKey(0), config)
   prepared = bert_jax.prepare_params(params, pol)   # the notebook API's name for it
-  assert len(jax.tree.leaves(prepared)) == 5 + 12 + 2
-  assert prepared['layers']['ffn_in']['kernel'].dtype == pol.compute_dtype
-  assert prepared['layers']['ffn_in']['bias'].dtype == jnp.float32  # only kernels are cast
+  # unrolled: biases and LayerNorm stacked (8), each layer's 4 kernels arrays of their own
+  assert len(jax.tree.leaves(prepared)) == 5 + 8 + 4 * config.num_layers + 2
+  assert prepared['layers']['kernels'][1]['ffn_in'].dtype == pol.compute_dtype
+  assert prepared['layers']['stacked']['ffn_in']['bias'].dtype == jnp.float32  # kernels only
+  scanned = bert_jax.prepare_params(params, pol, scan_layers=True)
+  assert len(jax.tree.leaves(scanned)) == 5 + 12 + 2
+  assert scanned['layers']['ffn_in']['kernel'].dtype == pol.compute_dtype
   ids = jnp.asarray(np.random.default_rng(1).integers(0, config.vocab_size, (3, 16)))
   batch = {'input_ids': ids, 'token_type_ids': jnp.zeros_like(ids),
            'attention_mask': jnp.ones_like(ids).at[0, 5:].set(0)}
   run = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol))
   for a, b in zip(run(params, batch), run(prepared, batch)):
     np.testing.assert_array_equal(a, b)
+  scan = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol, scan_layers=True))
+  for a, b in zip(run(params, batch), scan(scanned, batch)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_split_kernels_holds_the_same_layers():
+  config = ModelConfig.preset('tiny').replace(num_layers=3)
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  split = model.split_kernels(params)
+  assert [sorted(k) for k in split['layers']['kernels']] == [
+      ['attn_out', 'ffn_in', 'ffn_out', 'qkv']] * 3
+  assert 'kernel' not in split['layers']['stacked']['qkv']
+  assert model.split_kernels(split)['layers']['kernels'][2]['qkv'] is not None
+  for form in (model.stack_layers(split), model.unstack_layers(split)):
+    want = jax.tree.map(np.asarray, model.stack_layers(params))
+    np.testing.assert_equal(jax.tree.map(np.asarray, model.stack_layers(form)), want)
+  for got, layer in zip(model.layer_params(split['layers']), params['layers']):
+    np.testing.assert_equal(jax.tree.map(np.asarray, got), jax.tree.map(np.asarray, layer))
 
 
 @pytest.mark.parametrize('policy', ['fp32', 'bf16'])

@@ -160,15 +160,15 @@ def test_hlo_fusions_on_a_compiled_step(ps):
   assert any(v['shape'] == 'f32[32,64]' and 'tanh' in v['ops'] for v in fusions.values())
 
 
-@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'kernels_apart'])
+@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels'])
 def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   run, config, _ = ps.build_infer(variant, 16, 2, PrecisionPolicy('bf16'), 'tiny')
   run(1)
   host = run.host_probe()
   # 5 embedding leaves (word, position, token type, LayerNorm scale and bias), 2 qa, and
-  # 12 per layer, or 12 in all once stacked (kernels_apart: 8 stacked, 4 kernels a layer)
+  # 12 per layer, or 12 in all once stacked; unrolled (base), 8 stacked and 4 kernels a layer
   per_layer = {'unstacked': 12 * config.num_layers,
-               'kernels_apart': 8 + 4 * config.num_layers}.get(variant, 12)
+               'base': 8 + 4 * config.num_layers}.get(variant, 12)
   assert host['param_leaves'] == 5 + per_layer + 2
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
 
@@ -178,7 +178,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   import sys
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--kind', 'infer', '--seq', '16',
                                     '--batch', '2', '--steps', '1', '--preset', 'tiny',
-                                    '--variants', 'noscan', 'scan', 'kernels_apart',
+                                    '--variants', 'noscan', 'scan', 'stacked_kernels',
                                     'gelu_tanh',
                                     '--out', str(tmp_path)])
   ps.main()
@@ -186,7 +186,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   diffs = {r['variant']: r['logits_max_abs_diff'] for r in recs}
   assert {d['against'] for d in diffs.values()} == {'noscan'}
   assert diffs['noscan']['value'] == 0
-  for same in ('scan', 'kernels_apart'):                # the same model, bf16 rounding apart
+  for same in ('scan', 'stacked_kernels'):                # the same model, bf16 rounding apart
     assert diffs[same]['value'] < 0.05
   assert diffs['gelu_tanh']['value'] > diffs['scan']['value']   # another GELU: other logits
 
