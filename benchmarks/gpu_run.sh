@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -562,6 +562,13 @@ inf2)  # 1 GPU, about 9 min: inference with each layer's kernels apart (the defa
   peer 0 --train 128:64 --precision bf16 --modes compile
   ours 0 infer 384 bf16 '(1,8)'
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
+  # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
+  mkdir -p "$OUT"/g0
+  ours 0 infer 384 fp32 '(4,8,16,32,64)'
+  ours 0 infer 128 fp32 '(8,16,32,64)'
+  ours 0 infer 384 bf16 '(1,8)'
+  merge; pack ;;
 stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack2) on real
   # work. GPU 0: the bench's seq-384 training at batches 1-64 and seq 128 at 64; GPU 1: the
   # compiled peer at the same points; GPU 2: MiniLM's F1 (padded, 1 GPU); GPU 3: BERT-Large
