@@ -353,12 +353,14 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
     dropout_rng: a PRNG key turns dropout on (training); None means deterministic.
     segments: packed rows (bert_jax.packing): each window gets its own positions and sees
       only itself. None: one sequence a row, positions 0..time-1.
-    scan_layers: run the layers as one lax.scan over their stack (a list is stacked first)
-      instead of unrolled. Same numbers. XLA then compiles one layer, not L: BERT-Large
-      inference compiled in about 1-3 s a shape instead of 32-38 s on an H200, because the
-      unrolled layers' gemms each read their own slice of the stack and are autotuned one
-      by one. The loop copies each layer's weights before its gemms (0.45 ms a call on an
-      H200), so small-batch latency is better unrolled (docs/performance_notes.md, 51).
+    scan_layers: run the layers as one lax.scan over their stack (a list or split_kernels'
+      form is stacked first) instead of unrolled. Same numbers. XLA then compiles one layer,
+      not L: with XLA's Triton gemms BERT-Large inference compiled in about 1-3 s a shape
+      instead of 32-38 s on an H200, because the unrolled layers' gemm fusions each read
+      their own slice of the stack and are autotuned one by one (with cuBLAS gemms, the
+      inference default, unrolled takes 2.5-5.6 s too). The loop copies each layer's weights
+      before its gemms (0.45 ms a call on an H200), so small-batch latency is better
+      unrolled (docs/performance_notes.md, 51-53).
   """
   emb = params['embeddings']
   t = input_ids.shape[-1]

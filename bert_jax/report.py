@@ -98,8 +98,12 @@ def _header(recs) -> list[str]:
   commits = sorted({r.get('git_commit', '') for r in mine if r.get('git_commit')})
   prints = sorted({r['code_fingerprint'] for r in mine if r.get('code_fingerprint')})
   flags = sorted({r.get('xla_flags', '') for r in mine if r.get('xla_flags')})
-  options = sorted({', '.join(f'{k}={v}' for k, v in sorted(r['xla_compiler_options'].items()))
-                    for r in mine if r.get('xla_compiler_options')})
+  options = []
+  for kind, name in (('train', 'train-step'), ('infer', 'inference')):
+    seen = sorted({', '.join(f'{k}={v}' for k, v in sorted(r['xla_compiler_options'].items()))
+                   for r in mine if r.get('kind') == kind and r.get('xla_compiler_options')})
+    if seen:
+      options.append(f"{name} compiler options: {'; '.join(seen)}")
   data = sorted({r['data'] for r in recs if r.get('data')})
   times = sorted(r.get('time', '') for r in recs if r.get('time'))
   lines = ['# Benchmark report', '',
@@ -109,7 +113,7 @@ def _header(recs) -> list[str]:
               "commits: a copied checkout's git commit can be stale)" if prints else ''),
            f"- Peer: {'; '.join(peers) or 'none in these records'}",
            f"- XLA flags: {', '.join(flags) or 'none'}"
-           + (f"; train-step compiler options: {'; '.join(options)}" if options else ''),
+           + ''.join(f'; {o}' for o in options),
            f"- Inputs: {', '.join(data)} windows; measured {times[0] if times else '?'} to "
            f"{times[-1] if times else '?'}",
            '- Warm-up and compilation are excluded from every throughput and latency below.', '']

@@ -128,7 +128,7 @@ class TrainSettings:
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """Prediction and postprocessing (run_squad.py's defaults). scan_layers: the layers as one
-  lax.scan (model.encode): compiles in seconds, as fast as unrolled at large batches."""
+  lax.scan (model.encode): one compiled layer, within a few % of unrolled at large batches."""
   batch_size: int = 64
   n_best_size: int = 20
   max_answer_length: int = 30
@@ -146,8 +146,8 @@ class BenchSettings:
   """A benchmark sweep (configs/bench_train.py, configs/bench_infer.py): every combination
   of per-GPU batch size, sequence length, precision and GPU count is one point.
   scan_layers (inference): the layers as one lax.scan (model.encode); off by default, since
-  the unrolled layers have the lower latency at small batches, at half a minute of compile
-  a point for BERT-Large."""
+  the unrolled layers have the lower latency at small batches (both compile in seconds a
+  point for BERT-Large on GPU, docs/performance_notes.md, 52)."""
   kind: str = 'train'
   batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)
   seq_lens: tuple = (128, 384)

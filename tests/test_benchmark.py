@@ -195,6 +195,7 @@ def test_report_puts_the_peer_beside_us(tmp_path):
   assert any(line.startswith('| bf16 | 2 split | 32 | 990.0 |') for line in text.splitlines())
   assert '| bf16 | 32 (state split) | 500.0 | 990.0 (99 %) |' in text
   assert 'train-step compiler options: xla_gpu_enable_triton_gemm=False' in text
+  assert 'inference compiler options' not in text     # no inference records here
   assert jax.device_count() == 8
 
 
@@ -282,7 +283,8 @@ def test_report_gives_scanned_layers_a_row_of_their_own(tmp_path):
           'latency_ms': {'p50': 37, 'p90': 37, 'p95': 37, 'p99': 38, 'p100': 38, 'mean': 37}}
   with open(tmp_path / 'records.jsonl', 'w') as f:
     f.write(json.dumps(ours) + '\n')
-    f.write(json.dumps({**ours, 'scan_layers': True, 'compile_s': 2.25}) + '\n')
+    f.write(json.dumps({**ours, 'scan_layers': True, 'compile_s': 2.25,
+                        'xla_compiler_options': {'xla_gpu_enable_triton_gemm': False}}) + '\n')
     peer = {k: v for k, v in ours.items() if k != 'compile_s'}   # the peer has warm-up only
     f.write(json.dumps({**peer, 'framework': 'pytorch-hf', 'mode': 'compile', 'warmup_s': 20.5,
                         'time': '2026-11-27T06:03:00+00:00'}) + '\n')
@@ -292,6 +294,7 @@ def test_report_gives_scanned_layers_a_row_of_their_own(tmp_path):
   assert [r.split(' | ')[0] for r in rows] == ['| bert_jax', '| bert_jax, layers scanned',
                                               '| pytorch-hf compile']   # no †: same call
   assert [r.split(' | ')[-1] for r in rows] == ['33.50 |', '2.25 |', '20.50 |']
+  assert 'XLA flags: none; inference compiler options: xla_gpu_enable_triton_gemm=False' in text
 
 
 def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):
