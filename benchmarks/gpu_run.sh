@@ -25,10 +25,11 @@ quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|
 B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
    --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
 left() { local l=$(( ${DEADLINE:-560} - SECONDS )); echo $(( l > 1 ? l : 1 )); }  # secs to deadline
-ours() {  # GPU kind seq precision batches (XB: more run.py flags)
+ours() {  # GPU kind seq precisions batches, e.g. ours 0 train 384 bf16,fp16 '(32,64)' (XB: more
+  # run.py flags; a --config.bench.* flag given again would append to the tuple, not replace it)
   CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="${WD:-$OUT/g$1}" \
     --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
-    --config.bench.precisions="(\"$4\",)" --config.bench.batch_sizes="$5" ${XB:-} 2>&1 | grep -E 'Error|error:' | head -5; }
+    --config.bench.precisions="(\"${4//,/\",\"}\",)" --config.bench.batch_sizes="$5" ${XB:-} 2>&1 | grep -E 'Error|error:' | head -5; }
 peer() { CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
 merge() {  # every GPU's records in $OUT/all, and the report of them
   mkdir -p "$OUT/all"; cat "$OUT"/g*/records.jsonl > "$OUT/all/records.jsonl" 2>/dev/null
@@ -558,7 +559,8 @@ inf2)  # 1 GPU, about 9 min: inference with each layer's kernels apart (the defa
   timeout $(left) $PI --batch 1 --variants base stacked_kernels --profile base 2>&1 | grep -E '^\{|Error' | cut -c1-300
   ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
-  XB='--config.bench.precisions=("bf16","fp16")' ours 0 train 128 bf16 '(64,)'
+  ours 0 train 128 bf16,fp16 '(64,)'   # as run: XB='--config.bench.precisions=("bf16","fp16")',
+  # which appended, so bf16 ran twice (bench settings now refuse a repeated value)
   peer 0 --train 128:64 --precision bf16 --modes compile
   ours 0 infer 384 bf16 '(1,8)'
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;

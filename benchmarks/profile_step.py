@@ -50,14 +50,13 @@ Variants (infer): base (cuDNN attention under bf16/fp16, params as inference.pre
 makes them), xla, qkv3, gelu_tanh, unstacked (params as one list entry per layer, as before
 prepare_params stacked them), stacked_kernels (the kernels stacked too, as prepare_params made
 them before entry 53: cuBLAS then copies each layer's slice; inf1 named today's layout
-kernels_apart), scan / noscan (the layers run as one
-lax.scan, or unrolled as the bench does: model.encode's scan_layers; scan2: two layers a
-loop trip), noautotune (XLA's autotuning off, to see its share of compile time), notriton
-(cuBLAS for every matmul, the product's inference default since entry 52 of
-docs/performance_notes.md) / triton_gemm (XLA's Triton gemm fusions, the default before), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in
-place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on cuBLASLt on
-jax 0.11.2). Inference records
-carry compile_only_s (lower and compile alone) and logits_max_abs_diff, the largest
+kernels_apart), scan / noscan (the layers run as one lax.scan, or unrolled as the bench does:
+model.encode's scan_layers; scan2: two layers a loop trip), noautotune (XLA's autotuning off,
+to see its share of compile time), notriton (cuBLAS for every matmul, the product's inference
+default since entry 52 of docs/performance_notes.md) / triton_gemm (XLA's Triton gemm fusions, the default before), dsf
+(XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in place; XLA matches only legacy
+cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on cuBLASLt on jax 0.11.2). Inference
+records carry compile_only_s (lower and compile alone) and logits_max_abs_diff, the largest
 difference of the variant's logits from the run's first variant's (same weights, same batch).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).

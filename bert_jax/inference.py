@@ -51,8 +51,8 @@ def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):
   host (0.5-0.9 ms of a 2.5 ms BERT-Large batch-1 call with the layers as a list of 12 L + 7;
   docs/performance_notes.md, 15). For the unrolled layers (scan_layers False) each layer's
   kernels stay arrays of their own beside the stack of the rest (model.split_kernels, 8 + 4 L
-  + 7 arrays): cuBLAS copies a slice of a stack before its matmul, which cost 0.2 ms more a
-  batch-1 call than the 96 extra arguments (entry 53). For the scanned layers, all stacked
+  + 7 arrays): cuBLAS copies a slice of a stack before its matmul, which cost 0.1-0.2 ms more
+  a batch-1 call than the 96 extra arguments (entry 53). For the scanned layers, all stacked
   (model.stack_layers, 19 arrays)."""
   dtype = policy.compute_dtype
 

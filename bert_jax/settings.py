@@ -170,6 +170,12 @@ class BenchSettings:
     if bad or not self.precisions:
       raise ConfigError('bench.precisions', self.precisions,
                         "choose from 'fp32', 'fp16', 'bf16', e.g. --config.bench.precisions='(\"bf16\",)'")
+    for name in ('batch_sizes', 'seq_lens', 'num_devices', 'precisions'):
+      values = getattr(self, name)
+      if len(set(values)) < len(values):   # ml_collections appends a flag given twice
+        raise ConfigError(f'bench.{name}', values,
+                          'give each value once (the same --config.bench.* flag given twice '
+                          'appends to the tuple instead of replacing it)')
     _at_least('bench.steps', self.steps, 1)
 
 

@@ -92,6 +92,8 @@ def test_more_devices_than_present_is_a_clear_error():
     ('precisions', ('fp8',), r"'bench.precisions' = \('fp8',\): choose from"),
     ('num_devices', (1, 'two'), "'bench.num_devices'"),
     ('steps', 0, "'bench.steps' = 0: must be >= 1"),
+    ('precisions', ('bf16', 'bf16', 'fp16'), r"'bench.precisions' = .*give each value once"),
+    ('batch_sizes', (8, 32, 8), r"'bench.batch_sizes' = \(8, 32, 8\): give each value once"),
 ])
 def test_bad_bench_values_name_field_and_value(field, value, pattern):
   config = importlib.import_module('configs.bench_train').get_config().to_dict()
