@@ -283,7 +283,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   flops = records.train_flops_per_sequence(mc.num_layers, mc.hidden_size, mc.intermediate_size,
                                            s.data.max_seq_length)
   common = {'config': s.name, 'precision': s.precision.name, 'seq_len': s.data.max_seq_length,
-            'xla_compiler_options': default_compiler_options(job.mesh),
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
             'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
             'bucket_width': s.data.bucket_width, 'packing': s.data.packing,
@@ -291,6 +290,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   rec_path = os.path.join(workdir, 'records.jsonl')
   records.append(rec_path, {
       **common, 'kind': 'train', 'batch_size': s.train.batch_size,
+      'xla_compiler_options': default_compiler_options(job.mesh),
       'batch_size_per_device': s.train.batch_size // job.mesh.size,
       'sentences_per_s': steady_rate, 'sentences_per_s_per_device': steady_rate / job.mesh.size,
       'compile_s': timing['compile_s'], 'timed_steps': timing['steady_steps'],
@@ -304,7 +304,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],
       'total_inference_s': sum(final['timing']['latencies_ms']) / 1e3,
       'latency_ms': lat, 'sentences_per_s': infer_rate,
-      'scan_layers': final['timing']['scan_layers']})
+      'scan_layers': final['timing']['scan_layers'],
+      'xla_compiler_options': inference.default_compiler_options(job.mesh)})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2)

@@ -171,6 +171,7 @@ def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
   # evaluation ran the layers as one lax.scan (eval.scan_layers' default), and says so
   assert first['inference_scan_layers'] is True
   assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True, True]
+  assert all(r['xla_compiler_options'] == {} for r in recs)   # GPU-only options, off on CPU
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():
