@@ -53,11 +53,12 @@ them before entry 53: cuBLAS then copies each layer's slice; inf1 named today's 
 kernels_apart), scan / noscan (the layers run as one lax.scan, or unrolled as the bench does:
 model.encode's scan_layers; scan2: two layers a loop trip), noautotune (XLA's autotuning off,
 to see its share of compile time), notriton (cuBLAS for every matmul, the product's inference
-default since entry 52 of docs/performance_notes.md) / triton_gemm (XLA's Triton gemm fusions, the default before), dsf
-(XLA's dynamic slice fusion: cuBLAS reads a dynamic slice in place; XLA matches only legacy
-cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on cuBLASLt on jax 0.11.2). Inference
-records carry compile_only_s (lower and compile alone) and logits_max_abs_diff, the largest
-difference of the variant's logits from the run's first variant's (same weights, same batch).
+default since entry 52 of docs/performance_notes.md) / triton_gemm (XLA's Triton gemm
+fusions, the default before), dsf (XLA's dynamic slice fusion: cuBLAS reads a dynamic slice
+in place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on
+cuBLASLt on jax 0.11.2). Inference records carry compile_only_s (lower and compile alone)
+and logits_max_abs_diff, the largest difference of the variant's logits from the run's first
+variant's (same weights, same batch).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -288,8 +289,7 @@ OPTION_PARTS = {
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
-               'packed',
-               'packed4', 'zero', 'layer_list', *OPTION_PARTS)
+               'packed', 'packed4', 'zero', 'layer_list', *OPTION_PARTS)
 
 
 def _target(name):
