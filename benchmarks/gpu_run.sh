@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -563,6 +563,19 @@ inf2)  # 1 GPU, about 9 min: inference with each layer's kernels apart (the defa
   # which appended, so bf16 ran twice (bench settings now refuse a repeated value)
   peer 0 --train 128:64 --precision bf16 --modes compile
   ours 0 infer 384 bf16 '(1,8)'
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+host1)  # 1 GPU, about 8.5 min: where a batch-1 inference call's host time goes (the traces'
+  # host events, profile_step) with XLA's command buffers as they are, off, and widened to every
+  # command type; batch 8 likewise; then the bench at seq 384 bf16 and seq 128 fp16 (batches
+  # 1, 8, 64) and the compiled peer at the same points (fp16)
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  PI="python3 benchmarks/profile_step.py --kind infer --seq 384 --precision fp16 --out $OUT/p0"
+  V="base base+nocmdbuf base+cmdbuf_all"
+  timeout $(left) $PI --batch 1 --steps 200 --variants $V --profile $V 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  timeout $(left) $PI --batch 8 --steps 100 --variants $V --profile base 2>&1 | grep -E '^\{|Error' | cut -c1-300
+  ours 0 infer 384 bf16 '(1,8,64)'
+  ours 0 infer 128 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 128:1 128:8 128:64 --precision fp16 --modes compile
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8

@@ -58,7 +58,9 @@ fusions, the default before), dsf (XLA's dynamic slice fusion: cuBLAS reads a dy
 in place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on
 cuBLASLt on jax 0.11.2). Inference records carry compile_only_s (lower and compile alone)
 and logits_max_abs_diff, the largest difference of the variant's logits from the run's first
-variant's (same weights, same batch).
+variant's (same weights, same batch). nocmdbuf (train and infer) = XLA's command buffers (CUDA
+graphs) off, the thunks launching each kernel themselves; cmdbuf_all = every command type in
+them, graphs of any size.
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -68,7 +70,9 @@ inference variants share the random weights the first one built; warm-up exclude
 times --steps steps with one sync.
 With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
 kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
-from its Perfetto JSON, with the collective time no other kernel overlapped; the record also
+from its Perfetto JSON, with the collective time no other kernel overlapped, the GPU's span of
+each executable run (kernels plus the gaps between them) and the host's events by name (the
+jitted call, XLA's thunks, CUDA's launches and graph updates); the record also
 counts the optimised HLO's collectives and their bytes. With --devices N (train) the step runs
 data-parallel on N GPUs, --batch each, and the summary is per GPU (the average over the GPUs
 that ran kernels).
@@ -286,6 +290,9 @@ OPTION_PARTS = {
     # no CUDA graphs: the thunks launch each kernel themselves. The stack1 trace showed the
     # step's one command buffer updated on every call (15.7 ms of host time at batch 1)
     'nocmdbuf': {'xla_gpu_enable_command_buffer': ''},
+    # every command type XLA can put in a CUDA graph, and graphs of any size
+    'cmdbuf_all': {'xla_gpu_enable_command_buffer': 'FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL',
+                   'xla_gpu_graph_min_graph_size': 1},
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
@@ -634,10 +641,15 @@ def summarise(trace_dir, steps_profiled, top=30):
   for k, us in per_kernel.items():
     per_class[classify(k)] += us
   total = sum(per_kernel.values())
+  # the GPU's span of each executable run ('XLA Modules' line): minus the kernels, the gaps
+  module_lines = {k for k, n in threads.items() if n == 'XLA Modules'}
+  module_us = sum(e.get('dur', 0) for e in events
+                  if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in module_lines)
   return {
       'gpu_processes': sorted(names[p] for p in gpu_pids), 'gpus_with_kernels': len(busy),
       'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
       'kernel_ms_per_step': total / 1e3 / steps_profiled,
+      'module_span_ms_per_step': module_us / 1e3 / steps_profiled,
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
       # collective kernel time with no other kernel running on that GPU: what overlap would hide
       'exposed_collective_ms_per_step': exposed / 1e3 / steps_profiled,
@@ -650,7 +662,21 @@ def summarise(trace_dir, steps_profiled, top=30):
       'top_kernels': [{'name': k[:120], 'class': classify(k), 'calls_per_step':
                        counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
                       for k, us in per_kernel.most_common(top)],
+      'host': host_events(events, gpu_pids, steps_profiled / max(1, len(busy)), top),
   }
+
+
+def host_events(events, gpu_pids, steps, top=30):
+  """The host's side of a trace, per step: each event name's time and count on the host's
+  lines (the jitted call, XLA's thunks and command buffers, CUDA driver calls such as
+  cuLaunchKernel or cuGraphLaunch), the largest first. Nested events each count in full."""
+  time, count = collections.Counter(), collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and e.get('pid') not in gpu_pids and 'dur' in e:
+      time[e['name']] += e['dur']
+      count[e['name']] += 1
+  return [{'name': k[:120], 'calls_per_step': count[k] / steps, 'ms_per_step': us / 1e3 / steps}
+          for k, us in time.most_common(top)]
 
 
 def _emit(out, rec):

@@ -214,6 +214,36 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   assert out['class_ms_per_step'] == pytest.approx({'matmul': 0.3, 'collective': 0.1})
 
 
+def test_summarise_reports_the_hosts_calls_and_the_gpus_module_span(ps, tmp_path):
+  """Two calls: the host's events per call, largest first (its Python thread and CUDA's
+  launches, none of the GPU's lines), and the GPU's 'XLA Modules' span beside its kernels."""
+  import gzip
+  import json
+  events = [{'ph': 'M', 'name': 'process_name', 'pid': 0, 'args': {'name': '/device:GPU:0'}},
+            {'ph': 'M', 'name': 'process_name', 'pid': 9, 'args': {'name': '/host:CPU'}},
+            {'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': 7,
+             'args': {'name': 'Stream #14(Compute)'}},
+            {'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': 8, 'args': {'name': 'XLA Modules'}}]
+  for call in range(2):
+    events += [{'ph': 'X', 'pid': 9, 'tid': 1, 'name': 'PjitFunction(f)', 'dur': 900},
+               {'ph': 'X', 'pid': 9, 'tid': 1, 'name': 'cuGraphLaunch', 'dur': 40},
+               {'ph': 'X', 'pid': 9, 'tid': 2, 'name': 'cuLaunchKernel', 'dur': 5},
+               {'ph': 'X', 'pid': 9, 'tid': 2, 'name': 'cuLaunchKernel', 'dur': 5},
+               {'ph': 'X', 'pid': 0, 'tid': 8, 'name': 'jit_f', 'dur': 1500},
+               {'ph': 'X', 'pid': 0, 'tid': 7, 'name': 'nvjet_sm90_tst_128x160', 'dur': 1200}]
+  path = tmp_path / 'plugins' / 'profile' / 'x'
+  path.mkdir(parents=True)
+  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  out = ps.summarise(str(tmp_path), steps_profiled=2)
+  assert out['kernel_ms_per_step'] == pytest.approx(1.2)
+  assert out['module_span_ms_per_step'] == pytest.approx(1.5)
+  host = out['host']
+  assert [h['name'] for h in host] == ['PjitFunction(f)', 'cuGraphLaunch', 'cuLaunchKernel']
+  assert host[0]['ms_per_step'] == pytest.approx(0.9)
+  assert host[2] == {'name': 'cuLaunchKernel', 'calls_per_step': 2.0, 'ms_per_step': 0.01}
+
+
 def test_summarise_reads_the_newest_trace_of_a_variant_traced_twice(ps, tmp_path,
                                                                    monkeypatch):
   import gzip
