@@ -60,7 +60,10 @@ cuBLASLt on jax 0.11.2). Inference records carry compile_only_s (lower and compi
 and logits_max_abs_diff, the largest difference of the variant's logits from the run's first
 variant's (same weights, same batch). nocmdbuf (train and infer) = XLA's command buffers (CUDA
 graphs) off, the thunks launching each kernel themselves; cmdbuf_all = every command type in
-them, graphs of any size.
+them, graphs of any size; cmdbuf_serial / cmdbuf_concurrent = XLA's CUDA graphs with each node
+waiting on the one before (a straight line) / on nothing but its inputs, instead of XLA's
+default (LHS); fresh_inputs (infer) = each call's batch another of 16 arrays, as the bench's
+real windows are, rather than one array every call.
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -293,10 +296,14 @@ OPTION_PARTS = {
     # every command type XLA can put in a CUDA graph, and graphs of any size
     'cmdbuf_all': {'xla_gpu_enable_command_buffer': 'FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL',
                    'xla_gpu_graph_min_graph_size': 1},
+    # the graph's nodes each waiting on the one before (a straight line, which recent CUDA
+    # drivers launch in constant time) or on what they read (XLA's default, LHS: a DAG)
+    'cmdbuf_serial': {'xla_gpu_command_buffer_scheduling_mode': 'SERIALIZE'},
+    'cmdbuf_concurrent': {'xla_gpu_command_buffer_scheduling_mode': 'CONCURRENT'},
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
-               'packed', 'packed4', 'zero', 'layer_list', *OPTION_PARTS)
+               'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs', *OPTION_PARTS)
 
 
 def _target(name):
@@ -428,16 +435,21 @@ def build_infer(variant, seq, batch, policy, preset):
   for part in parts:
     options.update(OPTION_PARTS.get(part, {}))
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
-  host = benchmark.synthetic(np.random.default_rng(0), batch, seq, config.vocab_size)
-  x = batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, mesh_lib.batch_sharding(mesh))
+  xs = []
+  for i in range(16 if 'fresh_inputs' in parts else 1):
+    host = benchmark.synthetic(np.random.default_rng(i), batch, seq, config.vocab_size)
+    xs.append(batches.to_device({k: host[k] for k in steps.INPUT_KEYS},
+                                mesh_lib.batch_sharding(mesh)))
+  x = xs[0]
   jax.block_until_ready(params)
   t0 = time.perf_counter()
   compiled = fn.lower(params, x).compile()
   compile_only_s = time.perf_counter() - t0
 
-  def run(n):
-    for _ in range(n):
-      jax.block_until_ready(compiled(params, x))
+  def run(n):   # fresh_inputs: a call's inputs at another address than the last call's,
+    # as in the bench, so XLA updates its CUDA graph's nodes that read them
+    for i in range(n):
+      jax.block_until_ready(compiled(params, xs[i % len(xs)]))
   run.host_probe = lambda: host_probe(compiled, params, x)
   run.compile_only_s = compile_only_s
   run.compiler_options = options

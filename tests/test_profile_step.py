@@ -179,7 +179,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--kind', 'infer', '--seq', '16',
                                     '--batch', '2', '--steps', '1', '--preset', 'tiny',
                                     '--variants', 'noscan', 'scan', 'stacked_kernels',
-                                    'gelu_tanh',
+                                    'gelu_tanh', 'fresh_inputs+cmdbuf_serial',
                                     '--out', str(tmp_path)])
   ps.main()
   recs = [json.loads(line) for line in (tmp_path / 'profile.jsonl').read_text().splitlines()]
@@ -189,6 +189,9 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   for same in ('scan', 'stacked_kernels'):                # the same model, bf16 rounding apart
     assert diffs[same]['value'] < 0.05
   assert diffs['gelu_tanh']['value'] > diffs['scan']['value']   # another GELU: other logits
+  # 16 input batches cycled, and a compiler option: the first batch's logits unchanged
+  assert diffs['fresh_inputs+cmdbuf_serial']['value'] == 0
+  assert recs[-1]['xla_compiler_options']['xla_gpu_command_buffer_scheduling_mode'] == 'SERIALIZE'
 
 
 def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
