@@ -17,7 +17,9 @@ gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which
 float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
 gelu_autodiff+ln_autodiff (the step before the custom VJPs). ln_xla = XLA's LayerNorm
-backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); gelu_lax_erf =
+backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); ln_fwd_xla (infer)
+= XLA's three kernels for each LayerNorm where no gradient is taken, instead of the model's
+Pallas forward (the product before entry 56 of docs/performance_notes.md); gelu_lax_erf =
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
 ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the model's
@@ -263,6 +265,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
+           'ln_fwd_xla': {'_use_ln_fwd_kernel': lambda x: False},
            'ln_twopass': {'_ln_stats': _ln_stats_twopass},
            'scan2': {'SCAN_UNROLL': 2},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},

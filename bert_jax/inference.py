@@ -37,8 +37,10 @@ def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
   on GPU and none elsewhere; {} compiles with XLA's own defaults."""
   if compiler_options is None:
     compiler_options = default_compiler_options(mesh)
-  return jax.jit(functools.partial(steps.eval_step, config=config, policy=policy,
-                                   scan_layers=scan_layers),
+  # traced under the mesh, so the LayerNorm kernel runs per device (layer_norm_kernel.py)
+  step = functools.partial(steps.eval_step, config=config, policy=policy,
+                           scan_layers=scan_layers)
+  return jax.jit(mesh_lib.traced_under(mesh, step, 'eval_step'),
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
                  out_shardings=mesh_lib.batch_sharding(mesh),
                  compiler_options=compiler_options or None)

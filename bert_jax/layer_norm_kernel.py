@@ -1,4 +1,4 @@
-"""LayerNorm backward as one Pallas kernel per block of rows (GPU; the model's choice there).
+"""LayerNorm as Pallas kernels on GPU: the backward in training, the forward at inference.
 
 XLA computes a LayerNorm backward in three fusions that each re-read the incoming gradient
 and the input to recompute the row sums, one of them writing g * xhat as float32 [B, T, D]
@@ -15,6 +15,11 @@ mesh whose 'data' axis splits the batch (the train step sets it, bert_jax/train.
 device runs the kernel on its own rows (shard_map): a Pallas call has no partitioning rule,
 so GSPMD would otherwise gather the whole batch onto every device. The tests run it in
 Pallas' interpret mode on CPU.
+
+At inference (no gradient taken) XLA runs a LayerNorm as three kernels: the row sums, the
+rsqrt of the variance on [B, T], and the normalisation, which reads x again. layer_norm_fwd is
+one kernel per block of rows that reads x once (docs/performance_notes.md, 56); training keeps
+XLA's forward, whose row sums it fuses into the pass that forms x.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ ROWS, NUM_WARPS = 4, 4  # 4 rows x 4 warps: 518.9 sent/s; 16 x 8: 516.8 (same ca
 # add (0.91 ms a step at 1); profile_step's ln_blocks4 / ln_blocks8 variants set it. Not yet
 # measured on a GPU, so the model keeps the measured 1.
 BLOCKS = 1
+# The forward's programs: FWD_ROWS rows each, FWD_NUM_WARPS warps (not yet swept on a GPU)
+FWD_ROWS, FWD_NUM_WARPS = 4, 4
 
 
 def grads(x, g, mean, rstd, scale):
@@ -45,6 +52,22 @@ def grads(x, g, mean, rstd, scale):
   dx = rstd * (gs - a - xhat * b)
   rows = tuple(range(x.ndim - 1))
   return dx, jnp.sum(g * xhat, axis=rows, keepdims=True), jnp.sum(g, axis=rows, keepdims=True)
+
+
+def normalise(x, scale, bias, eps):
+  """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, in x's dtype (float32
+  here); the variance from the centred values, which a kernel holds in registers anyway."""
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  xc = x - mean
+  var = jnp.mean(xc * xc, axis=-1, keepdims=True)
+  return xc * jax.lax.rsqrt(var + eps) * scale + bias
+
+
+def _fwd_kernel(x_ref, scale_ref, bias_ref, y_ref, *, eps):
+  f32 = jnp.float32
+  y = normalise(x_ref[...].astype(f32), scale_ref[...].astype(f32), bias_ref[...].astype(f32),
+                eps)
+  y_ref[...] = y.astype(y_ref.dtype)
 
 
 def _kernel(x_ref, g_ref, mean_ref, rstd_ref, scale_ref, dx_ref, dscale_ref, dbias_ref, *,
@@ -117,14 +140,55 @@ def usable(x) -> bool:
   return x.ndim >= 2 and fits(x.size // d // shards, d)
 
 
+def usable_fwd(x) -> bool:
+  """Whether layer_norm_fwd takes x ([B, ..., D]) on this backend and mesh."""
+  d, shards = x.shape[-1], _data_shards(x.shape[0])
+  return x.ndim >= 2 and fits(x.size // d // shards, d, rows=FWD_ROWS, blocks=1)
+
+
+def _params(num_warps):
+  if _interpret():
+    return None
+  from jax.experimental.pallas import triton as plgpu
+  return plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
+
+
+def _rows_fwd(x, scale, bias, eps, dtype, rows, num_warps):
+  """[n, D] input, [1, D] scale and bias; y [n, D] in dtype."""
+  n, d = x.shape
+  row_block = pl.BlockSpec((rows, d), lambda i: (i, 0))
+  vector = pl.BlockSpec((1, d), lambda i: (0, 0))
+  return pl.pallas_call(
+      functools.partial(_fwd_kernel, eps=eps), grid=(n // rows,),
+      in_specs=[row_block, vector, vector], out_specs=row_block,
+      out_shape=jax.ShapeDtypeStruct((n, d), dtype),
+      compiler_params=_params(num_warps), interpret=_interpret(), name='ln_fwd_rows',
+  )(x, scale, bias)
+
+
+def layer_norm_fwd(x, scale, bias, eps: float, dtype, *, rows: int | None = None,
+                   num_warps: int | None = None):
+  """LayerNorm of x [B, ..., D] over its last axis, computed in float32 and returned in dtype,
+  as one kernel per block of rows (check `usable_fwd(x)` first). Under a mesh whose data
+  axis splits the batch, each device normalises its own rows."""
+  rows, num_warps = rows or FWD_ROWS, num_warps or FWD_NUM_WARPS
+  d = x.shape[-1]
+
+  def local(x, scale, bias):
+    n = x.shape[0] * x.shape[1]
+    return (_rows_fwd(x.reshape(n, d), scale, bias, eps, dtype, rows,
+                      num_warps).reshape(x.shape),)
+
+  y, = per_device(local, x.shape[0], 1, 2, 1)(x.reshape(x.shape[0], -1, d),
+                                               scale.reshape(1, d), bias.reshape(1, d))
+  return y.reshape(x.shape)
+
+
 def _rows_bwd(x, g, mean, rstd, scale, rows, num_warps, blocks):
   """[n, D] inputs; (dx [n, D], per-program partial dscale and dbias [n / (rows blocks), D])."""
   n, d = x.shape
   per_program = rows * blocks
-  params = None
-  if not _interpret():
-    from jax.experimental.pallas import triton as plgpu
-    params = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
+  params = _params(num_warps)
   row_block = pl.BlockSpec((per_program, d), lambda i: (i, 0))
   stat_block = pl.BlockSpec((per_program,), lambda i: (i,))
   part_block = pl.BlockSpec((1, d), lambda i: (i, 0))

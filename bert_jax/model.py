@@ -76,7 +76,8 @@ def _layer_norm(x, p, eps, dtype):
   kept float32 [B, T, D] intermediates for the backward pass (docs/performance_notes.md, 14).
   On GPU the backward is one Pallas kernel where the shape suits it (layer_norm_kernel.py;
   entry 20), else XLA's. Gradients agree with autodiff's within float32 rounding (bf16
-  input: one bf16 step).
+  input: one bf16 step). Where no gradient is taken (inference), the forward on GPU is one
+  Pallas kernel too (entry 56).
   """
   return _ln(x, p['scale'], p['bias'], eps, dtype)
 
@@ -96,6 +97,9 @@ def _ln_stats(x32, eps):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _ln(x, scale, bias, eps, dtype):
+  # no gradient taken (inference): on GPU one Pallas kernel instead of XLA's three (entry 56)
+  if _use_ln_fwd_kernel(x):
+    return layer_norm_kernel.layer_norm_fwd(x, scale, bias, eps, dtype)
   return _ln_fwd(x, scale, bias, eps, dtype)[0]
 
 
@@ -108,6 +112,10 @@ def _ln_fwd(x, scale, bias, eps, dtype):
 
 def _use_ln_kernel(x) -> bool:
   return jax.default_backend() == 'gpu' and layer_norm_kernel.usable(x)
+
+
+def _use_ln_fwd_kernel(x) -> bool:
+  return jax.default_backend() == 'gpu' and layer_norm_kernel.usable_fwd(x)
 
 
 def _ln_bwd(eps, dtype, res, g):

@@ -134,3 +134,90 @@ def test_train_step_with_the_kernel_matches_xla_on_a_mesh(monkeypatch):
     np.testing.assert_allclose(results['kernel'][0][k], results['xla'][0][k], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(results['kernel'][1]), jax.tree.leaves(results['xla'][1])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# The forward kernel, used where no gradient is taken (inference)
+
+def _forward_ref(x, p, dtype):
+  return model._ln_fwd(x, p['scale'], p['bias'], 1e-12, dtype)[0]
+
+
+@pytest.mark.parametrize('dtype,out', [(jnp.float32, jnp.float32), (jnp.bfloat16, jnp.bfloat16),
+                                       (jnp.float16, jnp.float16), (jnp.float32, jnp.float16)])
+def test_forward_kernel_matches_xla_forward(dtype, out):
+  """x in dtype, y in out (the embeddings' LayerNorm takes float32 and gives the compute
+  dtype): XLA's one-pass forward, within float32 rounding or one step of out's rounding."""
+  x, p, _ = _inputs(dtype)
+  ours = lnk.layer_norm_fwd(x, p['scale'], p['bias'], 1e-12, out)
+  assert ours.dtype == out and ours.shape == x.shape
+  _assert_close(ours, _forward_ref(x, p, out), jnp.float32 if out == jnp.float32 else out)
+  ref64 = (np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(-1, keepdims=True))
+  ref64 = ref64 / np.sqrt(np.asarray(x, np.float64).var(-1, keepdims=True) + 1e-12)
+  ref64 = ref64 * np.asarray(p['scale']) + np.asarray(p['bias'])
+  assert np.max(np.abs(np.asarray(ours, np.float64) - ref64)) < (
+      2e-6 if out == jnp.float32 else 2.0 ** -7 * np.max(np.abs(ref64)))
+
+
+def test_forward_kernel_keeps_its_precision_far_from_zero_mean():
+  """Rows whose mean is 1000 times their spread: the kernel's variance comes from the centred
+  values, so its error stays at float32 rounding where a one-pass variance would lose it."""
+  x = 1000.0 + jax.random.normal(jax.random.PRNGKey(3), (2, 8, 64))
+  p = {'scale': jnp.ones(64), 'bias': jnp.zeros(64)}
+  ours = np.asarray(lnk.layer_norm_fwd(x, p['scale'], p['bias'], 1e-12, jnp.float32))
+  x64 = np.asarray(x, np.float64)
+  ref64 = (x64 - x64.mean(-1, keepdims=True)) / x64.std(-1, keepdims=True)
+  assert np.max(np.abs(ours - ref64)) < 1e-3
+
+
+def test_model_uses_the_forward_kernel_only_where_no_gradient_is_taken(monkeypatch):
+  dtype = jnp.bfloat16
+  x, p, g = _inputs(dtype)
+  calls = []
+  monkeypatch.setattr(model, '_use_ln_fwd_kernel',
+                      lambda x: calls.append(x.shape) or lnk.usable_fwd(x))
+  y = jax.jit(lambda x, p: model._layer_norm(x, p, 1e-12, dtype))(x, p)
+  assert calls == [(4, 16, 64)]
+  _assert_close(y, _forward_ref(x, p, dtype), dtype)
+  calls.clear()
+  monkeypatch.setattr(model, '_use_ln_kernel', lambda x: False)
+  _vjp(x, p, g, dtype)                 # the gradient's forward is the custom VJP's, not this
+  assert calls == []
+
+
+def test_forward_kernel_runs_per_device_in_the_eval_step():
+  """make_eval_fn traces under its mesh: with the kernel on, a 4-device eval runs it in a
+  shard_map over 'data' and gives the logits of XLA's forward."""
+  from bert_jax import batches, benchmark, inference
+  from bert_jax.model_config import ModelConfig
+  from bert_jax.precision import PrecisionPolicy
+  if jax.device_count() < 4:
+    pytest.skip('needs 4 devices (the suite fakes 8 CPU devices)')
+  config, policy = ModelConfig.preset('tiny'), PrecisionPolicy('fp32')
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=4))
+  params = inference.prepare_params(model.init_params(jax.random.PRNGKey(0), config), policy)
+  batch = batches.to_device(benchmark.synthetic(np.random.default_rng(0), 8, 32,
+                                                config.vocab_size), mesh_lib.batch_sharding(mesh))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(model, '_use_ln_fwd_kernel', lambda x: False)
+    ref = inference.make_eval_fn(mesh, config, policy)(params, batch)
+  maps = []
+  with pytest.MonkeyPatch.context() as mp:
+    shard_map = jax.shard_map
+    mp.setattr(jax, 'shard_map', lambda f, **k: maps.append(k) or shard_map(f, **k))
+    mp.setattr(model, '_use_ln_fwd_kernel', lnk.usable_fwd)
+    ours = inference.make_eval_fn(mesh, config, policy)(params, batch)
+  assert len(maps) == 1 + 2 * config.num_layers and maps[0]['in_specs'][0] == P('data')
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_lowers_to_one_triton_kernel_for_cuda(monkeypatch):
+  monkeypatch.setattr(lnk.jax, 'default_backend', lambda: 'gpu')
+  x = jax.ShapeDtypeStruct((1, 384, 1024), jnp.float16)
+  vec = jax.ShapeDtypeStruct((1024,), jnp.float32)
+  assert lnk.usable_fwd(x) and not lnk.usable_fwd(jax.ShapeDtypeStruct((1, 384, 768), x.dtype))
+  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
+  fwd = lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16)
+  text = jax.export.export(jax.jit(fwd), platforms=['cuda'],
+                           disabled_checks=[triton])(x, vec, vec).mlir_module()
+  assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {lnk.FWD_NUM_WARPS}' in text
