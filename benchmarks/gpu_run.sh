@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -608,6 +608,18 @@ ln1)  # 1 GPU, about 7.5 min: each LayerNorm at inference as one Pallas kernel (
   ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
   ours 0 infer 128 fp16 '(1,8,64)'
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+ln2)  # 1 GPU, about 5.5 min: ln1 again with split_kernels' LayerNorms reading their row of the
+  # stacks in place (ln1's kernel took a slice, which XLA copied first: 96 memcpys a call)
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
+  show() { grep -E '^\{|Error' | cut -c1-250; }
+  timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants ln_fwd_xla base --profile base 2>&1 | show
+  timeout $(left) $PI --seq 128 --batch 1 --steps 200 --variants ln_fwd_xla base 2>&1 | show
+  timeout $(left) $PI --seq 384 --batch 8 --steps 100 --variants ln_fwd_xla base 2>&1 | show
+  ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
+  timeout $(left) $PI --seq 384 --batch 64 --steps 30 --variants ln_fwd_xla base 2>&1 | show
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8

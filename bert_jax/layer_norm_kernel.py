@@ -153,11 +153,11 @@ def _params(num_warps):
   return plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
 
 
-def _rows_fwd(x, scale, bias, eps, dtype, rows, num_warps):
-  """[n, D] input, [1, D] scale and bias; y [n, D] in dtype."""
+def _rows_fwd(x, scale, bias, eps, dtype, rows, num_warps, row):
+  """[n, D] input, [L, D] scale and bias, of which row `row` is used; y [n, D] in dtype."""
   n, d = x.shape
   row_block = pl.BlockSpec((rows, d), lambda i: (i, 0))
-  vector = pl.BlockSpec((1, d), lambda i: (0, 0))
+  vector = pl.BlockSpec((1, d), lambda i: (row, 0))
   return pl.pallas_call(
       functools.partial(_fwd_kernel, eps=eps), grid=(n // rows,),
       in_specs=[row_block, vector, vector], out_specs=row_block,
@@ -166,21 +166,23 @@ def _rows_fwd(x, scale, bias, eps, dtype, rows, num_warps):
   )(x, scale, bias)
 
 
-def layer_norm_fwd(x, scale, bias, eps: float, dtype, *, rows: int | None = None,
-                   num_warps: int | None = None):
+def layer_norm_fwd(x, scale, bias, eps: float, dtype, *, row: int = 0,
+                   rows: int | None = None, num_warps: int | None = None):
   """LayerNorm of x [B, ..., D] over its last axis, computed in float32 and returned in dtype,
-  as one kernel per block of rows (check `usable_fwd(x)` first). Under a mesh whose data
-  axis splits the batch, each device normalises its own rows."""
+  as one kernel per block of rows (check `usable_fwd(x)` first). scale and bias are [D], or
+  stacks [L, D] of which the kernel reads row `row` in place (a slice given to a kernel is
+  a copy first: 96 copies a BERT-Large call, docs/performance_notes.md, 56). Under a mesh
+  whose data axis splits the batch, each device normalises its own rows."""
   rows, num_warps = rows or FWD_ROWS, num_warps or FWD_NUM_WARPS
   d = x.shape[-1]
 
   def local(x, scale, bias):
     n = x.shape[0] * x.shape[1]
-    return (_rows_fwd(x.reshape(n, d), scale, bias, eps, dtype, rows,
-                      num_warps).reshape(x.shape),)
+    return (_rows_fwd(x.reshape(n, d), scale, bias, eps, dtype, rows, num_warps,
+                      row).reshape(x.shape),)
 
   y, = per_device(local, x.shape[0], 1, 2, 1)(x.reshape(x.shape[0], -1, d),
-                                               scale.reshape(1, d), bias.reshape(1, d))
+                                               scale.reshape(-1, d), bias.reshape(-1, d))
   return y.reshape(x.shape)
 
 

@@ -77,8 +77,13 @@ def _layer_norm(x, p, eps, dtype):
   On GPU the backward is one Pallas kernel where the shape suits it (layer_norm_kernel.py;
   entry 20), else XLA's. Gradients agree with autodiff's within float32 rounding (bf16
   input: one bf16 step). Where no gradient is taken (inference), the forward on GPU is one
-  Pallas kernel too (entry 56).
+  Pallas kernel too (entry 56). p['rows'], where encode sets it for split_kernels' layers, is
+  (the stack of LayerNorm params, this layer's index): the kernel reads its row in place.
   """
+  if 'rows' in p and _use_ln_fwd_kernel(x):
+    stack, row = p['rows']
+    return layer_norm_kernel.layer_norm_fwd(x, stack['scale'], stack['bias'], eps, dtype,
+                                            row=row)
   return _ln(x, p['scale'], p['bias'], eps, dtype)
 
 
@@ -307,7 +312,9 @@ def split_kernels(params: Params) -> Params:
   stacked, 'kernels': a list of L dicts of their matmul kernels}: 8 + 4 L arrays. For the
   unrolled layers at inference: cuBLAS reads a kernel array in place, but a layer's slice of
   a stack only after copying it (0.4 ms of a 2.1 ms BERT-Large batch-1 call on an H200,
-  docs/performance_notes.md, 53). encode and qa_logits take this form too."""
+  docs/performance_notes.md, 53). encode and qa_logits take this form too. It is a layout for
+  inference: on GPU its LayerNorms run a forward-only kernel that reads the stacks in place
+  (entry 56), so take gradients with the stacked or list form."""
   layers = stack_layers(params)['layers']
   n = len(jax.tree.leaves(layers)[0])
   kernels = [{name: leaf['kernel'][i] for name, leaf in layers.items() if 'kernel' in leaf}
@@ -383,7 +390,11 @@ def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
   if scan_layers:
     layers = stack_layers(params)['layers']
     return _scan_layers(x_BTD, mask_BT, layers, config, policy, dropout_rng, segments)
-  for i, layer in enumerate(layer_params(params['layers'])):
+  layers = params['layers']
+  for i, layer in enumerate(layer_params(layers)):
+    if _is_split(layers):   # the LayerNorm kernel reads its row of the stacks in place
+      layer = {**layer, **{name: {**layer[name], 'rows': (layers['stacked'][name], i)}
+                           for name in ('attn_ln', 'ffn_ln')}}
     x_BTD = _layer(x_BTD, mask_BT, layer, config, policy, dropout_rng, i, segments)
   return x_BTD
 

@@ -221,3 +221,53 @@ def test_forward_lowers_to_one_triton_kernel_for_cuda(monkeypatch):
   text = jax.export.export(jax.jit(fwd), platforms=['cuda'],
                            disabled_checks=[triton])(x, vec, vec).mlir_module()
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {lnk.FWD_NUM_WARPS}' in text
+
+
+def test_forward_kernel_reads_a_row_of_a_stack():
+  x, _, _ = _inputs(jnp.float16)
+  scales = jnp.linspace(0.5, 1.5, 3 * 64).reshape(3, 64)
+  biases = jnp.linspace(-0.2, 0.2, 3 * 64).reshape(3, 64)
+  for i in range(3):
+    ours = lnk.layer_norm_fwd(x, scales, biases, 1e-12, jnp.float16, row=i)
+    np.testing.assert_array_equal(
+        ours, lnk.layer_norm_fwd(x, scales[i], biases[i], 1e-12, jnp.float16))
+
+
+def test_split_layers_layer_norms_read_their_rows_in_place(monkeypatch):
+  """split_kernels' layers (the inference layout): with the kernel on, each layer's two
+  LayerNorms take the stacks and the layer's index, and the logits are XLA's."""
+  from bert_jax.model_config import ModelConfig
+  from bert_jax.precision import PrecisionPolicy
+  config = ModelConfig.preset('tiny').replace(num_layers=3)
+  policy = PrecisionPolicy('fp32')
+  params = model.init_params(jax.random.PRNGKey(0), config)
+  params = jax.tree.map(lambda a: a + 0.01 * jax.random.normal(jax.random.PRNGKey(4), a.shape),
+                        params)                   # LayerNorm params that differ by layer
+  ids = jnp.asarray(np.random.default_rng(2).integers(0, config.vocab_size, (2, 16)))
+  args = (ids, jnp.zeros_like(ids), jnp.ones_like(ids))
+  run = lambda p: model.qa_logits(p, *args, config=config, policy=policy)
+  ref = run(params)
+  seen = []
+  fwd = lnk.layer_norm_fwd
+  monkeypatch.setattr(lnk, 'layer_norm_fwd', lambda *a, **k: seen.append(
+      (a[1].shape, k.get('row'))) or fwd(*a, **k))
+  monkeypatch.setattr(model, '_use_ln_fwd_kernel', lnk.usable_fwd)
+  ours = run(model.split_kernels(params))
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  stacks = [(s, r) for s, r in seen if r is not None]
+  assert stacks == [((3, 64), i) for i in range(3) for _ in range(2)]
+  assert len(seen) == len(stacks) + 1           # and the embeddings' LayerNorm, a [D] vector
+
+
+def test_forward_kernel_on_a_stack_lowers_without_slicing_it(monkeypatch):
+  monkeypatch.setattr(lnk.jax, 'default_backend', lambda: 'gpu')
+  x = jax.ShapeDtypeStruct((1, 384, 1024), jnp.float16)
+  stack = jax.ShapeDtypeStruct((24, 1024), jnp.float32)
+  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
+  fwd = lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16, row=5)
+  text = jax.export.export(jax.jit(fwd), platforms=['cuda'],
+                           disabled_checks=[triton])(x, stack, stack).mlir_module()
+  assert text.count('__gpu$xla.gpu.triton') == 1
+  assert 'stablehlo.slice' not in text and 'dynamic_slice' not in text
+  assert 'tensor<24x1024xf32>' in text
