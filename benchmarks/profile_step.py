@@ -656,7 +656,8 @@ def summarise(trace_dir, steps_profiled, top=30):
   for k, us in per_kernel.items():
     per_class[classify(k)] += us
   total = sum(per_kernel.values())
-  # the GPU's span of each executable run ('XLA Modules' line): minus the kernels, the gaps
+  # the GPU's span of each executable run ('XLA Modules' line): minus the kernels, the gaps;
+  # None where the trace has no such line (jax 0.11.2's GPU traces on the H200 had none)
   module_lines = {k for k, n in threads.items() if n == 'XLA Modules'}
   module_us = sum(e.get('dur', 0) for e in events
                   if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in module_lines)
@@ -664,7 +665,7 @@ def summarise(trace_dir, steps_profiled, top=30):
       'gpu_processes': sorted(names[p] for p in gpu_pids), 'gpus_with_kernels': len(busy),
       'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
       'kernel_ms_per_step': total / 1e3 / steps_profiled,
-      'module_span_ms_per_step': module_us / 1e3 / steps_profiled,
+      'module_span_ms_per_step': module_us / 1e3 / steps_profiled if module_lines else None,
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
       # collective kernel time with no other kernel running on that GPU: what overlap would hide
       'exposed_collective_ms_per_step': exposed / 1e3 / steps_profiled,

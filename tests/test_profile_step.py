@@ -212,6 +212,7 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
     json.dump({'traceEvents': events}, f)
   out = ps.summarise(str(tmp_path), steps_profiled=2)
+  assert out['module_span_ms_per_step'] is None      # no 'XLA Modules' line in this trace
   assert out['gpus_with_kernels'] == 2
   assert out['kernel_ms_per_step'] == pytest.approx(0.4)
   assert out['class_ms_per_step'] == pytest.approx({'matmul': 0.3, 'collective': 0.1})
