@@ -76,8 +76,9 @@ times --steps steps with one sync.
 With --profile (one or more variants), a jax.profiler trace of 5 steps is summarised per
 kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
 from its Perfetto JSON, with the collective time no other kernel overlapped, the GPU's span of
-each executable run (kernels plus the gaps between them) and the host's events by name (the
-jitted call, XLA's thunks, CUDA's launches and graph updates); the record also
+each executable run (kernels plus the gaps between them; None where the trace has no 'XLA
+Modules' line, as jax 0.11.2's had not) and the host's events by name (the jitted call, XLA's
+thunks, CUDA's launches and graph updates); the record also
 counts the optimised HLO's collectives and their bytes. With --devices N (train) the step runs
 data-parallel on N GPUs, --batch each, and the summary is per GPU (the average over the GPUs
 that ran kernels).
