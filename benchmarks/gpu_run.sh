@@ -40,6 +40,10 @@ sweep() {  # the bench step (seq 384, bf16, 32 per GPU) on 1, 2 and 4 GPUs in on
   sc="$sc --config.bench.batch_sizes=(32,) --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
   mkdir -p "$OUT/s"
   timeout "$1" python3 run.py --config=configs/bench_train.py $sc --workdir="$OUT/s" 2>&1 | grep -E 'Error' | head -3; }
+lnab() {  # seq batch steps [more profile_step flags]: fp16 inference, XLA's LayerNorm (ln_fwd_xla)
+  # then the kernel (base), one process, records in $OUT/p0
+  timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision fp16 --out "$OUT/p0" \
+    --seq $1 --batch $2 --steps $3 --variants ln_fwd_xla base "${@:4}" 2>&1 | grep -E '^\{|Error' | cut -c1-250; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -599,12 +603,7 @@ ln1)  # 1 GPU, about 7.5 min: each LayerNorm at inference as one Pallas kernel (
   # entry 56) against XLA's three (ln_fwd_xla), seq 384 batches 1, 8, 64 and seq 128 batch 1;
   # then the bench at seq 384 fp16 (batches 1, 8, 64) and the compiled peer; seq 128 if time
   mkdir -p "$OUT"/p0 "$OUT"/g0
-  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
-  show() { grep -E '^\{|Error' | cut -c1-250; }
-  timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants ln_fwd_xla base --profile base 2>&1 | show
-  timeout $(left) $PI --seq 128 --batch 1 --steps 200 --variants ln_fwd_xla base 2>&1 | show
-  timeout $(left) $PI --seq 384 --batch 8 --steps 100 --variants ln_fwd_xla base 2>&1 | show
-  timeout $(left) $PI --seq 384 --batch 64 --steps 30 --variants ln_fwd_xla base 2>&1 | show
+  lnab 384 1 200 --profile base; lnab 128 1 200; lnab 384 8 100; lnab 384 64 30
   ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
   ours 0 infer 128 fp16 '(1,8,64)'
@@ -612,14 +611,10 @@ ln1)  # 1 GPU, about 7.5 min: each LayerNorm at inference as one Pallas kernel (
 ln2)  # 1 GPU, about 5.5 min: ln1 again with split_kernels' LayerNorms reading their row of the
   # stacks in place (ln1's kernel took a slice, which XLA copied first: 96 memcpys a call)
   mkdir -p "$OUT"/p0 "$OUT"/g0
-  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
-  show() { grep -E '^\{|Error' | cut -c1-250; }
-  timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants ln_fwd_xla base --profile base 2>&1 | show
-  timeout $(left) $PI --seq 128 --batch 1 --steps 200 --variants ln_fwd_xla base 2>&1 | show
-  timeout $(left) $PI --seq 384 --batch 8 --steps 100 --variants ln_fwd_xla base 2>&1 | show
+  lnab 384 1 200 --profile base; lnab 128 1 200; lnab 384 8 100
   ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
-  timeout $(left) $PI --seq 384 --batch 64 --steps 30 --variants ln_fwd_xla base 2>&1 | show
+  lnab 384 64 30
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8

@@ -194,11 +194,19 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   assert recs[-1]['xla_compiler_options']['xla_gpu_command_buffer_scheduling_mode'] == 'SERIALIZE'
 
 
+def _write_trace(tmp_path, events):
+  """A jax.profiler-like trace folder holding `events` as its perfetto_trace.json.gz."""
+  import gzip
+  import json
+  path = tmp_path / 'plugins' / 'profile' / 'x'
+  path.mkdir(parents=True)
+  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+
+
 def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
   """A trace of 2 steps on two GPUs (and one idle GPU): per-GPU, per-step figures, with the
   NCCL kernel in its own class."""
-  import gzip
-  import json
   events = [{'ph': 'M', 'name': 'process_name', 'pid': p, 'args': {'name': f'/device:GPU:{p}'}}
             for p in (0, 1, 2)]
   events += [{'ph': 'M', 'name': 'thread_name', 'pid': p, 'tid': 7,
@@ -207,10 +215,7 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
     events += [{'ph': 'X', 'pid': p, 'tid': 7, 'name': 'nvjet_sm90_tst_128x160', 'dur': 300},
                {'ph': 'X', 'pid': p, 'tid': 7, 'name': 'ncclDevKernel_AllReduce_Sum_f32_RING',
                 'dur': 100}] * 2
-  path = tmp_path / 'plugins' / 'profile' / 'x'
-  path.mkdir(parents=True)
-  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
-    json.dump({'traceEvents': events}, f)
+  _write_trace(tmp_path, events)
   out = ps.summarise(str(tmp_path), steps_profiled=2)
   assert out['module_span_ms_per_step'] is None      # no 'XLA Modules' line in this trace
   assert out['gpus_with_kernels'] == 2
@@ -221,8 +226,6 @@ def test_summarise_averages_over_the_gpus_that_ran(ps, tmp_path):
 def test_summarise_reports_the_hosts_calls_and_the_gpus_module_span(ps, tmp_path):
   """Two calls: the host's events per call, largest first (its Python thread and CUDA's
   launches, none of the GPU's lines), and the GPU's 'XLA Modules' span beside its kernels."""
-  import gzip
-  import json
   events = [{'ph': 'M', 'name': 'process_name', 'pid': 0, 'args': {'name': '/device:GPU:0'}},
             {'ph': 'M', 'name': 'process_name', 'pid': 9, 'args': {'name': '/host:CPU'}},
             {'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': 7,
@@ -235,10 +238,7 @@ def test_summarise_reports_the_hosts_calls_and_the_gpus_module_span(ps, tmp_path
                {'ph': 'X', 'pid': 9, 'tid': 2, 'name': 'cuLaunchKernel', 'dur': 5},
                {'ph': 'X', 'pid': 0, 'tid': 8, 'name': 'jit_f', 'dur': 1500},
                {'ph': 'X', 'pid': 0, 'tid': 7, 'name': 'nvjet_sm90_tst_128x160', 'dur': 1200}]
-  path = tmp_path / 'plugins' / 'profile' / 'x'
-  path.mkdir(parents=True)
-  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
-    json.dump({'traceEvents': events}, f)
+  _write_trace(tmp_path, events)
   out = ps.summarise(str(tmp_path), steps_profiled=2)
   assert out['kernel_ms_per_step'] == pytest.approx(1.2)
   assert out['module_span_ms_per_step'] == pytest.approx(1.5)
@@ -272,8 +272,6 @@ def test_summarise_reads_the_newest_trace_of_a_variant_traced_twice(ps, tmp_path
 def test_summarise_counts_collective_time_no_other_kernel_overlapped(ps, tmp_path):
   """GPU 0: a 100 us all-reduce half under a matmul (50 us exposed); GPU 1: one wholly
   exposed (100 us). One step: 75 us exposed per GPU."""
-  import gzip
-  import json
   events = [{'ph': 'M', 'name': 'process_name', 'pid': p, 'args': {'name': f'/device:GPU:{p}'}}
             for p in (0, 1)]
   events += [{'ph': 'M', 'name': 'thread_name', 'pid': p, 'tid': t,
@@ -283,10 +281,7 @@ def test_summarise_counts_collective_time_no_other_kernel_overlapped(ps, tmp_pat
              {'ph': 'X', 'pid': 0, 'tid': 8, 'name': nccl, 'ts': 250, 'dur': 100},
              {'ph': 'X', 'pid': 1, 'tid': 7, 'name': gemm, 'ts': 0, 'dur': 300},
              {'ph': 'X', 'pid': 1, 'tid': 8, 'name': nccl, 'ts': 300, 'dur': 100}]
-  path = tmp_path / 'plugins' / 'profile' / 'x'
-  path.mkdir(parents=True)
-  with gzip.open(path / 'perfetto_trace.json.gz', 'wt') as f:
-    json.dump({'traceEvents': events}, f)
+  _write_trace(tmp_path, events)
   out = ps.summarise(str(tmp_path), steps_profiled=1)
   assert out['exposed_collective_ms_per_step'] == pytest.approx(0.075)
   assert out['class_ms_per_step']['collective'] == pytest.approx(0.1)
