@@ -600,7 +600,7 @@ host2)  # 1 GPU, about 7.5 min: XLA's CUDA graph as a straight line (cmdbuf_seri
     --variants base cmdbuf_serial --out $OUT/p0 2>&1 | show
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 ln1)  # 1 GPU, about 7.5 min: each LayerNorm at inference as one Pallas kernel (the product since
-  # entry 56) against XLA's three (ln_fwd_xla), seq 384 batches 1, 8, 64 and seq 128 batch 1;
+  # entry 56) against XLA's two or three (ln_fwd_xla), seq 384 batches 1, 8, 64 and seq 128 batch 1;
   # then the bench at seq 384 fp16 (batches 1, 8, 64) and the compiled peer; seq 128 if time
   mkdir -p "$OUT"/p0 "$OUT"/g0
   lnab 384 1 200 --profile base; lnab 128 1 200; lnab 384 8 100; lnab 384 64 30

@@ -18,7 +18,7 @@ float32 copies of their inputs for the backward pass (the model's custom VJPs ke
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
 gelu_autodiff+ln_autodiff (the step before the custom VJPs). ln_xla = XLA's LayerNorm
 backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); ln_fwd_xla (infer)
-= XLA's three kernels for each LayerNorm where no gradient is taken, instead of the model's
+= XLA's two or three kernels for each LayerNorm where no gradient is taken, not the model's
 Pallas forward (the product before entry 56 of docs/performance_notes.md); gelu_lax_erf =
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);

@@ -16,10 +16,11 @@ device runs the kernel on its own rows (shard_map): a Pallas call has no partiti
 so GSPMD would otherwise gather the whole batch onto every device. The tests run it in
 Pallas' interpret mode on CPU.
 
-At inference (no gradient taken) XLA runs a LayerNorm as three kernels: the row sums, the
-rsqrt of the variance on [B, T], and the normalisation, which reads x again. layer_norm_fwd is
-one kernel per block of rows that reads x once (docs/performance_notes.md, 56); training keeps
-XLA's forward, whose row sums it fuses into the pass that forms x.
+At inference (no gradient taken) XLA runs a LayerNorm as two kernels, the row sums and the
+normalisation, which reads x again (three at BERT-Large batch 8: the rsqrt of the variance on
+[B, T] apart). layer_norm_fwd is one kernel per block of rows that reads x once
+(docs/performance_notes.md, 56); training keeps XLA's forward, whose row sums it fuses into the
+pass that forms x.
 """
 from __future__ import annotations
 

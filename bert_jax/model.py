@@ -102,7 +102,7 @@ def _ln_stats(x32, eps):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _ln(x, scale, bias, eps, dtype):
-  # no gradient taken (inference): on GPU one Pallas kernel instead of XLA's three (entry 56)
+  # no gradient taken (inference): on GPU one Pallas kernel, not XLA's two or three (entry 56)
   if _use_ln_fwd_kernel(x):
     return layer_norm_kernel.layer_norm_fwd(x, scale, bias, eps, dtype)
   return _ln_fwd(x, scale, bias, eps, dtype)[0]
