@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -616,6 +616,16 @@ ln2)  # 1 GPU, about 5.5 min: ln1 again with split_kernels' LayerNorms reading t
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
   lnab 384 64 30
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+ln3)  # 1 GPU, about 8 min (not yet run): what ln2 left, the LayerNorm kernel's batch-64 pair and
+  # its rows / warps per program at batches 1 and 64; then the bench at bf16 seq 384 and fp16
+  # seq 128 (batches 1, 8, 64) with the compiled peer at the same points (fp16)
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  lnab 384 64 30 ln_fwd_rows1 ln_fwd_rows8 ln_fwd_rows16 ln_fwd_warps8
+  lnab 384 1 200 ln_fwd_rows1 ln_fwd_rows8 ln_fwd_warps8
+  ours 0 infer 384 bf16 '(1,8,64)'
+  ours 0 infer 128 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 128:1 128:8 128:64 --precision fp16 --modes compile
+  merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
   mkdir -p "$OUT"/g0

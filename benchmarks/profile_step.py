@@ -33,7 +33,9 @@ combined only up to 8 MiB each (more, smaller ones that can start earlier); coll
 coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /
 64 MiB each; ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
-layer_norm_kernel.BLOCKS); gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
+layer_norm_kernel.BLOCKS); ln_fwd_rows1 / 2 / 8 / 16 and ln_fwd_warps8 (infer) = the LayerNorm
+forward kernel with that many rows per program (4 in the model) or 8 warps (4);
+gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
 with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same with the bias +
 GELU forward as a kernel too; packed = packed rows (bert_jax.packing) of synthetic windows
 averaging 0.45 of --seq (as SQuAD v1.1 at 384), the fullest rows of a pack, at most 8 windows
@@ -271,6 +273,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'scan2': {'SCAN_UNROLL': 2},
            'ln_blocks4': {'layer_norm_kernel.BLOCKS': 4},
            'ln_blocks8': {'layer_norm_kernel.BLOCKS': 8},
+           **{f'ln_fwd_rows{n}': {'layer_norm_kernel.FWD_ROWS': n} for n in (1, 2, 8, 16)},
+           'ln_fwd_warps8': {'layer_norm_kernel.FWD_NUM_WARPS': 8},
            'gelu_kernel': {'_ffn_block': gelu_pallas.ffn_block},
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},

@@ -119,6 +119,10 @@ def test_apply_variant_restores_the_model(ps):
   assert model.layer_norm_kernel.BLOCKS == 8 and model._gelu is not original
   ps.apply_variant('base')
   assert model.layer_norm_kernel.BLOCKS == 1 and model._gelu is original
+  ps.apply_variant('ln_fwd_rows16+ln_fwd_warps8')    # the LayerNorm forward kernel's shape
+  assert (model.layer_norm_kernel.FWD_ROWS, model.layer_norm_kernel.FWD_NUM_WARPS) == (16, 8)
+  ps.apply_variant('base')
+  assert (model.layer_norm_kernel.FWD_ROWS, model.layer_norm_kernel.FWD_NUM_WARPS) == (4, 4)
   ps.apply_variant('gelu_kernel_fwd')                # and benchmarks/gelu_pallas.py's switch
   assert ps.gelu_pallas.FORWARD_KERNEL and model._ffn_block is ps.gelu_pallas.ffn_block
   ps.apply_variant('base')
