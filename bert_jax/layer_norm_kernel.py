@@ -135,16 +135,16 @@ def per_device(local, batch: int, n_rows: int, n_shared: int, n_out: int):
                        out_specs=(P(DATA_AXIS),) * n_out, check_vma=False)
 
 
-def usable(x) -> bool:
-  """Whether layer_norm_bwd takes x ([B, ..., D]) on this backend and mesh."""
+def usable(x, rows: int | None = None, blocks: int | None = None) -> bool:
+  """Whether layer_norm_bwd takes x ([B, ..., D]) on this backend and mesh (in programs of
+  `blocks` blocks of `rows` rows, the module's ROWS and BLOCKS by default)."""
   d, shards = x.shape[-1], _data_shards(x.shape[0])
-  return x.ndim >= 2 and fits(x.size // d // shards, d)
+  return x.ndim >= 2 and fits(x.size // d // shards, d, rows, blocks)
 
 
 def usable_fwd(x) -> bool:
   """Whether layer_norm_fwd takes x ([B, ..., D]) on this backend and mesh."""
-  d, shards = x.shape[-1], _data_shards(x.shape[0])
-  return x.ndim >= 2 and fits(x.size // d // shards, d, rows=FWD_ROWS, blocks=1)
+  return usable(x, rows=FWD_ROWS, blocks=1)
 
 
 def _params(num_warps):
