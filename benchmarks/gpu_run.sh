@@ -626,6 +626,22 @@ ln3)  # 1 GPU, about 8 min (not yet run): what ln2 left, the LayerNorm kernel's 
   ours 0 infer 128 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 128:1 128:8 128:64 --precision fp16 --modes compile
   merge; pack ;;
+bound1)  # 1 GPU, about 9 min: the weights compiled into the program as constants (bound: a call
+  # passes the batch alone) against passing 111 arrays each call (base), profile_step, fp16,
+  # seq 384 batches 1 and 8, seq 128 batch 1, host events traced at batch 1; then the bench
+  # with bind_params at fp16 seq 384 (1, 8, 64) and seq 128 (1, 8), the compiled peer at the
+  # same points; last, ln3's batch-64 LayerNorm pair with 8 rows and 8 warps a program
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
+  show() { grep -E '^\{|Error' | cut -c1-250; }
+  timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants base bound --profile base bound 2>&1 | show
+  timeout $(left) $PI --seq 384 --batch 8 --steps 100 --variants base bound 2>&1 | show
+  timeout $(left) $PI --seq 128 --batch 1 --steps 200 --variants base bound 2>&1 | show
+  XB=--config.bench.bind_params=True ours 0 infer 384 fp16 '(1,8,64)'
+  XB=--config.bench.bind_params=True ours 0 infer 128 fp16 '(1,8)'
+  peer 0 --infer 384:1 384:8 384:64 128:1 128:8 --precision fp16 --modes compile
+  lnab 384 64 30 ln_fwd_rows8 ln_fwd_warps8
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
   mkdir -p "$OUT"/g0

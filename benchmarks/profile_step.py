@@ -67,7 +67,8 @@ graphs) off, the thunks launching each kernel themselves; cmdbuf_all = every com
 them, graphs of any size; cmdbuf_serial / cmdbuf_concurrent = XLA's CUDA graphs with each node
 waiting on the one before (a straight line) / on nothing but its inputs, instead of XLA's
 default (LHS); fresh_inputs (infer) = each call's batch another of 16 arrays, as the bench's
-real windows are, rather than one array every call.
+real windows are, rather than one array every call; bound (infer) = the weights compiled
+into the program as constants, a call passing the batch alone (inference.compile_bound_eval).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, and that of a one-kernel call taking the same params (the per-call argument cost).
 Train records carry 'host' too: the median time a step call takes to return (each call
@@ -311,7 +312,7 @@ OPTION_PARTS = {
 }
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
-               'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs', *OPTION_PARTS)
+               'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs', 'bound', *OPTION_PARTS)
 
 
 def _target(name):
@@ -451,33 +452,39 @@ def build_infer(variant, seq, batch, policy, preset):
   x = xs[0]
   jax.block_until_ready(params)
   t0 = time.perf_counter()
-  compiled = fn.lower(params, x).compile()
+  if 'bound' in parts:   # the weights inside the program: a call passes the batch alone
+    compiled = inference.compile_bound_eval(mesh, config, policy, params, x, scan, options)
+    args = ()
+  else:
+    compiled = fn.lower(params, x).compile()
+    args = (params,)
   compile_only_s = time.perf_counter() - t0
 
   def run(n):   # fresh_inputs: a call's inputs at another address than the last call's,
     # as in the bench, so XLA updates its CUDA graph's nodes that read them
     for i in range(n):
-      jax.block_until_ready(compiled(params, xs[i % len(xs)]))
-  run.host_probe = lambda: host_probe(compiled, params, x)
+      jax.block_until_ready(compiled(*args, xs[i % len(xs)]))
+  run.host_probe = lambda: host_probe(compiled, args, x)
   run.compile_only_s = compile_only_s
   run.compiler_options = options
-  run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(params, x))]
+  run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(*args, x))]
   return run, config, compiled
 
 
-def host_probe(compiled, params, x, n=50):
+def host_probe(compiled, args, x, n=50):
   """Host-side costs of one inference call (ms, medians of n): 'enqueue', the time until
   the call returns (before the GPU is done); 'args', a synchronised call of a one-kernel
-  executable that takes the same params pytree, i.e. the per-call cost of the arguments."""
-  trivial = jax.jit(lambda p, batch: batch['input_ids'][:1, :1] + 1, keep_unused=True)
-  trivial = trivial.lower(params, x).compile()
-  out = {'param_leaves': len(jax.tree.leaves(params))}
+  executable that takes the same arguments (args: the params, or () where they are inside
+  the program), i.e. the per-call cost of the arguments."""
+  trivial = jax.jit(lambda *a: a[-1]['input_ids'][:1, :1] + 1, keep_unused=True)
+  trivial = trivial.lower(*args, x).compile()
+  out = {'param_leaves': len(jax.tree.leaves(args))}
   for name, fn, sync_in_timing in (('enqueue', compiled, False), ('args', trivial, True)):
-    jax.block_until_ready(fn(params, x))
+    jax.block_until_ready(fn(*args, x))
     times = []
     for _ in range(n):
       t = time.perf_counter()
-      y = fn(params, x)
+      y = fn(*args, x)
       if sync_in_timing:
         jax.block_until_ready(y)
       times.append((time.perf_counter() - t) * 1e3)

@@ -10,6 +10,7 @@ shape (random token ids, never zeros, full-length masks); each record's `data` s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -157,29 +158,39 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
 
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
                seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
-               features: Features | None = None, scan_layers: bool = False) -> dict:
-  """Latency percentiles (each batch synchronised) and throughput of eval_step."""
+               features: Features | None = None, scan_layers: bool = False,
+               bind_params: bool = False) -> dict:
+  """Latency percentiles (each batch synchronised) and throughput of eval_step.
+  bind_params: the weights compiled into the program (inference.compile_bound_eval), so a
+  call passes the batch alone; where they cannot be (inference.can_bind), passed as before.
+  The record's params_bound says which."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   data = mesh_lib.batch_sharding(mesh)
   params = random_params(mesh, config, policy, jax.random.PRNGKey(seed), scan_layers)
-  fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
   if features is not None:
     inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
                                              min(iterations, 16))]
   else:
     host = synthetic(np.random.default_rng(seed), batch, seq_len, config.vocab_size)
     inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]
+  bound = bind_params and inference.can_bind(params)
   t0 = time.perf_counter()
-  compiled = fn.lower(params, inputs[0]).compile()
+  if bound:
+    compiled = inference.compile_bound_eval(mesh, config, policy, params, inputs[0], scan_layers)
+    call = compiled
+  else:
+    fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
+    compiled = fn.lower(params, inputs[0]).compile()
+    call = functools.partial(compiled, params)
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   for i in range(warmup):
-    jax.block_until_ready(compiled(params, inputs[i % len(inputs)]))
+    jax.block_until_ready(call(inputs[i % len(inputs)]))
   warmup_s = time.perf_counter() - t0
   lat = []
   for i in range(iterations):
     t = time.perf_counter()
-    jax.block_until_ready(compiled(params, inputs[i % len(inputs)]))
+    jax.block_until_ready(call(inputs[i % len(inputs)]))
     lat.append((time.perf_counter() - t) * 1e3)
   total_s = sum(lat) / 1e3
   rate = iterations * batch / total_s
@@ -192,7 +203,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
           'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention, 'scan_layers': scan_layers,
+          'attention': config.attention, 'scan_layers': scan_layers, 'params_bound': bound,
           'xla_compiler_options': inference.default_compiler_options(mesh)}
 
 
@@ -305,7 +316,8 @@ def run(config, workdir: str) -> list[dict]:
             point.update(batch_per_device=bs, steps_timed=b.steps,
                          shard_state=s.mesh.shard_state)
           else:
-            point.update(batch=bs, iterations=b.steps, scan_layers=b.scan_layers)
+            point.update(batch=bs, iterations=b.steps, scan_layers=b.scan_layers,
+                         bind_params=b.bind_params)
           todo.append(point)
   with tqdm(total=len(todo), unit='point', disable=jax.process_index() != 0) as bar:
     out += sweep(todo, measure, path, common, bar)

@@ -1,6 +1,7 @@
 """Logits over a whole feature set, batch by batch, with per-batch latency."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -14,6 +15,11 @@ from bert_jax import batches, mesh as mesh_lib, model, steps
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.squad.features import Features
+
+try:   # jax_embedded_constants_max_bytes has no public context manager
+  from jax._src import config as _jax_config
+except ImportError:  # pragma: no cover - a JAX that moved it
+  _jax_config = None
 
 
 # On GPU inference's matmuls come from cuBLAS only, as training's (train.py). With XLA's Triton
@@ -44,6 +50,56 @@ def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
                  out_shardings=mesh_lib.batch_sharding(mesh),
                  compiler_options=compiler_options or None)
+
+
+# Weights past this many bytes stay arguments: XLA's HLO proto, which carries constants, tops
+# out at 2 GB (BERT-Large: 0.67 GB in fp16/bf16, 1.34 GB in fp32).
+BOUND_PARAMS_MAX_BYTES = 1_800_000_000
+
+
+def can_bind(params) -> bool:
+  """Whether compile_bound_eval can put these params into the program: one process (each
+  array whole here) and under BOUND_PARAMS_MAX_BYTES."""
+  leaves = jax.tree.leaves(params)
+  return (jax.process_count() == 1 and all(x.is_fully_addressable for x in leaves)
+          and sum(x.nbytes for x in leaves) <= BOUND_PARAMS_MAX_BYTES)
+
+
+def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy, params,
+                       example_batch, scan_layers: bool = False,
+                       compiler_options: dict | None = None):
+  """eval_step compiled with `params` inside the program as constants (as an inference
+  engine holds its weights), so that a call passes the batch alone: `fn(batch)`.
+
+  Each argument array costs the host a few microseconds a call (JAX's signature checks,
+  PJRT's buffer handling): with prepare_params' 111 arrays, 0.2-0.3 ms of a 1.8 ms BERT-Large
+  batch-1 call on an H200 (docs/performance_notes.md, 54). The price: a compile for each set
+  of weights (seconds more than make_eval_fn's, which compiles once for any weights), and the
+  program's own copy of them on each device. example_batch (arrays or ShapeDtypeStructs) gives
+  the shapes; params as prepare_params makes them. ValueError where can_bind is False."""
+  if not can_bind(params):
+    raise ValueError('compile_bound_eval: these params cannot be constants of the program '
+                     f'(more than {BOUND_PARAMS_MAX_BYTES} bytes, or split over processes); '
+                     'use make_eval_fn and pass them to each call')
+  if compiler_options is None:
+    compiler_options = default_compiler_options(mesh)
+  step = functools.partial(steps.eval_step, config=config, policy=policy,
+                           scan_layers=scan_layers)
+  fn = jax.jit(mesh_lib.traced_under(mesh, lambda batch: step(params, batch), 'eval_step'),
+               in_shardings=(mesh_lib.batch_sharding(mesh),),
+               out_shardings=mesh_lib.batch_sharding(mesh),
+               compiler_options=compiler_options or None)
+  # JAX embeds closed-over arrays in the program, unless its newer constant handling
+  # (jax_use_simplified_jaxpr_constants) is on: that hoists any over
+  # jax_embedded_constants_max_bytes back into arguments, so the limit is lifted for this
+  # lowering (tests/test_inference.py checks the program takes the batch alone).
+  with _embedded_constants_max_bytes(BOUND_PARAMS_MAX_BYTES):
+    return fn.lower(example_batch).compile()
+
+
+def _embedded_constants_max_bytes(n: int):
+  state = getattr(_jax_config, 'embedded_constants_max_bytes', None)
+  return state(n) if state is not None else contextlib.nullcontext()
 
 
 def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):

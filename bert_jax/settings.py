@@ -147,7 +147,9 @@ class BenchSettings:
   of per-GPU batch size, sequence length, precision and GPU count is one point.
   scan_layers (inference): the layers as one lax.scan (model.encode); off by default, since
   the unrolled layers have the lower latency at small batches (both compile in seconds a
-  point for BERT-Large on GPU, docs/performance_notes.md, 52)."""
+  point for BERT-Large on GPU, docs/performance_notes.md, 52). bind_params (inference): the
+  weights compiled into the program as constants, so that a call passes the batch alone
+  (inference.compile_bound_eval; docs/performance_notes.md, 57)."""
   kind: str = 'train'
   batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)
   seq_lens: tuple = (128, 384)
@@ -155,6 +157,7 @@ class BenchSettings:
   num_devices: tuple = (1,)
   steps: int = 20
   scan_layers: bool = False
+  bind_params: bool = False
 
   def __post_init__(self):
     _choice('bench.kind', self.kind, ('train', 'infer'))

@@ -29,4 +29,6 @@ def get_config():
   c.bench.steps = 100                              # timed batches per point
   c.bench.scan_layers = False  # True: layers as one lax.scan (model.encode), one compiled layer,
   #                              +0.45 ms a call at small batches (BERT-Large, H200)
+  c.bench.bind_params = False  # True: the weights compiled into the program as constants, a
+  #                              call passes the batch alone (inference.compile_bound_eval)
   return c

@@ -164,16 +164,17 @@ def test_hlo_fusions_on_a_compiled_step(ps):
   assert any(v['shape'] == 'f32[32,64]' and 'tanh' in v['ops'] for v in fusions.values())
 
 
-@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels'])
+@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels', 'bound'])
 def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   run, config, _ = ps.build_infer(variant, 16, 2, PrecisionPolicy('bf16'), 'tiny')
   run(1)
   host = run.host_probe()
   # 5 embedding leaves (word, position, token type, LayerNorm scale and bias), 2 qa, and
-  # 12 per layer, or 12 in all once stacked; unrolled (base), 8 stacked and 4 kernels a layer
+  # 12 per layer, or 12 in all once stacked; unrolled (base), 8 stacked and 4 kernels a layer;
+  # none where the weights are inside the program (bound)
   per_layer = {'unstacked': 12 * config.num_layers,
                'base': 8 + 4 * config.num_layers}.get(variant, 12)
-  assert host['param_leaves'] == 5 + per_layer + 2
+  assert host['param_leaves'] == (0 if variant == 'bound' else 5 + per_layer + 2)
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
 
 
