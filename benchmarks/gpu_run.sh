@@ -642,6 +642,17 @@ bound1)  # 1 GPU, about 9 min: the weights compiled into the program as constant
   peer 0 --infer 384:1 384:8 384:64 128:1 128:8 --precision fp16 --modes compile
   lnab 384 64 30 ln_fwd_rows8 ln_fwd_warps8
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
+bound2)  # 1 GPU, about 8 min: the bench with the weights in the program (bind_params, the default
+  # since bound1) at bf16 seq 384 (1, 8, 64) and fp16 seq 128 batch 64; the compiled peer at
+  # seq 128 (bound1 ran out of time there); the bench with the weights passed each call at
+  # fp16 seq 384 (1, 8) for a same-call pair; ln3's batch-64 LayerNorm pair
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  ours 0 infer 384 bf16 '(1,8,64)'
+  ours 0 infer 128 fp16 '(64,)'
+  peer 0 --infer 128:1 128:8 128:64 --precision fp16 --modes compile
+  XB=--config.bench.bind_params=False ours 0 infer 384 fp16 '(1,8)'
+  lnab 384 64 30 ln_fwd_rows8 ln_fwd_warps8
+  merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
   mkdir -p "$OUT"/g0

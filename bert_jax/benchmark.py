@@ -159,7 +159,7 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
                seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
                features: Features | None = None, scan_layers: bool = False,
-               bind_params: bool = False) -> dict:
+               bind_params: bool = True) -> dict:
   """Latency percentiles (each batch synchronised) and throughput of eval_step.
   bind_params: the weights compiled into the program (inference.compile_bound_eval), so a
   call passes the batch alone; where they cannot be (inference.can_bind), passed as before.

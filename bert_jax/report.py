@@ -49,9 +49,12 @@ def system(rec: dict) -> str:
 
 
 def infer_system(rec: dict) -> str:
-  """system(rec), and for our inference with the layers as one lax.scan (model.encode's
-  scan_layers) a row of its own: 'bert_jax, layers scanned'."""
-  return system(rec) + (', layers scanned' if rec.get('scan_layers') else '')
+  """system(rec), and rows of their own for our inference with the layers as one lax.scan
+  (model.encode's scan_layers: 'bert_jax, layers scanned') and with the weights passed to
+  each call where the bench now compiles them into the program (bench.bind_params False:
+  'bert_jax, weights passed each call'; records from before the option have no such field)."""
+  return (system(rec) + (', layers scanned' if rec.get('scan_layers') else '')
+          + (', weights passed each call' if rec.get('params_bound') is False else ''))
 
 
 def _latest(recs, key):

@@ -275,7 +275,7 @@ def test_report_marks_a_peer_measured_in_another_call(tmp_path):
   assert report.APART_NOTE in text
 
 
-def test_report_gives_scanned_layers_a_row_of_their_own(tmp_path):
+def test_report_gives_scanned_layers_and_passed_weights_rows_of_their_own(tmp_path):
   ours = {'schema': records.SCHEMA, 'kind': 'infer', 'status': 'ok', 'precision': 'bf16',
           'seq_len': 384, 'num_devices': 1, 'source': 'bench', 'sentences': 6400,
           'total_inference_s': 3.7, 'sentences_per_s': 1730.0, 'device': 'NVIDIA H200',
@@ -285,15 +285,17 @@ def test_report_gives_scanned_layers_a_row_of_their_own(tmp_path):
     f.write(json.dumps(ours) + '\n')
     f.write(json.dumps({**ours, 'scan_layers': True, 'compile_s': 2.25,
                         'xla_compiler_options': {'xla_gpu_enable_triton_gemm': False}}) + '\n')
+    f.write(json.dumps({**ours, 'params_bound': False, 'compile_s': 3.5}) + '\n')
     peer = {k: v for k, v in ours.items() if k != 'compile_s'}   # the peer has warm-up only
     f.write(json.dumps({**peer, 'framework': 'pytorch-hf', 'mode': 'compile', 'warmup_s': 20.5,
                         'time': '2026-11-27T06:03:00+00:00'}) + '\n')
   text = open(report.write(str(tmp_path))['report']).read()
   rows = [line for line in text.splitlines() if line.startswith('| bert_jax')
           or line.startswith('| pytorch')]
-  assert [r.split(' | ')[0] for r in rows] == ['| bert_jax', '| bert_jax, layers scanned',
-                                              '| pytorch-hf compile']   # no †: same call
-  assert [r.split(' | ')[-1] for r in rows] == ['33.50 |', '2.25 |', '20.50 |']
+  assert [r.split(' | ')[0] for r in rows] == [
+      '| bert_jax', '| bert_jax, layers scanned', '| bert_jax, weights passed each call',
+      '| pytorch-hf compile']   # no †: same call
+  assert [r.split(' | ')[-1] for r in rows] == ['33.50 |', '2.25 |', '3.50 |', '20.50 |']
   assert 'XLA flags: none; inference compiler options: xla_gpu_enable_triton_gemm=False' in text
 
 

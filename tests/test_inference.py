@@ -93,19 +93,18 @@ def test_params_too_large_to_bind_are_refused_with_the_fix_and_the_bench_passes_
   assert rec['params_bound'] is False and rec['sentences_per_s'] > 0
 
 
-def test_bench_binds_the_weights_when_asked():
-  rec = benchmark.time_infer(CONFIG, POLICY, 1, 2, 32, iterations=2, warmup=1,
-                             bind_params=True)
+def test_bench_binds_the_weights_unless_told_not_to():
+  rec = benchmark.time_infer(CONFIG, POLICY, 1, 2, 32, iterations=2, warmup=1)
   assert rec['params_bound'] is True and len(rec['latency_ms']) > 0
-  assert benchmark.time_infer(CONFIG, POLICY, 1, 2, 32, iterations=2,
-                              warmup=1)['params_bound'] is False
+  assert benchmark.time_infer(CONFIG, POLICY, 1, 2, 32, iterations=2, warmup=1,
+                              bind_params=False)['params_bound'] is False
 
 
-def test_bench_config_takes_bind_params_as_a_bool():
+def test_bench_binds_by_default_and_takes_bind_params_as_a_bool():
   config = bench_infer.get_config()
-  assert from_config(config).bench.bind_params is False
-  config.bench.bind_params = True
   assert from_config(config).bench.bind_params is True
+  config.bench.bind_params = False
+  assert from_config(config).bench.bind_params is False
   raw = bench_infer.get_config().to_dict()
   raw['bench']['bind_params'] = 'yes'
   with pytest.raises(ConfigError, match='bench.bind_params'):
