@@ -653,6 +653,16 @@ bound2)  # 1 GPU, about 8 min: the bench with the weights in the program (bind_p
   XB=--config.bench.bind_params=False ours 0 infer 384 fp16 '(1,8)'
   lnab 384 64 30 ln_fwd_rows8 ln_fwd_warps8
   merge; pack ;;
+bound3)  # 1 GPU, about 8 min: the product's inference (weights in the program) at fp16 seq 384 and
+  # seq 128, batches 1, 8, 64, each length followed by the compiled peer at the same points;
+  # then bf16 seq 384 batch 1 again (2.0 ms in bound2, where it was the call's first point)
+  mkdir -p "$OUT"/g0
+  ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
+  ours 0 infer 128 fp16 '(1,8,64)'
+  peer 0 --infer 128:1 128:8 128:64 --precision fp16 --modes compile
+  ours 0 infer 384 bf16 '(1,)'
+  merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
   mkdir -p "$OUT"/g0
