@@ -109,3 +109,21 @@ def test_bench_binds_by_default_and_takes_bind_params_as_a_bool():
   raw['bench']['bind_params'] = 'yes'
   with pytest.raises(ConfigError, match='bench.bind_params'):
     from_config(raw)
+
+
+def test_notebook_flow_binds_the_weights_and_takes_the_tokenizers_numpy_batch():
+  """bert_jax's docstring: a tokenizer's numpy batch as the example and as each call's input."""
+  import bert_jax
+  pre = bert_jax.random_init(ModelConfig.preset('tiny'), jax.random.PRNGKey(0))
+  tok = bert_jax.load_tokenizer(pre.vocab_dir, pre.do_lower_case)
+  batch = dict(tok(['Who wrote it?', 'When?'], ['It was written by Ada.', 'In 1843.'],
+                   padding='max_length', max_length=32, return_tensors='np'))
+  policy = bert_jax.PrecisionPolicy('fp32')
+  mesh = bert_jax.make_mesh(bert_jax.MeshSettings(num_devices=1))
+  fn = bert_jax.compile_bound_eval(mesh, pre.config, policy,
+                                   bert_jax.prepare_params(pre.params, policy), batch)
+  start, end = fn(batch)
+  ref = bert_jax.qa_logits(pre.params, batch['input_ids'], batch['token_type_ids'],
+                           batch['attention_mask'], config=pre.config, policy=policy)
+  np.testing.assert_allclose(np.asarray(start), np.asarray(ref[0]), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(end), np.asarray(ref[1]), atol=1e-4)

@@ -17,6 +17,7 @@ def test_quickstart_notebook_runs(monkeypatch, capsys):
     exec(compile(code, 'colab_quickstart.ipynb', 'exec'), namespace)
   out = capsys.readouterr().out
   assert '"f1"' in out and 'answer:' in out
+  assert 'same answer: True' in out   # the weights compiled into the program
   assert namespace['results']['f1'] > 0
   assert '## Inference, seq 64: latency (ms) and throughput' in out   # the benchmark cells
   assert namespace['written']['plots']
