@@ -61,8 +61,9 @@ def can_bind(params) -> bool:
   """Whether compile_bound_eval can put these params into the program: one process (each
   array whole here) and under BOUND_PARAMS_MAX_BYTES."""
   leaves = jax.tree.leaves(params)
-  return (jax.process_count() == 1 and all(x.is_fully_addressable for x in leaves)
-          and sum(x.nbytes for x in leaves) <= BOUND_PARAMS_MAX_BYTES)
+  return (jax.process_count() == 1
+          and all(getattr(x, 'is_fully_addressable', True) for x in leaves)
+          and sum(getattr(x, 'nbytes', 0) for x in leaves) <= BOUND_PARAMS_MAX_BYTES)
 
 
 def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy, params,
@@ -72,11 +73,13 @@ def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
   engine holds its weights), so that a call passes the batch alone: `fn(batch)`.
 
   Each argument array costs the host a few microseconds a call (JAX's signature checks,
-  PJRT's buffer handling): with prepare_params' 111 arrays, 0.2-0.3 ms of a 1.8 ms BERT-Large
-  batch-1 call on an H200 (docs/performance_notes.md, 54). The price: a compile for each set
-  of weights (seconds more than make_eval_fn's, which compiles once for any weights), and the
-  program's own copy of them on each device. example_batch (arrays or ShapeDtypeStructs) gives
-  the shapes; params as prepare_params makes them. ValueError where can_bind is False."""
+  PJRT's buffer handling; prepare_params makes 111 for BERT-Large): bound, a BERT-Large call
+  on an H200 took 5.4 % less at seq 384 batch 1, 4.0 % at batch 8 and 10.7 % at seq 128
+  batch 1, with the same logits (docs/performance_notes.md, 57). The price: a compile for
+  each set of weights (13-23 s a BERT-Large shape there, against make_eval_fn's 3-4 s for any
+  weights), and the program's own copy of them on each device. example_batch (arrays or
+  ShapeDtypeStructs) gives the shapes; params as prepare_params makes them. ValueError where
+  can_bind is False."""
   if not can_bind(params):
     raise ValueError('compile_bound_eval: these params cannot be constants of the program '
                      f'(more than {BOUND_PARAMS_MAX_BYTES} bytes, or split over processes); '

@@ -150,7 +150,7 @@ class BenchSettings:
   point for BERT-Large on GPU, docs/performance_notes.md, 52). bind_params (inference): the
   weights compiled into the program as constants, so that a call passes the batch alone
   (inference.compile_bound_eval): on by default, since it took 0.1-0.2 ms off a BERT-Large
-  call at batches 1 and 8 (5-11 %) for about 15 s more compile a point (H200,
+  call at batches 1 and 8 (5-11 %) for 10-20 s more compile a point (H200,
   docs/performance_notes.md, 57)."""
   kind: str = 'train'
   batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)

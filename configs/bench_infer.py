@@ -31,5 +31,5 @@ def get_config():
   #                              +0.45 ms a call at small batches (BERT-Large, H200)
   c.bench.bind_params = True   # the weights compiled into the program as constants, a call
   #                              passes the batch alone (inference.compile_bound_eval): -0.1 to
-  #                              -0.2 ms a call at batches 1 and 8, ~15 s more compile a point
+  #                              -0.2 ms a call at batches 1 and 8, 10-20 s more compile a point
   return c

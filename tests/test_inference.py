@@ -127,3 +127,12 @@ def test_notebook_flow_binds_the_weights_and_takes_the_tokenizers_numpy_batch():
                            batch['attention_mask'], config=pre.config, policy=policy)
   np.testing.assert_allclose(np.asarray(start), np.asarray(ref[0]), atol=1e-4)
   np.testing.assert_allclose(np.asarray(end), np.asarray(ref[1]), atol=1e-4)
+
+
+def test_can_bind_takes_numpy_params_and_counts_their_bytes(monkeypatch):
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  host = jax.tree.map(np.asarray, _params(mesh))
+  assert inference.can_bind(host)
+  monkeypatch.setattr(inference, 'BOUND_PARAMS_MAX_BYTES',
+                      sum(x.nbytes for x in jax.tree.leaves(host)) - 1)
+  assert not inference.can_bind(host)
