@@ -663,6 +663,11 @@ bound3)  # 1 GPU, about 8 min: the product's inference (weights in the program) 
   peer 0 --infer 128:1 128:8 128:64 --precision fp16 --modes compile
   ours 0 infer 384 bf16 '(1,)'
   merge; pack ;;
+bound4)  # 1 GPU, about 2 min: fp32 with the weights bound (1.34 GB of constants), seq 384 batch 1,
+  # the one precision the bound calls left
+  mkdir -p "$OUT"/g0
+  ours 0 infer 384 fp32 '(1,)'
+  merge; pack ;;
 fill1)  # 1 GPU, about 4 min: the fp32 inference points grid2 left (compiles took too long then;
   # seconds a point since entry 52), seq 384 and 128, and bf16 at seq 384 batches 1 and 8
   mkdir -p "$OUT"/g0
