@@ -32,7 +32,7 @@ GPU_EVAL_COMPILER_OPTIONS = {'xla_gpu_enable_triton_gemm': False}
 
 def default_compiler_options(mesh: Mesh) -> dict:
   """The XLA options make_eval_fn compiles with unless told otherwise (records carry them)."""
-  return dict(GPU_EVAL_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == 'gpu' else {}
+  return mesh_lib.gpu_options(mesh, GPU_EVAL_COMPILER_OPTIONS)
 
 
 def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,

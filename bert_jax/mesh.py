@@ -108,6 +108,11 @@ def gathered(mesh: Mesh, tree):
   return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
 
 
+def gpu_options(mesh: Mesh, options: dict) -> dict:
+  """A copy of `options` (XLA's GPU compiler options) where the mesh is on GPUs, else {}."""
+  return dict(options) if mesh.devices.flat[0].platform == 'gpu' else {}
+
+
 def traced_under(mesh: Mesh, fn, name: str):
   """fn, traced with `mesh` as JAX's abstract mesh, so code inside it (the LayerNorm
   backward kernel, bert_jax/layer_norm_kernel.py) can run per device with shard_map where

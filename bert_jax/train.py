@@ -95,7 +95,7 @@ GPU_TRAIN_COMPILER_OPTIONS = {
 
 def default_compiler_options(mesh: Mesh) -> dict:
   """The XLA options jit_train_step compiles with unless told otherwise (records carry them)."""
-  return dict(GPU_TRAIN_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == 'gpu' else {}
+  return mesh_lib.gpu_options(mesh, GPU_TRAIN_COMPILER_OPTIONS)
 
 
 def jit_train_step(mesh: Mesh, config, policy, optimizer, accumulation: int = 1,
