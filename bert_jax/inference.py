@@ -41,13 +41,19 @@ def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
   axis; logits likewise. scan_layers: model.encode's (one compiled layer: faster to compile,
   slower at batch 1). compiler_options (XLA's) replace the default, GPU_EVAL_COMPILER_OPTIONS
   on GPU and none elsewhere; {} compiles with XLA's own defaults."""
-  if compiler_options is None:
-    compiler_options = default_compiler_options(mesh)
-  # traced under the mesh, so the LayerNorm kernel runs per device (layer_norm_kernel.py)
   step = functools.partial(steps.eval_step, config=config, policy=policy,
                            scan_layers=scan_layers)
-  return jax.jit(mesh_lib.traced_under(mesh, step, 'eval_step'),
-                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+  return _jit_eval(mesh, step, (mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+                   compiler_options)
+
+
+def _jit_eval(mesh: Mesh, fn, in_shardings, compiler_options: dict | None):
+  """fn jitted as make_eval_fn's and compile_bound_eval's eval_step: traced under the mesh,
+  so the LayerNorm kernel runs per device (layer_norm_kernel.py); logits split over the data
+  axis; compiler_options None meaning default_compiler_options(mesh)."""
+  if compiler_options is None:
+    compiler_options = default_compiler_options(mesh)
+  return jax.jit(mesh_lib.traced_under(mesh, fn, 'eval_step'), in_shardings=in_shardings,
                  out_shardings=mesh_lib.batch_sharding(mesh),
                  compiler_options=compiler_options or None)
 
@@ -84,14 +90,9 @@ def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
     raise ValueError('compile_bound_eval: these params cannot be constants of the program '
                      f'(more than {BOUND_PARAMS_MAX_BYTES} bytes, or split over processes); '
                      'use make_eval_fn and pass them to each call')
-  if compiler_options is None:
-    compiler_options = default_compiler_options(mesh)
-  step = functools.partial(steps.eval_step, config=config, policy=policy,
+  step = functools.partial(steps.eval_step, params, config=config, policy=policy,
                            scan_layers=scan_layers)
-  fn = jax.jit(mesh_lib.traced_under(mesh, lambda batch: step(params, batch), 'eval_step'),
-               in_shardings=(mesh_lib.batch_sharding(mesh),),
-               out_shardings=mesh_lib.batch_sharding(mesh),
-               compiler_options=compiler_options or None)
+  fn = _jit_eval(mesh, step, (mesh_lib.batch_sharding(mesh),), compiler_options)
   # JAX embeds closed-over arrays in the program, unless its newer constant handling
   # (jax_use_simplified_jaxpr_constants) is on: that hoists any over
   # jax_embedded_constants_max_bytes back into arguments, so the limit is lifted for this
