@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -626,6 +626,20 @@ ln3)  # 1 GPU, about 8 min (not yet run): what ln2 left, the LayerNorm kernel's 
   ours 0 infer 128 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 128:1 128:8 128:64 --precision fp16 --modes compile
   merge; pack ;;
+tanh1)  # 1 GPU, about 9 min: the tanh GELU (model.activation=gelu_tanh, entry 58), which XLA
+  # folds into the FFN-in matmul's cuBLASLt epilogue, against the exact GELU (base), in one
+  # process each: training seq 384 batch 32 (bf16), inference fp16 with the weights bound at
+  # seq 384 batches 1, 8, 64, training seq 128 batch 64; records count the gemm epilogues
+  mkdir -p "$OUT"/p0
+  PT="python3 benchmarks/profile_step.py --kind train --precision bf16 --out $OUT/p0"
+  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
+  show() { grep -E '^\{|Error' | cut -c1-250; }
+  timeout $(left) $PT --seq 384 --batch 32 --variants base gelu_tanh 2>&1 | show
+  timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants bound bound+gelu_tanh 2>&1 | show
+  timeout $(left) $PI --seq 384 --batch 8 --steps 100 --variants bound bound+gelu_tanh 2>&1 | show
+  timeout $(left) $PT --seq 128 --batch 64 --variants base gelu_tanh 2>&1 | show
+  timeout $(left) $PI --seq 384 --batch 64 --steps 30 --variants bound bound+gelu_tanh 2>&1 | show
+  pack ;;
 bound1)  # 1 GPU, about 9 min: the weights compiled into the program as constants (bound: a call
   # passes the batch alone) against passing 111 arrays each call (base), profile_step, fp16,
   # seq 384 batches 1 and 8, seq 128 batch 1, host events traced at batch 1; then the bench

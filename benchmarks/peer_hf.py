@@ -9,6 +9,10 @@ bert_jax's training step does on GPU: its cuDNN attention has none (README, mode
 Hidden dropout stays 0.1 on both sides. Before this option the peer trained with
 transformers' default of 0.1, a step with more work in it than ours; its train records then
 carried no 'attention_dropout' field (bert_jax.report labels them so).
+
+--activation gelu_tanh gives the peer the tanh GELU (transformers' 'gelu_pytorch_tanh', one
+PyTorch kernel), to stand beside bert_jax's model.activation=gelu_tanh; records carry
+'activation' (those from before the option have none and ran the exact 'gelu').
 """
 import argparse
 import datetime
@@ -21,17 +25,20 @@ import transformers
 from bert_jax.records import SCHEMA, percentiles  # the same schema and arithmetic as ours
 
 
-def bert_config(layers, hidden, heads, ff, attention_dropout=0.0):
+HIDDEN_ACT = {'gelu': 'gelu', 'gelu_tanh': 'gelu_pytorch_tanh'}  # ours -> transformers' name
+
+
+def bert_config(layers, hidden, heads, ff, attention_dropout=0.0, activation='gelu'):
   """BERT's config at this shape; hidden dropout 0.1 (transformers' default, and ours)."""
   return transformers.BertConfig(num_hidden_layers=layers, hidden_size=hidden,
                                  num_attention_heads=heads, intermediate_size=ff,
-                                 hidden_dropout_prob=0.1,
+                                 hidden_dropout_prob=0.1, hidden_act=HIDDEN_ACT[activation],
                                  attention_probs_dropout_prob=attention_dropout)
 
 
-def make_model(layers, hidden, heads, ff, attention_dropout=0.0):
+def make_model(layers, hidden, heads, ff, attention_dropout=0.0, activation='gelu'):
   return transformers.BertForQuestionAnswering(
-      bert_config(layers, hidden, heads, ff, attention_dropout)).cuda()
+      bert_config(layers, hidden, heads, ff, attention_dropout, activation)).cuda()
 
 
 def batch(b, s):
@@ -51,7 +58,8 @@ def env():
 
 def train_point(args, seq, b, compiled, dtype):
   torch.manual_seed(0)
-  m = make_model(*args.shape, attention_dropout=args.attention_dropout).train()
+  m = make_model(*args.shape, attention_dropout=args.attention_dropout,
+                 activation=args.activation).train()
   opt = torch.optim.AdamW(m.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
   step_model = torch.compile(m) if compiled else m
   scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
@@ -90,7 +98,7 @@ def train_point(args, seq, b, compiled, dtype):
 
 def infer_point(args, seq, b, compiled, dtype):
   torch.manual_seed(0)
-  m = make_model(*args.shape).eval().to(dtype)
+  m = make_model(*args.shape, activation=args.activation).eval().to(dtype)
   run = torch.compile(m, mode='reduce-overhead') if compiled else m
   x = {k: v for k, v in batch(b, seq).items() if k.endswith(('ids', 'mask'))}
   with torch.inference_mode():
@@ -124,6 +132,9 @@ def main():
   p.add_argument('--attention-dropout', type=float, default=0.0,
                  help="training's attention-probability dropout; 0.0 matches bert_jax's "
                       "cuDNN attention, 0.1 is BERT's recipe (and what this script used before)")
+  p.add_argument('--activation', choices=sorted(HIDDEN_ACT), default='gelu',
+                 help="the feed-forward GELU: exact 'gelu' (BERT's, the default) or 'gelu_tanh' "
+                      "(transformers' gelu_pytorch_tanh), as bert_jax's model.activation")
   args = p.parse_args()
   if not 0.0 <= args.attention_dropout < 1.0:
     p.error(f'--attention-dropout {args.attention_dropout}: a probability in [0, 1) is needed')
@@ -140,7 +151,8 @@ def main():
             rec = {'kind': kind, 'seq_len': seq, 'batch_size': b, 'status': 'oom', 'error': str(e)[:200]}
           torch.cuda.empty_cache()
           torch.cuda.reset_peak_memory_stats()
-          rec.update(env(), precision=prec, mode=mode, model_layers=args.shape[0],
+          rec.update(env(), precision=prec, mode=mode, activation=args.activation,
+                     model_layers=args.shape[0],
                      model_hidden=args.shape[1], data='synthetic')
           print(json.dumps(rec), flush=True)
           with open(args.out, 'a') as f:

@@ -11,7 +11,9 @@ RngBitGenerator); qkv3 = q, k, v from three matmuls instead of slicing one fused
 qkv_bwd3 = the fused projection forward, but its backward as three matmuls each for dx and dW
 on dq, dk, dv (no concatenation of the three); qkv_bwd3b = the same with x kept from XLA's dot
 merger (which joined the three dW matmuls again);
-gelu_tanh = tanh GELU (cuBLASLt can fuse it; breaks parity with HF's exact GELU);
+gelu_tanh = the model's tanh GELU (model.activation='gelu_tanh': written so that XLA folds it
+into the FFN-in matmul's cuBLASLt epilogue; train and infer); gelu_tanh_autodiff = jax.nn.gelu's
+tanh form left to autodiff (what gelu_tanh meant before entry 58 of docs/performance_notes.md);
 biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
 gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
 float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
@@ -62,7 +64,9 @@ fusions, the default before), dsf (XLA's dynamic slice fusion: cuBLAS reads a dy
 in place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left every gemm on
 cuBLASLt on jax 0.11.2). Inference records carry compile_only_s (lower and compile alone)
 and logits_max_abs_diff, the largest difference of the variant's logits from the run's first
-variant's (same weights, same batch). nocmdbuf (train and infer) = XLA's command buffers (CUDA
+variant's (same weights, same batch). Every record carries gemm_epilogues: how many of the
+optimised program's matmuls have each cuBLASLt epilogue (BIAS, BIAS_GELU, BIAS_GELU_AUX, ...).
+nocmdbuf (train and infer) = XLA's command buffers (CUDA
 graphs) off, the thunks launching each kernel themselves; cmdbuf_all = every command type in
 them, graphs of any size; cmdbuf_serial / cmdbuf_concurrent = XLA's CUDA graphs with each node
 waiting on the one before (a straight line) / on nothing but its inputs, instead of XLA's
@@ -172,8 +176,8 @@ def _qkv_bwd3(x_BTD, p, config, policy, proj=_qkv_proj):
               policy.matmul_precision)
 
 
-def _gelu_tanh(h):
-  return jax.nn.gelu(h, approximate=True)  # cuBLASLt's epilogue form; not HF's exact GELU
+def _gelu_tanh_autodiff(h):
+  return jax.nn.gelu(h, approximate=True)  # autodiff reuses its steps: no epilogue match
 
 
 def _gelu_autodiff(h):
@@ -264,7 +268,7 @@ def _dense_biasmm(x, p, policy):
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
-           'gelu_tanh': {'_gelu': _gelu_tanh}, 'biasmm': {'_dense': _dense_biasmm},
+           'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff}, 'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
@@ -311,7 +315,7 @@ OPTION_PARTS = {
     'cmdbuf_concurrent': {'xla_gpu_command_buffer_scheduling_mode': 'CONCURRENT'},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
+BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
                'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs', 'bound', *OPTION_PARTS)
 
 
@@ -351,10 +355,20 @@ def apply_variant(variant):
   return parts
 
 
+def _activation(config, parts):
+  return config.replace(activation='gelu_tanh') if 'gelu_tanh' in parts else config
+
+
+def gemm_epilogues(hlo_text):
+  """{epilogue: count} over the optimised HLO's cuBLAS(Lt) matmuls, e.g. {'BIAS': 72,
+  'BIAS_GELU_AUX': 24}; 'DEFAULT' where a matmul has none. Empty off GPU."""
+  return dict(collections.Counter(re.findall(r'"epilogue":"(\w+)"', hlo_text)))
+
+
 def build_train(variant, seq, batch, policy, preset, devices=1):
   """The train step on `devices` GPUs (data parallel), `batch` sequences per GPU."""
   parts = apply_variant(variant)
-  config = ModelConfig.preset(preset).replace(attention='fused')
+  config = _activation(ModelConfig.preset(preset).replace(attention='fused'), parts)
   if 'nodrop' in parts:
     config = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=devices))
@@ -427,7 +441,8 @@ _INFER_PARAMS = {}
 
 def build_infer(variant, seq, batch, policy, preset):
   parts = apply_variant(variant)
-  config = ModelConfig.preset(preset).replace(attention='xla' if 'xla' in parts else 'fused')
+  config = _activation(ModelConfig.preset(preset), parts).replace(
+      attention='xla' if 'xla' in parts else 'fused')
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   key = (preset, policy)   # the same random weights for every variant of a run, built once
   if key not in _INFER_PARAMS:
@@ -784,6 +799,7 @@ def main():
                                                                     reference['outputs']))}
     if hasattr(run, 'compiler_options'):
       rec['xla_compiler_options'] = run.compiler_options
+    rec['gemm_epilogues'] = gemm_epilogues(compiled.as_text())
     if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows
       rec['windows_per_s'] = run.windows_per_step / dt
     if args.kind == 'train':

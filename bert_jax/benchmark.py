@@ -155,7 +155,8 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
           'train_features_2_epochs': 2 * n_feat if n_feat else None,
           'projected_2_epochs_s': 2 * n_feat / rate if n_feat else None,
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention, 'hidden_dropout': config.hidden_dropout}
+          'attention': config.attention, 'activation': config.activation,
+          'hidden_dropout': config.hidden_dropout}
 
 
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
@@ -205,7 +206,8 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
           'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
-          'attention': config.attention, 'scan_layers': scan_layers, 'params_bound': bound,
+          'attention': config.attention, 'activation': config.activation,
+          'scan_layers': scan_layers, 'params_bound': bound,
           'xla_compiler_options': inference.default_compiler_options(mesh)}
 
 

@@ -13,7 +13,7 @@ Params (all float32):
     ffn_ln   {scale [D], bias [D]}
   qa: {kernel [D, 2], bias [2]}  start and end logits
 
-Post-LayerNorm, exact (erf) GELU, dropout after the embeddings, the attention output
+Post-LayerNorm, exact (erf) GELU (or its tanh form, ModelConfig.activation), dropout after the embeddings, the attention output
 and the feed-forward output (plus attention-probability dropout on the 'xla' path).
 """
 from __future__ import annotations
@@ -255,6 +255,35 @@ def _gelu_bwd(h, g):
 
 _gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
+_TANH_GELU_C = float(np.sqrt(2 / np.pi))
+_TANH_GELU_A = 0.044715
+
+
+@jax.custom_vjp
+def _gelu_tanh(h):
+  """The tanh GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in h's own dtype.
+
+  Written in exactly the form XLA's GPU gemm rewriter matches (x * (0.5 * (1 + tanh(c * (x +
+  a * (x * (x * x))))))) on the output of a matmul with its bias, each step used once, so that
+  on GPU the FFN-in matmul applies it in its cuBLASLt epilogue (in float32 there) instead of a
+  pass of its own. The custom VJP keeps that forward intact under autodiff (which would reuse
+  its intermediates and break the match); training then keeps the pre-activation as the
+  matmul's second (aux) output, and the derivative is taken in float32. Where no such fusion
+  happens (CPU, a matmul off cuBLASLt) XLA computes the same steps in h's dtype."""
+  cdf = 0.5 * (1.0 + jnp.tanh(_TANH_GELU_C * (h + _TANH_GELU_A * (h * (h * h)))))
+  return h * cdf
+
+
+def _gelu_tanh_bwd(h, g):
+  x = h.astype(jnp.float32)
+  t = jnp.tanh(_TANH_GELU_C * (x + _TANH_GELU_A * x * x * x))
+  slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _TANH_GELU_C * (
+      1.0 + 3 * _TANH_GELU_A * x * x)
+  return ((g.astype(jnp.float32) * slope).astype(h.dtype),)
+
+
+_gelu_tanh.defvjp(lambda h: (_gelu_tanh(h), h), _gelu_tanh_bwd)
+
 
 def _attention_block(x_BTD, mask_BT, p, config, policy, rng, segments=None):
   b, t, _ = x_BTD.shape
@@ -281,7 +310,7 @@ def _attention_block(x_BTD, mask_BT, p, config, policy, rng, segments=None):
 
 def _ffn_block(x_BTD, p, config, policy, rng):
   h_BTF = _dense(x_BTD, p['ffn_in'], policy)
-  h_BTF = _gelu(h_BTF)
+  h_BTF = (_gelu_tanh if config.activation == 'gelu_tanh' else _gelu)(h_BTF)
   out_BTD = _dense(h_BTF, p['ffn_out'], policy)
   out_BTD = _dropout(out_BTD, config.hidden_dropout, _rng(rng, 2))
   return _layer_norm(out_BTD + x_BTD, p['ffn_ln'], config.layer_norm_eps, x_BTD.dtype)

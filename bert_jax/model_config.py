@@ -7,6 +7,10 @@ from typing import Any, Mapping
 from bert_jax.errors import ConfigError
 
 ATTENTION_IMPLS = ('xla', 'fused', 'cudnn')
+ACTIVATIONS = ('gelu', 'gelu_tanh')
+# Hugging Face's hidden_act names for each of ours ('gelu_new' and 'gelu_pytorch_tanh' are the
+# same tanh formula; transformers' own BERT checkpoints say 'gelu', the exact one)
+HF_ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +24,13 @@ class ModelConfig:
       'cudnn' (force cuDNN fused attention). The fused paths take the mask as
       per-sequence lengths, so padding must sit at the end (as in SQuAD features),
       and they have no attention-probability dropout.
+    activation: the feed-forward GELU. 'gelu' is the exact x Phi(x) (erf) that Hugging Face
+      BERT checkpoints name; 'gelu_tanh' is the tanh approximation
+      0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) of Google's original BERT code
+      (transformers' 'gelu_pytorch_tanh' / 'gelu_new'; at most 4.7e-4 from the exact one).
+      On GPU, XLA folds the tanh form into the FFN-in matmul's cuBLASLt epilogue with its
+      bias (and, when training, the pre-activation as a second output), so the GELU costs no
+      pass of its own (docs/performance_notes.md, 58).
   """
   vocab_size: int = 30522
   hidden_size: int = 1024
@@ -33,6 +44,7 @@ class ModelConfig:
   attention_dropout: float = 0.1
   initializer_range: float = 0.02
   attention: str = 'xla'
+  activation: str = 'gelu'
 
   def __post_init__(self):
     for name in ('vocab_size', 'hidden_size', 'num_layers', 'num_heads',
@@ -50,6 +62,8 @@ class ModelConfig:
     if self.attention not in ATTENTION_IMPLS:
       raise ConfigError('model.attention', self.attention,
                         f'choose one of {ATTENTION_IMPLS}')
+    if self.activation not in ACTIVATIONS:
+      raise ConfigError('model.activation', self.activation, f'choose one of {ACTIVATIONS}')
 
   @property
   def head_dim(self) -> int:
@@ -69,8 +83,9 @@ class ModelConfig:
   def from_hf_dict(cls, hf: Mapping[str, Any], **overrides) -> 'ModelConfig':
     """From a Hugging Face BertConfig dict (config.json) or Google's bert_config.json."""
     act = hf.get('hidden_act', 'gelu')
-    if act != 'gelu':
-      raise ConfigError('hidden_act', act, "bert_jax implements exact (erf) 'gelu' only")
+    if act not in HF_ACTIVATIONS:
+      raise ConfigError('hidden_act', act, f'bert_jax implements {sorted(HF_ACTIVATIONS)} '
+                        "(the exact GELU, or its tanh form); a BERT checkpoint says 'gelu'")
     kind = hf.get('position_embedding_type', 'absolute')
     if kind != 'absolute':
       raise ConfigError('position_embedding_type', kind, "only 'absolute' is supported")
@@ -83,7 +98,7 @@ class ModelConfig:
         layer_norm_eps=hf.get('layer_norm_eps', 1e-12),
         hidden_dropout=hf.get('hidden_dropout_prob', 0.1),
         attention_dropout=hf.get('attention_probs_dropout_prob', 0.1),
-        initializer_range=hf.get('initializer_range', 0.02))
+        initializer_range=hf.get('initializer_range', 0.02), activation=HF_ACTIVATIONS[act])
     return cls(**{**fields, **overrides})
 
   def to_hf_dict(self) -> dict:
@@ -92,7 +107,8 @@ class ModelConfig:
         'architectures': ['BertForQuestionAnswering'], 'model_type': 'bert',
         'vocab_size': self.vocab_size, 'hidden_size': self.hidden_size,
         'num_hidden_layers': self.num_layers, 'num_attention_heads': self.num_heads,
-        'intermediate_size': self.intermediate_size, 'hidden_act': 'gelu',
+        'intermediate_size': self.intermediate_size,
+        'hidden_act': 'gelu_pytorch_tanh' if self.activation == 'gelu_tanh' else 'gelu',
         'max_position_embeddings': self.max_position_embeddings,
         'type_vocab_size': self.type_vocab_size, 'layer_norm_eps': self.layer_norm_eps,
         'hidden_dropout_prob': self.hidden_dropout,

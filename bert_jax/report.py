@@ -36,6 +36,16 @@ def load(workdir: str) -> list[dict]:
 PEER_ATTENTION_DROPOUT_BEFORE = 0.1
 
 
+ACTIVATION_TITLES = {'gelu_tanh': 'tanh GELU (model.activation=gelu_tanh; the peer with '
+                                  "transformers' gelu_pytorch_tanh)"}
+
+
+def activation(rec: dict) -> str:
+  """The feed-forward GELU a record ran: 'gelu' (exact; every record before the field) or
+  'gelu_tanh'. The report gives each its own section, so that no ratio crosses them."""
+  return rec.get('activation', 'gelu')
+
+
 def system(rec: dict) -> str:
   """'bert_jax' or the peer with its mode, e.g. 'pytorch-hf compile'; a peer training point
   with attention-probability dropout (which bert_jax's cuDNN attention does not do) says so,
@@ -354,13 +364,14 @@ def write(workdir: str) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   by_device = collections.defaultdict(list)
   for r in recs:
-    by_device[r.get('device', '?')].append(r)
+    by_device[(r.get('device', '?'), activation(r))].append(r)
   lines, images = _header(recs), []
-  for device, sub in sorted(by_device.items()):
+  for (device, act), sub in sorted(by_device.items()):
     prefix = ''
-    if len(by_device) > 1:  # never mix cards in one table: a section per card
-      lines += [f'# {device}', '']
-      prefix = ''.join(c if c.isalnum() else '_' for c in device).strip('_') + '_'
+    if len(by_device) > 1:  # never mix cards, or GELUs, in one table: a section for each
+      title = device + ('' if act == 'gelu' else f', {ACTIVATION_TITLES.get(act, act)}')
+      lines += [f'# {title}', '']
+      prefix = ''.join(c if c.isalnum() else '_' for c in title).strip('_') + '_'
     lines += train_tables(sub) + job_tables(sub) + infer_tables(sub)
     images += plots(sub, out_dir, prefix)
   if images:

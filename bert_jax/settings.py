@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from bert_jax.errors import ConfigError
-from bert_jax.model_config import ModelConfig
+from bert_jax.model_config import ACTIVATIONS, ModelConfig
 from bert_jax.precision import PrecisionPolicy
 
 
@@ -21,11 +21,14 @@ class ModelSource:
   checkpoint_format: str = 'auto'
   vocab_dir: str = ''
   attention: str = 'fused'
+  activation: str = ''
   hidden_dropout: float = -1.0
   attention_dropout: float = -1.0
 
   def __post_init__(self):
     _choice('model.checkpoint_format', self.checkpoint_format, ('auto', 'hf', 'tf', 'hub'))
+    if self.activation:
+      _choice('model.activation', self.activation, ACTIVATIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,9 +200,12 @@ class Settings:
   bench: BenchSettings | None = None   # only bench configs have a bench section
 
   def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
-    """The checkpoint's shape (or the preset's), with this run's attention and dropout."""
+    """The checkpoint's shape (or the preset's), with this run's attention, activation and
+    dropout."""
     config = base or ModelConfig.preset(self.source.preset)
     changes: dict[str, Any] = {'attention': self.source.attention}
+    if self.source.activation:
+      changes['activation'] = self.source.activation
     if self.source.hidden_dropout >= 0:
       changes['hidden_dropout'] = self.source.hidden_dropout
     if self.source.attention_dropout >= 0:

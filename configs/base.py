@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.checkpoint_format = 'auto'   # auto | hf | tf | hub: how to read init_checkpoint
   c.model.vocab_dir = ''               # folder with vocab.txt when the checkpoint has none ('' = bundled sample vocab)
   c.model.attention = 'fused'          # xla (einsum, attention-prob dropout) | fused | cudnn (jax.nn.dot_product_attention)
+  c.model.activation = ''              # '' keeps the checkpoint's (BERT: exact gelu) | gelu | gelu_tanh (Google's original tanh form; fused into the GPU matmul)
   c.model.hidden_dropout = -1.0        # -1 keeps the checkpoint's hidden_dropout_prob
   c.model.attention_dropout = -1.0     # -1 keeps the checkpoint's; only the 'xla' attention path applies it
 
