@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -640,6 +640,19 @@ tanh1)  # 1 GPU, about 9 min: the tanh GELU (model.activation=gelu_tanh, entry 5
   timeout $(left) $PT --seq 128 --batch 64 --variants base gelu_tanh 2>&1 | show
   timeout $(left) $PI --seq 384 --batch 64 --steps 30 --variants bound bound+gelu_tanh 2>&1 | show
   pack ;;
+tanh2)  # 1 GPU, about 9.5 min: the bench with the tanh GELU (model.activation=gelu_tanh) beside
+  # the compiled peer running transformers' gelu_pytorch_tanh, each right after ours: fp16
+  # inference at seq 384 (batches 1, 8, 64), bf16 training at seq 384 batch 32; then
+  # profile_step's batch-1 trace and HLO, exact and tanh, to see why batch 1 did not move in tanh1
+  mkdir -p "$OUT"/p0 "$OUT"/g0
+  XB=--config.model.activation=gelu_tanh ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile --activation gelu_tanh
+  XB=--config.model.activation=gelu_tanh ours 0 train 384 bf16 '(32,)'
+  peer 0 --train 384:32 --precision bf16 --modes compile --activation gelu_tanh
+  timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0 \
+    --seq 384 --batch 1 --steps 200 --variants bound bound+gelu_tanh --profile bound bound+gelu_tanh \
+    2>&1 | grep -E '^\{|Error' | cut -c1-250
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; merge; pack ;;
 bound1)  # 1 GPU, about 9 min: the weights compiled into the program as constants (bound: a call
   # passes the batch alone) against passing 111 arrays each call (base), profile_step, fp16,
   # seq 384 batches 1 and 8, seq 128 batch 1, host events traced at batch 1; then the bench
