@@ -71,10 +71,33 @@ def random_train_state(mesh, config: ModelConfig, policy: PrecisionPolicy, optim
   return init(params_key, rng_key)
 
 
+def trained_like(params, key: jax.Array, scale: float = 0.02):
+  """The same params with every bias ~ N(0, scale) and every LayerNorm scale ~ 1 + N(0, scale).
+
+  Fresh BERT weights have zero biases and unit LayerNorm scales; a fine-tuned model has
+  neither. With the weights compiled into the program (inference.compile_bound_eval) XLA
+  folds an add of zeros away, and then runs a program a real model never gets: on an H200
+  the BERT-Large matmuls lost their bias epilogues and took the residual add instead
+  (docs/performance_notes.md, 58). Benchmarks time these weights."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for (path, leaf), k in zip(leaves, keys):
+    name = getattr(path[-1], 'key', None)
+    if name == 'bias':
+      leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+    elif name == 'scale':
+      leaf = 1.0 + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array,
                   scan_layers: bool = False):
-  """Replicated random weights as inference uses them (inference.prepare_params)."""
-  init = jax.jit(lambda k: model.init_params(k, config), out_shardings=mesh_lib.replicated(mesh))
+  """Replicated random weights as inference uses them (inference.prepare_params), with
+  biases and LayerNorm scales as a trained model has them (trained_like)."""
+  init = jax.jit(lambda k: trained_like(model.init_params(k, config), jax.random.fold_in(k, 1)),
+                 out_shardings=mesh_lib.replicated(mesh))
   return inference.prepare_params(init(key), policy, scan_layers)
 
 

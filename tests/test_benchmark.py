@@ -350,3 +350,26 @@ def test_bucket_padding_script_reports_shares_on_the_sample_data(capsys, monkeyp
   assert shares[0] == shares[3] == 1.0      # one window a row is the padded run
   assert shares[:3] == sorted(shares[:3], reverse=True) and shares[1] < 1
   assert shares[5] <= shares[4] <= shares[2]  # packing: no more than buckets, above the bound
+
+
+def test_report_keeps_each_gelu_in_its_own_section_with_its_own_peer(tmp_path):
+  """Tanh-GELU records (model.activation / the peer's --activation) never share a table, or a
+  ratio, with the exact GELU's; records without the field ran the exact one."""
+  point = {'schema': records.SCHEMA, 'kind': 'train', 'status': 'ok', 'precision': 'bf16',
+           'seq_len': 384, 'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1,
+           'source': 'bench', 'device': 'NVIDIA H200', 'attention_dropout': 0.0}
+  peer = {**point, 'framework': 'pytorch-hf', 'mode': 'compile'}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    for rec in ({**point, 'sentences_per_s': 585.0, 'sentences_per_s_per_device': 585.0},
+                {**point, 'activation': 'gelu_tanh', 'sentences_per_s': 600.0,
+                 'sentences_per_s_per_device': 600.0},
+                {**peer, 'sentences_per_s': 450.0},
+                {**peer, 'activation': 'gelu_tanh', 'sentences_per_s': 500.0}):
+      f.write(json.dumps(rec) + '\n')
+  out = report.write(str(tmp_path))
+  text = open(out['report']).read()
+  exact, tanh = text.split('# NVIDIA H200, tanh GELU')
+  assert '| bf16 | 1 | 32 | 585.0 |' in exact and exact.rstrip().count('| 450.0 | 1.30 |') == 1
+  assert '600.0' not in exact and '500.0' not in exact
+  assert '| bf16 | 1 | 32 | 600.0 |' in tanh and '| 500.0 | 1.20 |' in tanh
+  assert any('tanh_GELU' in os.path.basename(p) for p in out['plots'])
