@@ -176,8 +176,11 @@ def test_tanh_gelu_folds_into_the_matmul_epilogue_on_gpu(name):
   assert 'BIAS_GELU' in epilogues(fwd, inference.default_compiler_options(mesh))
   assert 'BIAS_GELU_AUX' in epilogues(grad, train.default_compiler_options(mesh))
   h32 = np.asarray(hidden(p, x), np.float64)
+  # the epilogue takes the float32 sum before its bf16/fp16 rounding, and its tanh is an
+  # approximation: on an H200, 0.015 % of the outputs were 2e-3 to 3e-3 off, in the negative
+  # tail where 1 + tanh cancels (x near -3, GELU about -0.02)
   np.testing.assert_allclose(np.asarray(fwd(p, x), np.float64), tanh_gelu_f64(h32),
-                             rtol=2e-2, atol=2e-3)
+                             rtol=2e-2, atol=4e-3)
   # the gradient through the epilogue's aux output against the float32 custom VJP off it
   want = jax.grad(lambda p, x: jnp.sum(jnp.square(
       model._gelu_tanh(hidden(p, x).astype(jnp.float32)))))(p, x)
