@@ -265,8 +265,11 @@ def _is_ours(system_name: str) -> bool:
   return system_name.startswith('bert_jax')
 
 
-def _save(fig, out_dir: str, name: str, written: list[str]) -> None:
+def _save(fig, out_dir: str, name: str, written: list[str], note: str = '') -> None:
   import matplotlib.pyplot as plt
+  if note:
+    for ax in fig.axes:
+      ax.set_title(f'{ax.get_title()}, {note}')
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, name), dpi=110)
   plt.close(fig)
@@ -330,8 +333,9 @@ def _latency_plot(plt, infer, seq, prec):
   return fig
 
 
-def plots(recs, out_dir: str, prefix: str = '') -> list[str]:
-  """PNG plots (file names start with `prefix`); returns the file names written."""
+def plots(recs, out_dir: str, prefix: str = '', note: str = '') -> list[str]:
+  """PNG plots (file names start with `prefix`; titles end with `note`, e.g. the GELU where it
+  is not BERT's exact one); returns the file names written."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -340,17 +344,17 @@ def plots(recs, out_dir: str, prefix: str = '') -> list[str]:
   train = [r for r in ok if r['kind'] == 'train']
   for seq in sorted({r['seq_len'] for r in train}):
     _save(_throughput_plot(plt, train, seq), out_dir, f'{prefix}train_throughput_seq{seq}.png',
-          written)
+          written, note)
     mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
                    lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices'],
                               bool(r.get('shard_state'))))
     if len({k[2] for k in mine}) > 1:
       _save(_scaling_plot(plt, mine, seq), out_dir, f'{prefix}train_scaling_seq{seq}.png',
-            written)
+            written, note)
   infer = [r for r in ok if r['kind'] == 'infer']
   for seq, prec in sorted({(r['seq_len'], r['precision']) for r in infer}):
     _save(_latency_plot(plt, infer, seq, prec), out_dir,
-          f'{prefix}infer_latency_seq{seq}_{prec}.png', written)
+          f'{prefix}infer_latency_seq{seq}_{prec}.png', written, note)
   return written
 
 
@@ -368,12 +372,14 @@ def write(workdir: str) -> dict:
   lines, images = _header(recs), []
   for (device, act), sub in sorted(by_device.items()):
     prefix = ''
-    if len(by_device) > 1:  # never mix cards, or GELUs, in one table: a section for each
+    if len(by_device) > 1 or act != 'gelu':  # never mix cards, or GELUs, in one table: a
+      # section for each; a GELU other than BERT's exact one always says so
       title = device + ('' if act == 'gelu' else f', {ACTIVATION_TITLES.get(act, act)}')
       lines += [f'# {title}', '']
-      prefix = ''.join(c if c.isalnum() else '_' for c in title).strip('_') + '_'
+      tag = device + ('' if act == 'gelu' else f' {act}')
+      prefix = ''.join(c if c.isalnum() else '_' for c in tag).strip('_') + '_'
     lines += train_tables(sub) + job_tables(sub) + infer_tables(sub)
-    images += plots(sub, out_dir, prefix)
+    images += plots(sub, out_dir, prefix, '' if act == 'gelu' else 'tanh GELU')
   if images:
     lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
   path = os.path.join(out_dir, 'report.md')

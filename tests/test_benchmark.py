@@ -372,4 +372,8 @@ def test_report_keeps_each_gelu_in_its_own_section_with_its_own_peer(tmp_path):
   assert '| bf16 | 1 | 32 | 585.0 |' in exact and exact.rstrip().count('| 450.0 | 1.30 |') == 1
   assert '600.0' not in exact and '500.0' not in exact
   assert '| bf16 | 1 | 32 | 600.0 |' in tanh and '| 500.0 | 1.20 |' in tanh
-  assert any('tanh_GELU' in os.path.basename(p) for p in out['plots'])
+  assert any(os.path.basename(p).startswith('NVIDIA_H200_gelu_tanh_') for p in out['plots'])
+  with open(tmp_path / 'records.jsonl', 'w') as f:   # tanh records alone still say so
+    f.write(json.dumps({**point, 'activation': 'gelu_tanh', 'sentences_per_s': 600.0,
+                        'sentences_per_s_per_device': 600.0}) + '\n')
+  assert '# NVIDIA H200, tanh GELU' in open(report.write(str(tmp_path))['report']).read()
