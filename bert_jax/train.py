@@ -284,7 +284,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                            s.data.max_seq_length)
   common = {'config': s.name, 'precision': s.precision.name, 'seq_len': s.data.max_seq_length,
             'num_devices': job.mesh.size, 'model_layers': mc.num_layers,
-            'model_hidden': mc.hidden_size, 'data': 'squad', 'source': 'train_and_evaluate',
+            'model_hidden': mc.hidden_size, 'activation': mc.activation, 'data': 'squad',
+            'source': 'train_and_evaluate',
             'bucket_width': s.data.bucket_width, 'packing': s.data.packing,
             'shard_state': mesh_lib.splits_state(job.mesh, s.mesh.shard_state)}
   rec_path = os.path.join(workdir, 'records.jsonl')

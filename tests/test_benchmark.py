@@ -15,12 +15,13 @@ TRAIN_FIELDS = {
     'precision', 'seq_len', 'batch_size', 'batch_size_per_device', 'num_devices', 'data',
     'xla_compiler_options', 'compile_s', 'warmup_s', 'timed_steps', 'step_time_ms',
     'step_time_ms_mean', 'sentences_per_s', 'sentences_per_s_per_device', 'mfu', 'peak_memory_gb',
-    'projected_2_epochs_s', 'call_return_ms_p50', 'state_arrays'}
+    'projected_2_epochs_s', 'call_return_ms_p50', 'state_arrays', 'activation'}
 INFER_FIELDS = {
     'schema', 'config', 'device', 'device_count', 'driver', 'jax', 'jaxlib', 'flax',
     'xla_flags', 'git_commit', 'code_fingerprint', 'time', 'kind', 'status', 'precision',
     'seq_len', 'batch_size', 'num_devices', 'data', 'compile_s', 'warmup_s', 'sentences',
-    'total_inference_s', 'latency_ms', 'sentences_per_s', 'mfu', 'xla_compiler_options'}
+    'total_inference_s', 'latency_ms', 'sentences_per_s', 'mfu', 'xla_compiler_options',
+    'activation', 'params_bound'}
 
 
 def test_gpu_steps_compile_with_cublas_matmuls_and_cpu_with_xla_defaults():

@@ -172,6 +172,16 @@ def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
   assert first['inference_scan_layers'] is True
   assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True, True]
   assert all(r['xla_compiler_options'] == {} for r in recs)   # GPU-only options, off on CPU
+  assert all(r['activation'] == 'gelu' for r in recs)          # the checkpoint's (exact) GELU
+
+
+def test_job_with_the_tanh_gelu_trains_and_says_so(tmp_path):
+  run = run_tiny_job(tmp_path, '--config.model.activation=gelu_tanh', '--config.train.max_steps=20')
+  assert run.returncode == 0, run.stderr[-2000:]
+  recs = [json.loads(line) for line in (tmp_path / 'records.jsonl').read_text().splitlines()]
+  assert [r['activation'] for r in recs] == ['gelu_tanh', 'gelu_tanh']
+  out = json.loads((tmp_path / 'eval_results.json').read_text())
+  assert 0.0 <= out['f1'] <= 100.0 and out['steps'] == 20
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():
