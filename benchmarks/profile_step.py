@@ -268,7 +268,8 @@ def _dense_biasmm(x, p, policy):
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
-           'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff}, 'biasmm': {'_dense': _dense_biasmm},
+           'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
+           'biasmm': {'_dense': _dense_biasmm},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
@@ -315,8 +316,9 @@ OPTION_PARTS = {
     'cmdbuf_concurrent': {'xla_gpu_command_buffer_scheduling_mode': 'CONCURRENT'},
 }
 # parts the builders read themselves rather than patching the model
-BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked', 'stacked_kernels',
-               'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs', 'bound', *OPTION_PARTS)
+BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked',
+               'stacked_kernels', 'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs',
+               'bound', *OPTION_PARTS)
 
 
 def _target(name):

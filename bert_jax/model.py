@@ -13,8 +13,9 @@ Params (all float32):
     ffn_ln   {scale [D], bias [D]}
   qa: {kernel [D, 2], bias [2]}  start and end logits
 
-Post-LayerNorm, exact (erf) GELU (or its tanh form, ModelConfig.activation), dropout after the embeddings, the attention output
-and the feed-forward output (plus attention-probability dropout on the 'xla' path).
+Post-LayerNorm, exact (erf) GELU (or its tanh form: ModelConfig.activation), dropout after
+the embeddings, the attention output and the feed-forward output (plus attention-probability
+dropout on the 'xla' path).
 """
 from __future__ import annotations
 

@@ -30,7 +30,9 @@ class ModelConfig:
       (transformers' 'gelu_pytorch_tanh' / 'gelu_new'; at most 4.7e-4 from the exact one).
       On GPU, XLA folds the tanh form into the FFN-in matmul's cuBLASLt epilogue with its
       bias (and, when training, the pre-activation as a second output), so the GELU costs no
-      pass of its own (docs/performance_notes.md, 58).
+      pass of its own (docs/performance_notes.md, 58). Google's bert_config.json says 'gelu'
+      too, which Google's TF code computed in the tanh form; it loads as the exact GELU, as
+      transformers loads it (--config.model.activation=gelu_tanh gives Google's back).
   """
   vocab_size: int = 30522
   hidden_size: int = 1024

@@ -111,11 +111,11 @@ def test_layer_norm_keeps_its_input_dtype_and_matches_autodiff(ps, dtype):
 
 def test_apply_variant_restores_the_model(ps):
   original = model._gelu
-  ps.apply_variant('gelu_tanh')
+  ps.apply_variant('gelu_tanh_autodiff')
   assert model._gelu is not original
   ps.apply_variant('base')
   assert model._gelu is original
-  ps.apply_variant('ln_blocks8+gelu_tanh')           # settings of the modules model uses, too
+  ps.apply_variant('ln_blocks8+gelu_tanh_autodiff')  # settings of the modules model uses, too
   assert model.layer_norm_kernel.BLOCKS == 8 and model._gelu is not original
   ps.apply_variant('base')
   assert model.layer_norm_kernel.BLOCKS == 1 and model._gelu is original
@@ -129,6 +129,17 @@ def test_apply_variant_restores_the_model(ps):
   assert not ps.gelu_pallas.FORWARD_KERNEL and model._ffn_block is not ps.gelu_pallas.ffn_block
   with pytest.raises(SystemExit, match="unknown part.*'lnpallas'"):
     ps.apply_variant('gelu_tanh+lnpallas')
+
+
+def test_gelu_tanh_is_the_models_option_and_epilogues_are_counted(ps):
+  parts = ps.apply_variant('bound+gelu_tanh')
+  assert model._gelu is ps.ORIGINALS['_gelu']         # no patch: the model's own option
+  assert ps._activation(ModelConfig(), parts).activation == 'gelu_tanh'
+  assert ps._activation(ModelConfig(), ps.apply_variant('bound')).activation == 'gelu'
+  hlo = ('custom-call(a, b), backend_config={"gemm_backend_config":{"epilogue":"BIAS_GELU_AUX"}}\n'
+         '{"epilogue":"BIAS"} {"epilogue":"BIAS"} {"epilogue":"DEFAULT"}')
+  assert ps.gemm_epilogues(hlo) == {'BIAS_GELU_AUX': 1, 'BIAS': 2, 'DEFAULT': 1}
+  assert ps.gemm_epilogues('fusion(x)') == {}
 
 
 def test_hlo_fusions_reads_tuple_shapes_operands_and_ops(ps):
