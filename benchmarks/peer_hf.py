@@ -22,17 +22,16 @@ import time
 import torch
 import transformers
 
+from bert_jax.model_config import HF_HIDDEN_ACT  # our activation names -> transformers'
 from bert_jax.records import SCHEMA, percentiles  # the same schema and arithmetic as ours
-
-
-HIDDEN_ACT = {'gelu': 'gelu', 'gelu_tanh': 'gelu_pytorch_tanh'}  # ours -> transformers' name
 
 
 def bert_config(layers, hidden, heads, ff, attention_dropout=0.0, activation='gelu'):
   """BERT's config at this shape; hidden dropout 0.1 (transformers' default, and ours)."""
   return transformers.BertConfig(num_hidden_layers=layers, hidden_size=hidden,
                                  num_attention_heads=heads, intermediate_size=ff,
-                                 hidden_dropout_prob=0.1, hidden_act=HIDDEN_ACT[activation],
+                                 hidden_dropout_prob=0.1,
+                                 hidden_act=HF_HIDDEN_ACT[activation],
                                  attention_probs_dropout_prob=attention_dropout)
 
 
@@ -132,7 +131,7 @@ def main():
   p.add_argument('--attention-dropout', type=float, default=0.0,
                  help="training's attention-probability dropout; 0.0 matches bert_jax's "
                       "cuDNN attention, 0.1 is BERT's recipe (and what this script used before)")
-  p.add_argument('--activation', choices=sorted(HIDDEN_ACT), default='gelu',
+  p.add_argument('--activation', choices=sorted(HF_HIDDEN_ACT), default='gelu',
                  help="the feed-forward GELU: exact 'gelu' (BERT's, the default) or 'gelu_tanh' "
                       "(transformers' gelu_pytorch_tanh), as bert_jax's model.activation")
   args = p.parse_args()

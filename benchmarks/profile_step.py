@@ -801,7 +801,8 @@ def main():
                                                                     reference['outputs']))}
     if hasattr(run, 'compiler_options'):
       rec['xla_compiler_options'] = run.compiler_options
-    rec['gemm_epilogues'] = gemm_epilogues(compiled.as_text())
+    hlo = compiled.as_text()
+    rec['gemm_epilogues'] = gemm_epilogues(hlo)
     if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows
       rec['windows_per_s'] = run.windows_per_step / dt
     if args.kind == 'train':
@@ -812,7 +813,6 @@ def main():
       trace_dir = os.path.join(args.out, f'trace_{args.kind}_{variant}')
       with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
         run(5)
-      hlo = compiled.as_text()
       with gzip.open(os.path.join(args.out, f'hlo_{args.kind}_{variant}.txt.gz'), 'wt') as f:
         f.write(hlo)
       rec['profile'] = annotate(summarise(trace_dir, 5), hlo_fusions(hlo))

@@ -11,6 +11,7 @@ ACTIVATIONS = ('gelu', 'gelu_tanh')
 # Hugging Face's hidden_act names for each of ours ('gelu_new' and 'gelu_pytorch_tanh' are the
 # same tanh formula; transformers' own BERT checkpoints say 'gelu', the exact one)
 HF_ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh'}
+HF_HIDDEN_ACT = {'gelu': 'gelu', 'gelu_tanh': 'gelu_pytorch_tanh'}   # ours -> what we write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ModelConfig:
         'vocab_size': self.vocab_size, 'hidden_size': self.hidden_size,
         'num_hidden_layers': self.num_layers, 'num_attention_heads': self.num_heads,
         'intermediate_size': self.intermediate_size,
-        'hidden_act': 'gelu_pytorch_tanh' if self.activation == 'gelu_tanh' else 'gelu',
+        'hidden_act': HF_HIDDEN_ACT[self.activation],
         'max_position_embeddings': self.max_position_embeddings,
         'type_vocab_size': self.type_vocab_size, 'layer_norm_eps': self.layer_norm_eps,
         'hidden_dropout_prob': self.hidden_dropout,

@@ -229,6 +229,9 @@ def test_peer_trains_without_attention_dropout_by_default(load_script):
   cfg = peer_hf.bert_config(2, 64, 2, 128)
   assert (cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob) == (0.0, 0.1)
   assert peer_hf.bert_config(2, 64, 2, 128, 0.1).attention_probs_dropout_prob == 0.1
+  assert cfg.hidden_act == 'gelu'     # BERT's exact GELU unless --activation asks otherwise
+  assert peer_hf.bert_config(2, 64, 2, 128, activation='gelu_tanh').hidden_act == \
+      'gelu_pytorch_tanh'
 
 
 def test_report_without_records_says_what_to_do(tmp_path):
