@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -49,13 +49,15 @@ pack() {  # everything under $OUT in one tarball: the device tool returns at mos
 
 case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
-  # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows)
-  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}  # NDEV: GPUs (batch split)
+  # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows; ACT=gelu_tanh:
+  # the tanh GELU, model.activation, from the checkpoint's exact-GELU weights)
+  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}${ACT:+_$ACT}  # NDEV: GPUs (batch split)
   python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
     --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} --config.mesh.num_devices=${NDEV:-1} \
-    --config.data.bucket_width=${BUCKET:-0} --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
+    --config.data.bucket_width=${BUCKET:-0} --config.model.activation=${ACT:-} \
+    --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
   # (BUCKET=64: buckets; PACK=True: packed rows, BATCH of them per GPU)
@@ -669,6 +671,16 @@ tanh3)  # 1 GPU, about 8.5 min: the bench's random weights now with non-zero bia
   timeout $(left) $PI --batch 8 --steps 100 --variants base bound bound+gelu_tanh 2>&1 | show
   ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile
+  XB=--config.model.activation=gelu_tanh ours 0 infer 384 fp16 '(1,8,64)'
+  peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile --activation gelu_tanh
+  merge; pack ;;
+tanh5)  # 1 GPU, about 9 min (not yet run): what tanh3 left. MiniLM fine-tuned with the exact
+  # GELU, then with the tanh GELU from the same exact-GELU checkpoint (F1 and speed, one GPU,
+  # one after the other); then the bench with the tanh GELU on weights with non-zero biases at
+  # fp16 seq 384 (1, 8, 64), the compiled peer with gelu_pytorch_tanh right after
+  mkdir -p "$OUT"/g0
+  CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
+  ACT=gelu_tanh CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
   XB=--config.model.activation=gelu_tanh ours 0 infer 384 fp16 '(1,8,64)'
   peer 0 --infer 384:1 384:8 384:64 --precision fp16 --modes compile --activation gelu_tanh
   merge; pack ;;
