@@ -84,8 +84,11 @@ With --profile (one or more variants), a jax.profiler trace of 5 steps is summar
 kernel and per class (collective / matmul / attention / elementwise+reduction / copy / other)
 from its Perfetto JSON, with the collective time no other kernel overlapped, the GPU's span of
 each executable run (kernels plus the gaps between them; None where the trace has no 'XLA
-Modules' line, as jax 0.11.2's had not) and the host's events by name (the jitted call, XLA's
-thunks, CUDA's launches and graph updates); the record also
+Modules' line, as jax 0.11.2's had not), the host's events by name (the jitted call, XLA's
+thunks, CUDA's launches and graph updates) and call_phases, a traced call's wall time split
+into the host's way to the launch, the launch's to the first kernel, the GPU's span and the
+host's wait after the last kernel (medians; summarise also reads a saved
+perfetto_trace.json.gz, e.g. one in docs/measurements/); the record also
 counts the optimised HLO's collectives and their bytes. With --devices N (train) the step runs
 data-parallel on N GPUs, --batch each, and the summary is per GPU (the average over the GPUs
 that ran kernels).
@@ -708,7 +711,46 @@ def summarise(trace_dir, steps_profiled, top=30):
                        counts[k] / steps_profiled, 'ms_per_step': us / 1e3 / steps_profiled}
                       for k, us in per_kernel.most_common(top)],
       'host': host_events(events, gpu_pids, steps_profiled / max(1, len(busy)), top),
+      'call_phases': call_phases(events, gpu_pids, kernel_lines),
   }
+
+
+def call_phases(events, gpu_pids, kernel_lines):
+  """Where a traced call's wall time goes, from the host's and the GPU's timestamps (as the
+  trace aligns their clocks), the median over the calls (µs): from the jitted call's start to
+  the first graph or kernel launch, from there to the GPU's first kernel, the GPU's span
+  (first kernel start to last kernel end), and from the last kernel's end to the host's
+  block_until_ready returning (None where the trace has no such event). Each call's window
+  runs to the next call's start; nested events of one call count once. Empty without calls."""
+  host = sorted((e for e in events if e.get('ph') == 'X' and e.get('pid') not in gpu_pids
+                 and 'ts' in e and 'dur' in e), key=lambda e: e['ts'])
+  kernels = sorted((e['ts'], e['ts'] + e['dur']) for e in events if e.get('ph') == 'X'
+                   and (e.get('pid'), e.get('tid')) in kernel_lines and 'ts' in e and 'dur' in e)
+  starts = sorted({e['ts'] for e in host if e['name'].startswith('PjitFunction(')})
+  phases = collections.defaultdict(list)
+  for i, t0 in enumerate(starts):
+    t1 = starts[i + 1] if i + 1 < len(starts) else float('inf')
+    window = [e for e in host if t0 <= e['ts'] < t1]
+    launch = next((e['ts'] for e in window if e['name'].startswith(('cuGraphLaunch',
+                                                                   'cuLaunchKernel'))), None)
+    mine = [k for k in kernels if t0 <= k[0] < t1]
+    if launch is None or not mine:
+      continue
+    last = max(b for _, b in mine)
+    phases['call_to_launch_us'].append(launch - t0)
+    phases['launch_to_first_kernel_us'].append(mine[0][0] - launch)
+    phases['gpu_span_us'].append(last - mine[0][0])
+    wait = [e['ts'] + e['dur'] for e in window if 'block_until_ready' in e['name']]
+    if wait:
+      phases['last_kernel_to_return_us'].append(max(wait) - last)
+      phases['call_to_return_us'].append(max(wait) - t0)
+  if not phases:
+    return {}
+  return {'calls': len(phases['gpu_span_us']),
+          **{k: float(np.median(v)) for k, v in phases.items()},
+          'last_kernel_to_return_us_range': ([float(min(phases['last_kernel_to_return_us'])),
+                                              float(max(phases['last_kernel_to_return_us']))]
+                                             if phases['last_kernel_to_return_us'] else None)}
 
 
 def host_events(events, gpu_pids, steps, top=30):

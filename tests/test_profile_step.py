@@ -416,3 +416,31 @@ def test_layer_list_state_trains_as_the_stacked_state_does(ps, monkeypatch):
   probe = base[0].host_probe(n=2)
   assert probe['state_arrays'] == len(jax.tree.leaves(state))
   assert probe['train_call_return_ms_p50'] > 0
+
+
+def test_call_phases_split_a_calls_wall_time_between_host_and_gpu(ps, tmp_path):
+  """Two traced calls: the host's way to the launch, the launch's way to the first kernel, the
+  GPU's span and the host's wait after the last kernel, as medians; nested call events count
+  once; kernels after the last call's wait still belong to it."""
+  events = [{'ph': 'M', 'name': 'process_name', 'pid': 0, 'args': {'name': '/device:GPU:0'}},
+            {'ph': 'M', 'name': 'process_name', 'pid': 9, 'args': {'name': '/host:CPU'}},
+            {'ph': 'M', 'name': 'thread_name', 'pid': 0, 'tid': 7,
+             'args': {'name': 'Stream #14(Compute)'}}]
+  for t0, wait_end in ((0, 1500), (2000, 3700)):
+    events += [{'ph': 'X', 'pid': 9, 'tid': 1, 'name': 'PjitFunction(f)', 'ts': t0, 'dur': 600},
+               {'ph': 'X', 'pid': 9, 'tid': 1, 'name': 'PjitFunction(f)', 'ts': t0, 'dur': 599},
+               {'ph': 'X', 'pid': 9, 'tid': 1, 'name': 'cuGraphLaunch', 'ts': t0 + 100,
+                'dur': 400},
+               {'ph': 'X', 'pid': 0, 'tid': 7, 'name': 'k1', 'ts': t0 + 130, 'dur': 500},
+               {'ph': 'X', 'pid': 0, 'tid': 7, 'name': 'k2', 'ts': t0 + 640, 'dur': 560},
+               {'ph': 'X', 'pid': 9, 'tid': 1, 'name': '$api.py:2757 block_until_ready',
+                'ts': t0 + 610, 'dur': wait_end - t0 - 610}]
+  _write_trace(tmp_path, events)
+  out = ps.summarise(str(tmp_path), steps_profiled=2)['call_phases']
+  assert out['calls'] == 2
+  assert out['call_to_launch_us'] == 100 and out['launch_to_first_kernel_us'] == 30
+  assert out['gpu_span_us'] == 1070                    # 130 .. 1200
+  assert out['last_kernel_to_return_us_range'] == [300, 500]
+  assert out['last_kernel_to_return_us'] == 400 and out['call_to_return_us'] == 1600
+  assert ps.summarise(str(tmp_path), 2)['call_phases'] == out
+  assert ps.call_phases([], set(), set()) == {}
