@@ -721,7 +721,9 @@ def call_phases(events, gpu_pids, kernel_lines):
   the first graph or kernel launch, from there to the GPU's first kernel, the GPU's span
   (first kernel start to last kernel end), and from the last kernel's end to the host's
   block_until_ready returning (None where the trace has no such event). Each call's window
-  runs to the next call's start; nested events of one call count once. Empty without calls."""
+  runs to the next call's start; nested events of one call count once. Meant for calls each
+  synchronised before the next on one GPU (inference's latency loop): where calls queue
+  (training) a call's kernels fall in the next one's window. Empty without calls."""
   host = sorted((e for e in events if e.get('ph') == 'X' and e.get('pid') not in gpu_pids
                  and 'ts' in e and 'dur' in e), key=lambda e: e['ts'])
   kernels = sorted((e['ts'], e['ts'] + e['dur']) for e in events if e.get('ph') == 'X'
@@ -746,11 +748,11 @@ def call_phases(events, gpu_pids, kernel_lines):
       phases['call_to_return_us'].append(max(wait) - t0)
   if not phases:
     return {}
-  return {'calls': len(phases['gpu_span_us']),
-          **{k: float(np.median(v)) for k, v in phases.items()},
-          'last_kernel_to_return_us_range': ([float(min(phases['last_kernel_to_return_us'])),
-                                              float(max(phases['last_kernel_to_return_us']))]
-                                             if phases['last_kernel_to_return_us'] else None)}
+  waits = phases.get('last_kernel_to_return_us', [])
+  return {'calls': len(phases['gpu_span_us']), 'last_kernel_to_return_us': None,
+          'call_to_return_us': None, **{k: float(np.median(v)) for k, v in phases.items()},
+          'last_kernel_to_return_us_range': [float(min(waits)), float(max(waits))] if waits
+                                            else None}
 
 
 def host_events(events, gpu_pids, steps, top=30):
