@@ -80,12 +80,13 @@ def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
 
   Each argument array costs the host a few microseconds a call (JAX's signature checks,
   PJRT's buffer handling; prepare_params makes 111 for BERT-Large): bound, a BERT-Large call
-  on an H200 took 5.4 % less at seq 384 batch 1, 4.0 % at batch 8 and 10.7 % at seq 128
-  batch 1, with the same logits (docs/performance_notes.md, 57). The price: a compile for
-  each set of weights (13-23 s a BERT-Large shape there, against make_eval_fn's 3-4 s for any
-  weights), and the program's own copy of them on each device. example_batch (arrays or
-  ShapeDtypeStructs) gives the shapes; params as prepare_params makes them. ValueError where
-  can_bind is False."""
+  on an H200 (fp16, seq 384) took 13 % less at batch 1 and 2.3 % at batch 8, with the same
+  logits (docs/performance_notes.md, 58: weights with non-zero biases; entry 57's first
+  figures, -5.4 % and -4.0 %, ran on zero biases, which XLA folds out of a bound program).
+  The price: a compile for each set of weights (13-23 s a BERT-Large shape there, against
+  make_eval_fn's 3-4 s for any weights), and the program's own copy of them on each device.
+  example_batch (arrays or ShapeDtypeStructs) gives the shapes; params as prepare_params
+  makes them. ValueError where can_bind is False."""
   if not can_bind(params):
     raise ValueError('compile_bound_eval: these params cannot be constants of the program '
                      f'(more than {BOUND_PARAMS_MAX_BYTES} bytes, or split over processes); '

@@ -30,6 +30,7 @@ def get_config():
   c.bench.scan_layers = False  # True: layers as one lax.scan (model.encode), one compiled layer,
   #                              +0.45 ms a call at small batches (BERT-Large, H200)
   c.bench.bind_params = True   # the weights compiled into the program as constants, a call
-  #                              passes the batch alone (inference.compile_bound_eval): -0.1 to
-  #                              -0.2 ms a call at batches 1 and 8, 10-20 s more compile a point
+  #                              passes the batch alone (inference.compile_bound_eval): -0.24 /
+  #                              -0.12 ms a call at batches 1 / 8 (H200), 10-20 s more compile
+  #                              a point
   return c
