@@ -74,7 +74,9 @@ default (LHS); fresh_inputs (infer) = each call's batch another of 16 arrays, as
 real windows are, rather than one array every call; bound (infer) = the weights compiled
 into the program as constants, a call passing the batch alone (inference.compile_bound_eval).
 Inference records also carry 'host': the time a call takes to return before the GPU is
-done, and that of a one-kernel call taking the same params (the per-call argument cost).
+done, that of a one-kernel call taking the same params (the per-call argument cost), and a
+synchronous call's time with each way of waiting for its output (wait_probe: block_until_ready,
+a spin on is_ready(), a copy to host memory).
 Train records carry 'host' too: the median time a step call takes to return (each call
 synchronised before the next) and the number of state arrays it passes.
 Each variant is built and compiled apart (compile_s, which includes building the state;
@@ -499,6 +501,7 @@ def host_probe(compiled, args, x, n=50):
   trivial = jax.jit(lambda *a: a[-1]['input_ids'][:1, :1] + 1, keep_unused=True)
   trivial = trivial.lower(*args, x).compile()
   out = {'param_leaves': len(jax.tree.leaves(args))}
+  out.update(wait_probe(compiled, args, x))
   for name, fn, sync_in_timing in (('enqueue', compiled, False), ('args', trivial, True)):
     jax.block_until_ready(fn(*args, x))
     times = []
@@ -511,6 +514,34 @@ def host_probe(compiled, args, x, n=50):
       jax.block_until_ready(y)
     out[f'{name}_ms'] = float(np.median(times))
   return out
+
+
+def _spin(y):
+  """Returns once every leaf of y is ready, polling is_ready() instead of sleeping on it."""
+  leaves = jax.tree.leaves(y)
+  while not all(leaf.is_ready() for leaf in leaves):
+    pass
+
+
+WAITS = {'block': jax.block_until_ready,   # the bench's wait: the thread sleeps until woken
+         'spin': _spin,                    # polls the output's ready flag, no wake-up
+         'fetch': lambda y: [np.asarray(leaf) for leaf in jax.tree.leaves(y)]}   # + copy home
+
+
+def wait_probe(compiled, args, x, n=200):
+  """A synchronous call's time (ms, medians of n each, untraced) with each way of waiting for
+  its output: wait_block_ms (jax.block_until_ready, as the bench), wait_spin_ms (a loop on
+  is_ready()) and wait_fetch_ms (the output copied to host memory, which a caller needs anyway).
+  The three alternate call by call, so drift on the machine touches each alike."""
+  times = {name: [] for name in WAITS}
+  for name, wait in WAITS.items():
+    wait(compiled(*args, x))
+  for i in range(n * len(WAITS)):
+    name = list(WAITS)[i % len(WAITS)]
+    t = time.perf_counter()
+    WAITS[name](compiled(*args, x))
+    times[name].append((time.perf_counter() - t) * 1e3)
+  return {f'wait_{name}_ms': float(np.median(v)) for name, v in times.items()}
 
 
 CLASSES = (('collective', ('nccl', 'allreduce', 'all_reduce', 'all-reduce', 'reducescatter',

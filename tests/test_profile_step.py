@@ -187,6 +187,20 @@ def test_infer_host_probe_counts_every_param_leaf(ps, variant):
                'base': 8 + 4 * config.num_layers}.get(variant, 12)
   assert host['param_leaves'] == (0 if variant == 'bound' else 5 + per_layer + 2)
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
+  assert all(host[f'wait_{name}_ms'] > 0 for name in ('block', 'spin', 'fetch'))
+
+
+def test_wait_probe_times_each_way_of_waiting_and_spin_returns_only_when_ready(ps):
+  f = jax.jit(lambda a, x: (x @ x + a, x.sum()))
+  x = jnp.ones((64, 64), jnp.float32)
+  compiled = f.lower(1.0, x).compile()
+  y = compiled(1.0, x)
+  ps._spin(y)
+  assert all(leaf.is_ready() for leaf in jax.tree.leaves(y))
+  np.testing.assert_allclose(np.asarray(y[0]), 65.0)
+  probe = ps.wait_probe(compiled, (1.0,), x, n=3)
+  assert sorted(probe) == ['wait_block_ms', 'wait_fetch_ms', 'wait_spin_ms']
+  assert all(v > 0 for v in probe.values())
 
 
 def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path, monkeypatch):
