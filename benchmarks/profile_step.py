@@ -76,7 +76,8 @@ into the program as constants, a call passing the batch alone (inference.compile
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, that of a one-kernel call taking the same params (the per-call argument cost), and a
 synchronous call's time with each way of waiting for its output (wait_probe: block_until_ready,
-a spin on is_ready(), a copy to host memory).
+a spin on is_ready(), copies to host memory one by one, of the first output alone, or by
+jax.device_get).
 Train records carry 'host' too: the median time a step call takes to return (each call
 synchronised before the next) and the number of state arrays it passes.
 Each variant is built and compiled apart (compile_s, which includes building the state;
@@ -525,14 +526,18 @@ def _spin(y):
 
 WAITS = {'block': jax.block_until_ready,   # the bench's wait: the thread sleeps until woken
          'spin': _spin,                    # polls the output's ready flag, no wake-up
-         'fetch': lambda y: [np.asarray(leaf) for leaf in jax.tree.leaves(y)]}   # + copy home
+         'fetch': lambda y: [np.asarray(leaf) for leaf in jax.tree.leaves(y)],  # + copy home
+         'fetch1': lambda y: np.asarray(jax.tree.leaves(y)[0]),   # the first output only
+         'device_get': jax.device_get}   # every copy started before the first is waited for
 
 
 def wait_probe(compiled, args, x, n=200):
   """A synchronous call's time (ms, medians of n each, untraced) with each way of waiting for
   its output: wait_block_ms (jax.block_until_ready, as the bench), wait_spin_ms (a loop on
-  is_ready()) and wait_fetch_ms (the output copied to host memory, which a caller needs anyway).
-  The three alternate call by call, so drift on the machine touches each alike."""
+  is_ready()), wait_fetch_ms (each output array copied to host memory in turn with np.asarray,
+  which a caller needs anyway), wait_fetch1_ms (the first array alone) and wait_device_get_ms
+  (jax.device_get, which starts every copy before waiting). The ways alternate call by call,
+  so drift on the machine touches each alike."""
   times = {name: [] for name in WAITS}
   for name, wait in WAITS.items():
     wait(compiled(*args, x))

@@ -187,7 +187,8 @@ def test_infer_host_probe_counts_every_param_leaf(ps, variant):
                'base': 8 + 4 * config.num_layers}.get(variant, 12)
   assert host['param_leaves'] == (0 if variant == 'bound' else 5 + per_layer + 2)
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
-  assert all(host[f'wait_{name}_ms'] > 0 for name in ('block', 'spin', 'fetch'))
+  assert all(host[f'wait_{name}_ms'] > 0 for name in ('block', 'spin', 'fetch', 'fetch1',
+                                                      'device_get'))
 
 
 def test_wait_probe_times_each_way_of_waiting_and_spin_returns_only_when_ready(ps):
@@ -199,7 +200,8 @@ def test_wait_probe_times_each_way_of_waiting_and_spin_returns_only_when_ready(p
   assert all(leaf.is_ready() for leaf in jax.tree.leaves(y))
   np.testing.assert_allclose(np.asarray(y[0]), 65.0)
   probe = ps.wait_probe(compiled, (1.0,), x, n=3)
-  assert sorted(probe) == ['wait_block_ms', 'wait_fetch_ms', 'wait_spin_ms']
+  assert sorted(probe) == ['wait_block_ms', 'wait_device_get_ms', 'wait_fetch1_ms',
+                           'wait_fetch_ms', 'wait_spin_ms']
   assert all(v > 0 for v in probe.values())
 
 
