@@ -517,15 +517,9 @@ def host_probe(compiled, args, x, n=50):
   return out
 
 
-def _spin(y):
-  """Returns once every leaf of y is ready, polling is_ready() instead of sleeping on it."""
-  leaves = jax.tree.leaves(y)
-  while not all(leaf.is_ready() for leaf in leaves):
-    pass
-
-
-WAITS = {'block': jax.block_until_ready,   # the bench's wait: the thread sleeps until woken
-         'spin': _spin,                    # polls the output's ready flag, no wake-up
+WAITS = {'block': jax.block_until_ready,   # the thread sleeps until woken (the bench's wait
+         # before entry 59 of docs/performance_notes.md)
+         'spin': benchmark.wait_until_ready,   # polls the output's ready flag (the bench's now)
          'fetch': lambda y: [np.asarray(leaf) for leaf in jax.tree.leaves(y)],  # + copy home
          'fetch1': lambda y: np.asarray(jax.tree.leaves(y)[0]),   # the first output only
          'device_get': jax.device_get}   # every copy started before the first is waited for
@@ -533,10 +527,11 @@ WAITS = {'block': jax.block_until_ready,   # the bench's wait: the thread sleeps
 
 def wait_probe(compiled, args, x, n=200):
   """A synchronous call's time (ms, medians of n each, untraced) with each way of waiting for
-  its output: wait_block_ms (jax.block_until_ready, as the bench), wait_spin_ms (a loop on
-  is_ready()), wait_fetch_ms (each output array copied to host memory in turn with np.asarray,
-  which a caller needs anyway), wait_fetch1_ms (the first array alone) and wait_device_get_ms
-  (jax.device_get, which starts every copy before waiting). The ways alternate call by call,
+  its output: wait_block_ms (jax.block_until_ready), wait_spin_ms (a loop on is_ready(), as
+  the bench waits: benchmark.wait_until_ready), wait_fetch_ms (each output array copied to
+  host memory in turn with np.asarray, which a caller needs anyway), wait_fetch1_ms (the first
+  array alone) and wait_device_get_ms (jax.device_get, which starts every copy before
+  waiting). The ways alternate call by call,
   so drift on the machine touches each alike."""
   times = {name: [] for name in WAITS}
   for name, wait in WAITS.items():

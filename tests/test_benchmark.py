@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jax
+import jax.numpy as jnp
 from bert_jax import benchmark, records, report
 from configs import bench_infer, bench_train
 
@@ -86,6 +87,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert r['sentences'] == 5 * r['batch_size']
     assert r['sentences_per_s'] == pytest.approx(r['sentences'] / r['total_inference_s'])
     assert r['scan_layers'] is False          # the bench times the unrolled layers by default
+    assert r['wait'] == 'spin'
     assert r['xla_compiler_options'] == {}
   assert {r['num_devices'] for r in train} == {1, 2}
   skipped = [r for r in recs if r['status'].startswith('skipped')]
@@ -148,6 +150,22 @@ def test_bench_step_with_the_state_split_matches_the_replicated_one():
   assert split['final_loss'] == pytest.approx(rep['final_loss'], abs=1e-5)
   one = benchmark.time_train(**{**point, 'num_devices': 1}, shard_state=True)
   assert one['shard_state'] is False                  # nothing to split on one device
+
+
+def test_wait_until_ready_polls_every_array_until_all_are_ready():
+  class Pending:   # ready after `polls` calls of is_ready()
+    def __init__(self, polls):
+      self.polls, self.calls = polls, 0
+
+    def is_ready(self):
+      self.calls += 1
+      return self.calls > self.polls
+
+  arrays = [Pending(3), Pending(7)]
+  benchmark.wait_until_ready(arrays)
+  assert all(a.calls > a.polls for a in arrays)
+  assert arrays[1].calls == 8          # polled until it answered ready, then no more
+  benchmark.wait_until_ready(jnp.ones(3) + 1)   # a real array
 
 
 def test_percentiles_match_numpy():
