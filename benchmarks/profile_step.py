@@ -531,8 +531,7 @@ def wait_probe(compiled, args, x, n=200):
   the bench waits: benchmark.wait_until_ready), wait_fetch_ms (each output array copied to
   host memory in turn with np.asarray, which a caller needs anyway), wait_fetch1_ms (the first
   array alone) and wait_device_get_ms (jax.device_get, which starts every copy before
-  waiting). The ways alternate call by call,
-  so drift on the machine touches each alike."""
+  waiting). The ways alternate call by call, so drift on the machine touches each alike."""
   times = {name: [] for name in WAITS}
   for name, wait in WAITS.items():
     wait(compiled(*args, x))

@@ -187,10 +187,13 @@ def wait_until_ready(tree) -> None:
   jax.block_until_ready until woken: what torch.cuda.synchronize does by default (CUDA's
   scheduling 'auto' spins while a process has fewer contexts than cores), so both sides of a
   latency comparison wait alike. At batch 1 (BERT-Large, seq 384, fp16, H200) it returned
-  0.04-0.07 ms a call sooner than block_until_ready (docs/performance_notes.md, 59)."""
+  0.04-0.07 ms a call sooner than block_until_ready (docs/performance_notes.md, 59). Once all
+  are ready, block_until_ready returns at once (about 3 us) and raises if the call failed,
+  so a failed call is never timed as a fast one."""
   leaves = jax.tree.leaves(tree)
   while not all(leaf.is_ready() for leaf in leaves):
     pass
+  jax.block_until_ready(tree)
 
 
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,

@@ -153,18 +153,26 @@ def test_bench_step_with_the_state_split_matches_the_replicated_one():
 
 
 def test_wait_until_ready_polls_every_array_until_all_are_ready():
-  class Pending:   # ready after `polls` calls of is_ready()
-    def __init__(self, polls):
-      self.polls, self.calls = polls, 0
+  class Pending:   # ready after `polls` calls of is_ready(); its computation may have failed
+    def __init__(self, polls, failed=False):
+      self.polls, self.calls, self.failed = polls, 0, failed
 
     def is_ready(self):
       self.calls += 1
       return self.calls > self.polls
 
+    def block_until_ready(self):
+      assert self.calls > self.polls, 'blocked before it was ready'
+      if self.failed:
+        raise RuntimeError('the call failed on the device')
+      return self
+
   arrays = [Pending(3), Pending(7)]
   benchmark.wait_until_ready(arrays)
   assert all(a.calls > a.polls for a in arrays)
   assert arrays[1].calls == 8          # polled until it answered ready, then no more
+  with pytest.raises(RuntimeError, match='failed on the device'):
+    benchmark.wait_until_ready([Pending(2), Pending(1, failed=True)])
   benchmark.wait_until_ready(jnp.ones(3) + 1)   # a real array
 
 
