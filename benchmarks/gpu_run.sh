@@ -20,6 +20,8 @@ SQ=.gpu/squad
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())' | tee -a "$OUT/gpu.txt"
 quiet() { grep -vE 'it/s\]|s/it\]|step/s|^\s*$' | tr '\r' '\n' | grep -vE 'it/s|step/s|^\s*$' | tail -"$1"; }
+show() { grep -E '^\{|Error' | cut -c1-250; }   # a tool's JSON records and errors (some older
+# groups define their own, wider or matching more)
 
 # One-GPU bench points pinned to one GPU of a several-GPU machine; records in $OUT/g<GPU>.
 B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=(1,)
@@ -682,7 +684,6 @@ wait1)  # 1 GPU, about 9 min: tanh5's MiniLM pair again (its call lacked model.s
   CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
   ACT=gelu_tanh CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
   PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0"
-  show() { grep -E '^\{|Error' | cut -c1-250; }
   timeout $(left) $PI --seq 384 --batch 1 --steps 200 --variants bound bound+gelu_tanh bound+triton_gemm 2>&1 | show
   timeout $(left) $PI --seq 128 --batch 1 --steps 200 --variants bound 2>&1 | show
   pack ;;
@@ -691,7 +692,7 @@ wait2)  # 1 GPU, about 7 min: batch 1, bound weights, fp16, seq 384: copying the
   # tanh GELU's bench at fp16 seq 128 (1, 8, 64), the compiled peer with gelu_pytorch_tanh after
   mkdir -p "$OUT"/g0 "$OUT"/p0
   timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0 \
-    --seq 384 --batch 1 --steps 200 --variants bound 2>&1 | grep -E '^\{|Error' | cut -c1-250
+    --seq 384 --batch 1 --steps 200 --variants bound 2>&1 | show
   XB=--config.model.activation=gelu_tanh ours 0 infer 128 fp16 '(1,8,64)'
   peer 0 --infer 128:1 128:8 128:64 --precision fp16 --modes compile --activation gelu_tanh
   merge; pack ;;
@@ -701,10 +702,11 @@ spin1)  # 1 GPU, about 6 min: the bench as it now waits (a spin on is_ready, as 
   ours 0 infer 384 fp16 '(1,8)'
   peer 0 --infer 384:1 384:8 --precision fp16 --modes compile
   merge; pack ;;
-tanh5)  # 1 GPU, about 7 min (ran; its MiniLM jobs found no weights, see wait1): what tanh3 left. MiniLM fine-tuned with the exact
-  # GELU, then with the tanh GELU from the same exact-GELU checkpoint (F1 and speed, one GPU,
-  # one after the other); then the bench with the tanh GELU on weights with non-zero biases at
-  # fp16 seq 384 (1, 8, 64), the compiled peer with gelu_pytorch_tanh right after
+tanh5)  # 1 GPU, about 7 min (ran; its MiniLM jobs found no weights, see wait1): what tanh3
+  # left. MiniLM fine-tuned with the exact GELU, then with the tanh GELU from the same
+  # exact-GELU checkpoint (F1 and speed, one GPU, one after the other); then the bench with the
+  # tanh GELU on weights with non-zero biases at fp16 seq 384 (1, 8, 64), the compiled peer
+  # with gelu_pytorch_tanh right after
   mkdir -p "$OUT"/g0
   CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
   ACT=gelu_tanh CACHE=/tmp/cache_m timeout $(left) bash $0 minilm

@@ -535,8 +535,9 @@ def wait_probe(compiled, args, x, n=200):
   times = {name: [] for name in WAITS}
   for name, wait in WAITS.items():
     wait(compiled(*args, x))
-  for i in range(n * len(WAITS)):
-    name = list(WAITS)[i % len(WAITS)]
+  names = list(WAITS)
+  for i in range(n * len(names)):
+    name = names[i % len(names)]
     t = time.perf_counter()
     WAITS[name](compiled(*args, x))
     times[name].append((time.perf_counter() - t) * 1e3)
