@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -696,6 +696,19 @@ wait2)  # 1 GPU, about 7 min: batch 1, bound weights, fp16, seq 384: copying the
   XB=--config.model.activation=gelu_tanh ours 0 infer 128 fp16 '(1,8,64)'
   peer 0 --infer 128:1 128:8 128:64 --precision fp16 --modes compile --activation gelu_tanh
   merge; pack ;;
+rep1)  # 1 GPU, about 9 min: batch 1 and 8, weights bound, fp16 seq 384: the logits returned as
+  # one [B, T, 2] array (one_output) against start and end apart, profile_step's wait probe
+  # (one copy home instead of two); then the bench and the compiled peer twice each, in turn
+  # (ours, peer, ours, peer), for more than one sample of the batch-1 and batch-8 ratios
+  mkdir -p "$OUT"/g0 "$OUT"/p0
+  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0 --seq 384"
+  timeout $(left) $PI --batch 1 --steps 200 --variants bound bound+one_output 2>&1 | show
+  timeout $(left) $PI --batch 8 --steps 100 --variants bound bound+one_output 2>&1 | show
+  for round in 1 2; do
+    ours 0 infer 384 fp16 '(1,8)'
+    peer 0 --infer 384:1 384:8 --precision fp16 --modes compile
+  done
+  merge; pack ;;
 spin1)  # 1 GPU, about 6 min: the bench as it now waits (a spin on is_ready, as the peer's
   # torch.cuda.synchronize), exact GELU, fp16 seq 384 (1, 8), the compiled peer right after
   mkdir -p "$OUT"/g0
@@ -776,7 +789,7 @@ stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack
   ( CUDA_VISIBLE_DEVICES=3 BATCH=64 STEPS=300 EVAL=100 CACHE=/tmp/cache_l \
     LARGE_DIR="$OUT/large_1gpu_batch64" timeout $(left) bash $0 large ) &
   wait; rm -rf "$OUT"/large_1gpu_batch64/checkpoints; merge; pack ;;
-scale7)  # 4 GPUs (SWEEP="(1,2)": 2), about 5.5 min: the scaling target with the collectives
+scale7)  # 4 GPUs (SWEEP="(1,2)": 2; SWEEP="(1,2,4,8)" on 8 GPUs), about 5.5 min: the scaling target with the collectives
   # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
   # point rather than 20, so the first step's dispatch weighs less

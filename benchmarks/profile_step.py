@@ -72,7 +72,9 @@ them, graphs of any size; cmdbuf_serial / cmdbuf_concurrent = XLA's CUDA graphs 
 waiting on the one before (a straight line) / on nothing but its inputs, instead of XLA's
 default (LHS); fresh_inputs (infer) = each call's batch another of 16 arrays, as the bench's
 real windows are, rather than one array every call; bound (infer) = the weights compiled
-into the program as constants, a call passing the batch alone (inference.compile_bound_eval).
+into the program as constants, a call passing the batch alone (inference.compile_bound_eval);
+one_output (infer) = the call returns its logits as one [B, T, 2] array, not start and end
+apart (one copy home instead of two; the wait probe's fetch1 is then the whole output).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, that of a one-kernel call taking the same params (the per-call argument cost), and a
 synchronous call's time with each way of waiting for its output (wait_probe: block_until_ready,
@@ -266,6 +268,15 @@ def _position_onehot(table_PD, positions_BT, policy):
   return jnp.einsum('btp,pd->btd', onehot, table_PD.astype(policy.compute_dtype))
 
 
+def _qa_logits_one_array(params, input_ids, token_type_ids, attention_mask, *, config, policy,
+                         dropout_rng=None, segments=None, scan_layers=False):
+  """model.qa_logits without the split: the call's one output, [B, T, 2] (infer only)."""
+  x_BTD = model.encode(params, input_ids, token_type_ids, attention_mask, config=config,
+                       policy=policy, dropout_rng=dropout_rng, segments=segments,
+                       scan_layers=scan_layers)
+  return model.span_head(params, x_BTD, policy)
+
+
 def _dense_biasmm(x, p, policy):
   dtype = policy.compute_dtype
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
@@ -291,6 +302,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
            'pos_onehot': {'_position_embeddings': _position_onehot},
+           'one_output': {'qa_logits': _qa_logits_one_array},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
               for name, fn in gelu_math.CANDIDATES.items()}}
 # parts that are XLA compiler options (train: on top of train.default_compiler_options)
@@ -490,8 +502,15 @@ def build_infer(variant, seq, batch, policy, preset):
   run.host_probe = lambda: host_probe(compiled, args, x)
   run.compile_only_s = compile_only_s
   run.compiler_options = options
-  run.outputs = lambda: [np.asarray(y, np.float32) for y in jax.tree.leaves(compiled(*args, x))]
+  run.outputs = lambda: _start_end(compiled(*args, x))
   return run, config, compiled
+
+
+def _start_end(out):
+  """Start and end logits as float32 host arrays, from the eval step's pair or one_output's
+  [B, T, 2] array alike."""
+  leaves = [np.asarray(y, np.float32) for y in jax.tree.leaves(out)]
+  return [leaves[0][..., 0], leaves[0][..., 1]] if len(leaves) == 1 else leaves
 
 
 def host_probe(compiled, args, x, n=50):

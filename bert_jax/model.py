@@ -456,6 +456,11 @@ def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
   x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
                  policy=policy, dropout_rng=dropout_rng, segments=segments,
                  scan_layers=scan_layers)
-  logits_BT2 = jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
-                          precision=policy.matmul_precision) + params['qa']['bias']
+  logits_BT2 = span_head(params, x_BTD, policy)
   return logits_BT2[..., 0], logits_BT2[..., 1]
+
+
+def span_head(params: Params, x_BTD, policy: PrecisionPolicy):
+  """The QA head: float32 [batch, time, 2] logits (start, end) from the encoder's output."""
+  return jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
+                    precision=policy.matmul_precision) + params['qa']['bias']

@@ -38,6 +38,7 @@ PEER_ATTENTION_DROPOUT_BEFORE = 0.1
 
 ACTIVATION_TITLES = {'gelu_tanh': 'tanh GELU (model.activation=gelu_tanh; the peer with '
                                   "transformers' gelu_pytorch_tanh)"}
+ACTIVATION_NOTES = {'gelu_tanh': 'tanh GELU'}   # the shorter name plot titles end with
 
 
 def activation(rec: dict) -> str:
@@ -379,7 +380,7 @@ def write(workdir: str) -> dict:
       tag = device + ('' if act == 'gelu' else f' {act}')
       prefix = ''.join(c if c.isalnum() else '_' for c in tag).strip('_') + '_'
     lines += train_tables(sub) + job_tables(sub) + infer_tables(sub)
-    images += plots(sub, out_dir, prefix, '' if act == 'gelu' else 'tanh GELU')
+    images += plots(sub, out_dir, prefix, '' if act == 'gelu' else ACTIVATION_NOTES.get(act, act))
   if images:
     lines += ['## Plots', ''] + [f'![{name}]({name})' for name in images] + ['']
   path = os.path.join(out_dir, 'report.md')

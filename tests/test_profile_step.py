@@ -175,7 +175,8 @@ def test_hlo_fusions_on_a_compiled_step(ps):
   assert any(v['shape'] == 'f32[32,64]' and 'tanh' in v['ops'] for v in fusions.values())
 
 
-@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels', 'bound'])
+@pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels', 'bound',
+                                     'bound+one_output'])
 def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   run, config, _ = ps.build_infer(variant, 16, 2, PrecisionPolicy('bf16'), 'tiny')
   run(1)
@@ -185,7 +186,7 @@ def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   # none where the weights are inside the program (bound)
   per_layer = {'unstacked': 12 * config.num_layers,
                'base': 8 + 4 * config.num_layers}.get(variant, 12)
-  assert host['param_leaves'] == (0 if variant == 'bound' else 5 + per_layer + 2)
+  assert host['param_leaves'] == (0 if 'bound' in variant else 5 + per_layer + 2)
   assert 0 < host['args_ms'] and 0 < host['enqueue_ms']
   assert all(host[f'wait_{name}_ms'] > 0 for name in ('block', 'spin', 'fetch', 'fetch1',
                                                       'device_get'))
@@ -207,7 +208,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--kind', 'infer', '--seq', '16',
                                     '--batch', '2', '--steps', '1', '--preset', 'tiny',
                                     '--variants', 'noscan', 'scan', 'stacked_kernels',
-                                    'gelu_tanh', 'fresh_inputs+cmdbuf_serial',
+                                    'gelu_tanh', 'one_output', 'fresh_inputs+cmdbuf_serial',
                                     '--out', str(tmp_path)])
   ps.main()
   recs = [json.loads(line) for line in (tmp_path / 'profile.jsonl').read_text().splitlines()]
@@ -217,6 +218,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   for same in ('scan', 'stacked_kernels'):                # the same model, bf16 rounding apart
     assert diffs[same]['value'] < 0.05
   assert diffs['gelu_tanh']['value'] > diffs['scan']['value']   # another GELU: other logits
+  assert diffs['one_output']['value'] < 1e-5     # the same logits, returned as one array
   # 16 input batches cycled, and a compiler option: the first batch's logits unchanged
   assert diffs['fresh_inputs+cmdbuf_serial']['value'] == 0
   assert recs[-1]['xla_compiler_options']['xla_gpu_command_buffer_scheduling_mode'] == 'SERIALIZE'
