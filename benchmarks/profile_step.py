@@ -73,8 +73,9 @@ waiting on the one before (a straight line) / on nothing but its inputs, instead
 default (LHS); fresh_inputs (infer) = each call's batch another of 16 arrays, as the bench's
 real windows are, rather than one array every call; bound (infer) = the weights compiled
 into the program as constants, a call passing the batch alone (inference.compile_bound_eval);
-one_output (infer) = the call returns its logits as one [B, T, 2] array, not start and end
-apart (one copy home instead of two; the wait probe's fetch1 is then the whole output).
+two_outputs (infer) = the call returns start and end logits as two arrays, as eval_step did
+before entry 60 of docs/performance_notes.md (rep1 measured the other way round: one_output,
+the one [B, T, 2] array the product now returns, as a variant).
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, that of a one-kernel call taking the same params (the per-call argument cost), and a
 synchronous call's time with each way of waiting for its output (wait_probe: block_until_ready,
@@ -268,13 +269,14 @@ def _position_onehot(table_PD, positions_BT, policy):
   return jnp.einsum('btp,pd->btd', onehot, table_PD.astype(policy.compute_dtype))
 
 
-def _qa_logits_one_array(params, input_ids, token_type_ids, attention_mask, *, config, policy,
-                         dropout_rng=None, segments=None, scan_layers=False):
-  """model.qa_logits without the split: the call's one output, [B, T, 2] (infer only)."""
-  x_BTD = model.encode(params, input_ids, token_type_ids, attention_mask, config=config,
-                       policy=policy, dropout_rng=dropout_rng, segments=segments,
-                       scan_layers=scan_layers)
-  return model.span_head(params, x_BTD, policy)
+_span_head = model.span_head
+
+
+def _span_head_apart(params, x_BTD, policy):
+  """The head's logits as start and end apart: eval_step's two outputs before entry 60 of
+  docs/performance_notes.md (infer only: model.qa_logits, which training calls, splits them)."""
+  logits_BT2 = _span_head(params, x_BTD, policy)
+  return logits_BT2[..., 0], logits_BT2[..., 1]
 
 
 def _dense_biasmm(x, p, policy):
@@ -302,7 +304,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
            'pos_onehot': {'_position_embeddings': _position_onehot},
-           'one_output': {'qa_logits': _qa_logits_one_array},
+           'two_outputs': {'span_head': _span_head_apart},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
               for name, fn in gelu_math.CANDIDATES.items()}}
 # parts that are XLA compiler options (train: on top of train.default_compiler_options)
@@ -507,8 +509,8 @@ def build_infer(variant, seq, batch, policy, preset):
 
 
 def _start_end(out):
-  """Start and end logits as float32 host arrays, from the eval step's pair or one_output's
-  [B, T, 2] array alike."""
+  """Start and end logits as float32 host arrays, from the eval step's [B, T, 2] array or
+  two_outputs' pair alike."""
   leaves = [np.asarray(y, np.float32) for y in jax.tree.leaves(out)]
   return [leaves[0][..., 0], leaves[0][..., 1]] if len(leaves) == 1 else leaves
 

@@ -12,6 +12,7 @@ Notebook use:
   mesh = bert_jax.make_mesh(bert_jax.MeshSettings(num_devices=1))
   fn = bert_jax.compile_bound_eval(mesh, pre.config, bert_jax.PrecisionPolicy('bf16'), fast,
                                    dict(batch))   # the weights inside: fn(batch) alone
+  logits = fn(dict(batch))   # float32 [batch, time, 2]: [..., 0] start, [..., 1] end
 """
 from bert_jax.errors import (BertJaxError, CheckpointError, ConfigError, SquadFormatError,
                              TopologyError)

@@ -37,8 +37,8 @@ def default_compiler_options(mesh: Mesh) -> dict:
 
 def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
                  scan_layers: bool = False, compiler_options: dict | None = None):
-  """The jitted eval_step: params replicated on every device; the batch split over the data
-  axis; logits likewise. scan_layers: model.encode's (one compiled layer: faster to compile,
+  """The jitted eval_step (`fn(params, batch)`: [batch, time, 2] logits): params replicated
+  on every device; the batch split over the data axis; logits likewise. scan_layers: model.encode's (one compiled layer: faster to compile,
   slower at batch 1). compiler_options (XLA's) replace the default, GPU_EVAL_COMPILER_OPTIONS
   on GPU and none elsewhere; {} compiles with XLA's own defaults."""
   step = functools.partial(steps.eval_step, config=config, policy=policy,
@@ -76,7 +76,8 @@ def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
                        example_batch, scan_layers: bool = False,
                        compiler_options: dict | None = None):
   """eval_step compiled with `params` inside the program as constants (as an inference
-  engine holds its weights), so that a call passes the batch alone: `fn(batch)`.
+  engine holds its weights), so that a call passes the batch alone: `fn(batch)`, which
+  returns the float32 [batch, time, 2] logits (start, end).
 
   Each argument array costs the host a few microseconds a call (JAX's signature checks,
   PJRT's buffer handling; prepare_params makes 111 for BERT-Large): bound, a BERT-Large call
@@ -144,25 +145,25 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   for i, (batch, count) in enumerate(tqdm(batches.eval_batches(features, batch_size, sharding),
                                           total=total, desc='predicting', leave=False)):
     t0 = time.perf_counter()
-    s, e = fn(params, batch)
-    s, e = jax.block_until_ready((s, e))
+    logits = jax.block_until_ready(fn(params, batch))
     dt = time.perf_counter() - t0
     if i == 0:
       warmup_s = dt
     else:
       latencies.append(dt * 1e3)
-    s, e = _to_host((s, e))
-    starts.append(s[:count])
-    ends.append(e[:count])
+    logits = _to_host(logits)
+    starts.append(logits[:count, :, 0])
+    ends.append(logits[:count, :, 1])
   timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'batch_size': batch_size,
             'sentences': len(features), 'scan_layers': scan_layers}
   return np.concatenate(starts), np.concatenate(ends), timing
 
 
-def _to_host(arrays: tuple) -> tuple:
-  """The arrays in host memory. One process: jax.device_get, which starts every copy before
-  it waits for the first: 0.31 ms more than the wait alone for a BERT-Large batch-1 call's
-  two logits arrays against 0.67 ms copied one by one (H200; docs/performance_notes.md, 59)."""
+def _to_host(logits: jax.Array) -> np.ndarray:
+  """The eval step's one logits array in host memory, every process's rows where there are
+  several (eval_step returns one array, so that this is one copy and one wait: with start and
+  end apart, copying both home took 0.31 ms more than the wait alone at batch 1 by
+  jax.device_get, 0.67 ms one by one; H200, docs/performance_notes.md, 59)."""
   if jax.process_count() > 1:
-    return tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in arrays)
-  return tuple(jax.device_get(arrays))
+    return np.asarray(multihost_utils.process_allgather(logits, tiled=True))
+  return np.asarray(jax.device_get(logits))

@@ -44,11 +44,11 @@ def test_bound_program_takes_the_batch_alone_and_gives_the_same_logits(devices, 
   bound = inference.compile_bound_eval(mesh, CONFIG, POLICY, params, batch, scan_layers)
   assert _entry_parameters(passed) == len(jax.tree.leaves(params)) + 3
   assert _entry_parameters(bound) == 3       # input_ids, token_type_ids, attention_mask
-  for ours, ref in zip(bound(batch), passed(params, batch)):
-    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(bound(batch)), np.asarray(passed(params, batch)),
+                             rtol=0, atol=1e-5)
   other = _batch(mesh, seed=1)               # any batch of the same shape, later calls too
-  for ours, ref in zip(bound(other), passed(params, other)):
-    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(bound(other)), np.asarray(passed(params, other)),
+                             rtol=0, atol=1e-5)
 
 
 PROGRAM = """
@@ -127,7 +127,9 @@ def test_notebook_flow_binds_the_weights_and_takes_the_tokenizers_numpy_batch():
   mesh = bert_jax.make_mesh(bert_jax.MeshSettings(num_devices=1))
   fn = bert_jax.compile_bound_eval(mesh, pre.config, policy,
                                    bert_jax.prepare_params(pre.params, policy), batch)
-  start, end = fn(batch)
+  logits = fn(batch)
+  assert logits.shape == (2, 32, 2)
+  start, end = logits[..., 0], logits[..., 1]
   ref = bert_jax.qa_logits(pre.params, batch['input_ids'], batch['token_type_ids'],
                            batch['attention_mask'], config=pre.config, policy=policy)
   np.testing.assert_allclose(np.asarray(start), np.asarray(ref[0]), atol=1e-4)

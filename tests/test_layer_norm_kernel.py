@@ -207,8 +207,7 @@ def test_forward_kernel_runs_per_device_in_the_eval_step():
     mp.setattr(model, '_use_ln_fwd_kernel', lnk.usable_fwd)
     ours = inference.make_eval_fn(mesh, config, policy)(params, batch)
   assert len(maps) == 1 + 2 * config.num_layers and maps[0]['in_specs'][0] == P('data')
-  for a, b in zip(ours, ref):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_forward_lowers_to_one_triton_kernel_for_cuda(monkeypatch):

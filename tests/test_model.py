@@ -200,11 +200,15 @@ def test_inference_params_give_the_same_logits(policy):
   batch = {'input_ids': ids, 'token_type_ids': jnp.zeros_like(ids),
            'attention_mask': jnp.ones_like(ids).at[0, 5:].set(0)}
   run = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol))
-  for a, b in zip(run(params, batch), run(prepared, batch)):
-    np.testing.assert_array_equal(a, b)
+  logits = run(params, batch)        # one [B, T, 2] array: qa_logits' start and end
+  assert logits.shape == (3, 16, 2)
+  start, end = jax.jit(lambda p, b: model.qa_logits(p, *(b[k] for k in steps.INPUT_KEYS),
+                                                    config=config, policy=pol))(params, batch)
+  np.testing.assert_allclose(logits[..., 0], start, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(logits[..., 1], end, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(logits, run(prepared, batch))
   scan = jax.jit(lambda p, b: steps.eval_step(p, b, config=config, policy=pol, scan_layers=True))
-  for a, b in zip(run(params, batch), scan(scanned, batch)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(run(params, batch), scan(scanned, batch), rtol=1e-5, atol=1e-5)
 
 
 def test_split_kernels_holds_the_same_layers():

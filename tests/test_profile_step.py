@@ -176,7 +176,7 @@ def test_hlo_fusions_on_a_compiled_step(ps):
 
 
 @pytest.mark.parametrize('variant', ['base', 'unstacked', 'scan', 'stacked_kernels', 'bound',
-                                     'bound+one_output'])
+                                     'bound+two_outputs'])
 def test_infer_host_probe_counts_every_param_leaf(ps, variant):
   run, config, _ = ps.build_infer(variant, 16, 2, PrecisionPolicy('bf16'), 'tiny')
   run(1)
@@ -208,7 +208,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--kind', 'infer', '--seq', '16',
                                     '--batch', '2', '--steps', '1', '--preset', 'tiny',
                                     '--variants', 'noscan', 'scan', 'stacked_kernels',
-                                    'gelu_tanh', 'one_output', 'fresh_inputs+cmdbuf_serial',
+                                    'gelu_tanh', 'two_outputs', 'fresh_inputs+cmdbuf_serial',
                                     '--out', str(tmp_path)])
   ps.main()
   recs = [json.loads(line) for line in (tmp_path / 'profile.jsonl').read_text().splitlines()]
@@ -218,7 +218,7 @@ def test_infer_records_compare_each_variants_logits_with_the_first(ps, tmp_path,
   for same in ('scan', 'stacked_kernels'):                # the same model, bf16 rounding apart
     assert diffs[same]['value'] < 0.05
   assert diffs['gelu_tanh']['value'] > diffs['scan']['value']   # another GELU: other logits
-  assert diffs['one_output']['value'] < 1e-5     # the same logits, returned as one array
+  assert diffs['two_outputs']['value'] < 1e-5    # the same logits, returned as two arrays
   # 16 input batches cycled, and a compiler option: the first batch's logits unchanged
   assert diffs['fresh_inputs+cmdbuf_serial']['value'] == 0
   assert recs[-1]['xla_compiler_options']['xla_gpu_command_buffer_scheduling_mode'] == 'SERIALIZE'
