@@ -161,9 +161,7 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
 
 def _to_host(logits: jax.Array) -> np.ndarray:
   """The eval step's one logits array in host memory, every process's rows where there are
-  several (eval_step returns one array, so that this is one copy and one wait: with start and
-  end apart, copying both home took 0.31 ms more than the wait alone at batch 1 by
-  jax.device_get, 0.67 ms one by one; H200, docs/performance_notes.md, 59)."""
+  several: one copy and one wait (docs/performance_notes.md, 59 and 60)."""
   if jax.process_count() > 1:
     return np.asarray(multihost_utils.process_allgather(logits, tiled=True))
   return np.asarray(jax.device_get(logits))
