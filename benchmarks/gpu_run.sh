@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
@@ -709,6 +709,14 @@ rep1)  # 1 GPU, about 9 min: batch 1 and 8, weights bound, fp16 seq 384: the log
     peer 0 --infer 384:1 384:8 --precision fp16 --modes compile
   done
   merge; pack ;;
+cudnn1)  # 1 GPU, about 5 min: XLA's cuDNN GEMM fusions at inference (profile_step, weights
+  # bound, fp16 seq 384, batch 8, then batch 1): cuBLAS (the product), Triton gemm fusions, and
+  # those fusions autotuned against cuDNN's plans too; records count each backend's matmuls
+  mkdir -p "$OUT"/p0
+  PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0 --seq 384"
+  V="bound bound+triton_gemm bound+triton_gemm+cudnn_gemm"
+  timeout $(left) $PI --batch 8 --steps 100 --variants $V 2>&1 | show
+  timeout $(left) $PI --batch 1 --steps 200 --variants bound bound+triton_gemm+cudnn_gemm 2>&1 | show ;;
 rep2)  # 1 GPU, about 8.5 min: the product now returns one [B, T, 2] logits array (rep1's
   # one_output); profile_step, weights bound, fp16 seq 384, batch 1 then 8, the variants in
   # the order A B B A (two_outputs: start and end apart, as before), so that drift within the

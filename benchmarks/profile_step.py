@@ -28,7 +28,8 @@ ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the 
 before entry 50 of docs/performance_notes.md, which takes E[x^2] - E[x]^2 in one; train and
 infer; ln_fastvar was that change as a variant, in the grid2 calls);
 triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
-default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
+default turns them off, bert_jax/train.py); cudnn_gemm (with triton_gemm) = those fusions
+autotuned against cuDNN's GEMM fusion plans as well (xla_gpu_cudnn_gemm_fusion_level 3); cublaslt = the same with XLA's cuBLASLt path on
 (which can fold bias adds into the matmul epilogue); lhs = XLA's latency-hiding scheduler on
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
 combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
@@ -65,7 +66,8 @@ in place; XLA matches only legacy cuBLAS gemms, and nolt, cuBLASLt off, left eve
 cuBLASLt on jax 0.11.2). Inference records carry compile_only_s (lower and compile alone)
 and logits_max_abs_diff, the largest difference of the variant's logits from the run's first
 variant's (same weights, same batch). Every record carries gemm_epilogues: how many of the
-optimised program's matmuls have each cuBLASLt epilogue (BIAS, BIAS_GELU, BIAS_GELU_AUX, ...).
+optimised program's matmuls have each cuBLASLt epilogue (BIAS, BIAS_GELU, BIAS_GELU_AUX, ...)
+and gemm_backends how many run on each backend (cublaslt, cublas, triton, cudnn).
 nocmdbuf (train and infer) = XLA's command buffers (CUDA
 graphs) off, the thunks launching each kernel themselves; cmdbuf_all = every command type in
 them, graphs of any size; cmdbuf_serial / cmdbuf_concurrent = XLA's CUDA graphs with each node
@@ -315,6 +317,9 @@ OPTION_PARTS = {
     # cuBLAS gemms read dynamic slices (scan's per-layer weights) in place instead of copies
     'dsf': {'xla_gpu_enable_dynamic_slice_fusion': True},
     'cublaslt': {'xla_gpu_enable_cublaslt': True},
+    # GEMM fusions autotuned against cuDNN's graph plans too (Hopper, cuDNN 9; XLA makes
+    # those fusions only with its Triton gemms on, so this goes with triton_gemm)
+    'cudnn_gemm': {'xla_gpu_cudnn_gemm_fusion_level': 3},
     'nolt': {'xla_gpu_enable_cublaslt': False},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
@@ -385,6 +390,18 @@ def gemm_epilogues(hlo_text):
   """{epilogue: count} over the optimised HLO's cuBLAS(Lt) matmuls, e.g. {'BIAS': 72,
   'BIAS_GELU_AUX': 24}; 'DEFAULT' where a matmul has none. Empty off GPU."""
   return dict(collections.Counter(re.findall(r'"epilogue":"(\w+)"', hlo_text)))
+
+
+GEMM_BACKENDS = {'cublaslt': r'custom_call_target="__cublas\$lt\$matmul"',
+                 'cublas': r'custom_call_target="__cublas\$gemm"',
+                 'triton': r'"kind":"__triton_gemm"', 'cudnn': r'"kind":"__cudnn\$fusion"'}
+
+
+def gemm_backends(hlo_text):
+  """{backend: count} of the optimised HLO's matmuls by what runs them (cuBLASLt, legacy
+  cuBLAS, a Triton gemm fusion, a cuDNN gemm fusion); backends with none left out."""
+  counts = {name: len(re.findall(pattern, hlo_text)) for name, pattern in GEMM_BACKENDS.items()}
+  return {name: n for name, n in counts.items() if n}
 
 
 def build_train(variant, seq, batch, policy, preset, devices=1):
@@ -899,6 +916,7 @@ def main():
       rec['xla_compiler_options'] = run.compiler_options
     hlo = compiled.as_text()
     rec['gemm_epilogues'] = gemm_epilogues(hlo)
+    rec['gemm_backends'] = gemm_backends(hlo)
     if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows
       rec['windows_per_s'] = run.windows_per_step / dt
     if args.kind == 'train':

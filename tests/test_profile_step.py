@@ -140,6 +140,11 @@ def test_gelu_tanh_is_the_models_option_and_epilogues_are_counted(ps):
          '{"epilogue":"BIAS"} {"epilogue":"BIAS"} {"epilogue":"DEFAULT"}')
   assert ps.gemm_epilogues(hlo) == {'BIAS_GELU_AUX': 1, 'BIAS': 2, 'DEFAULT': 1}
   assert ps.gemm_epilogues('fusion(x)') == {}
+  hlo += ('\n%c = custom-call(a, b), custom_call_target="__cublas$lt$matmul"'
+          '\n%d = custom-call(a, b), custom_call_target="__cublas$lt$matmul"'
+          '\n%f = fusion(a, b), kind=kCustom, backend_config={"fusion_backend_config":'
+          '{"kind":"__cudnn$fusion"}}\n%g = fusion(a), kind=kLoop')
+  assert ps.gemm_backends(hlo) == {'cublaslt': 2, 'cudnn': 1}
 
 
 def test_hlo_fusions_reads_tuple_shapes_operands_and_ops(ps):
