@@ -143,8 +143,10 @@ def test_gelu_tanh_is_the_models_option_and_epilogues_are_counted(ps):
   hlo += ('\n%c = custom-call(a, b), custom_call_target="__cublas$lt$matmul"'
           '\n%d = custom-call(a, b), custom_call_target="__cublas$lt$matmul"'
           '\n%f = fusion(a, b), kind=kCustom, backend_config={"fusion_backend_config":'
-          '{"kind":"__cudnn$fusion"}}\n%g = fusion(a), kind=kLoop')
-  assert ps.gemm_backends(hlo) == {'cublaslt': 2, 'cudnn': 1}
+          '{"kind":"__cudnn$fusion"}}\n%g = fusion(a), kind=kLoop'
+          '\n%h = fusion(a, b), kind=kCustom, backend_config={"fusion_backend_config":'
+          '{"kind":"__triton_nested_gemm_fusion"}}')
+  assert ps.gemm_backends(hlo) == {'cublaslt': 2, 'cudnn': 1, 'triton': 1}
 
 
 def test_hlo_fusions_reads_tuple_shapes_operands_and_ops(ps):
