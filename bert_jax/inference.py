@@ -104,8 +104,25 @@ def compile_bound_eval(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
 
 
 def _embedded_constants_max_bytes(n: int):
+  """jax_embedded_constants_max_bytes raised to n for a `with` block: JAX's own context
+  manager (thread-local) where jax._src still has it, else the public setting, set and put
+  back (process-wide), else nothing (a JAX without the option embeds every constant)."""
   state = getattr(_jax_config, 'embedded_constants_max_bytes', None)
-  return state(n) if state is not None else contextlib.nullcontext()
+  if state is not None:
+    return state(n)
+  if hasattr(jax.config, 'jax_embedded_constants_max_bytes'):
+    return _public_setting('jax_embedded_constants_max_bytes', n)
+  return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _public_setting(name: str, value):
+  old = getattr(jax.config, name)
+  jax.config.update(name, value)
+  try:
+    yield
+  finally:
+    jax.config.update(name, old)
 
 
 def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):

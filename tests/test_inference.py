@@ -61,13 +61,17 @@ params, batch = t._params(mesh), t._batch(mesh)
 print('simplified', jax.config.jax_use_simplified_jaxpr_constants)
 print('parameters', t._entry_parameters(
     inference.compile_bound_eval(mesh, t.CONFIG, t.POLICY, params, batch)))
+inference._jax_config = None   # as if jax._src had moved: the public setting's way
+print('public', t._entry_parameters(
+    inference.compile_bound_eval(mesh, t.CONFIG, t.POLICY, params, batch)))
 """
 
 
 def test_bound_program_keeps_the_weights_inside_under_jax_newer_constant_handling():
   """JAX's newer handling of closed-over arrays (JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS, read at
   import) hoists any over jax_embedded_constants_max_bytes back into arguments, unless
-  compile_bound_eval lifts that limit for its lowering."""
+  compile_bound_eval lifts that limit for its lowering (by jax._src's context manager, or by
+  the public setting where that has moved)."""
   if not hasattr(jax.config, 'jax_use_simplified_jaxpr_constants'):
     pytest.skip('this JAX has no jax_use_simplified_jaxpr_constants')
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +82,23 @@ def test_bound_program_keeps_the_weights_inside_under_jax_newer_constant_handlin
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'simplified True' in out.stdout
   assert 'parameters 3' in out.stdout, out.stdout
+  assert 'public 3' in out.stdout, out.stdout
+
+
+def test_constant_limit_is_lifted_through_the_public_setting_where_jax_src_moved(monkeypatch):
+  """Without jax._src's context manager, the public jax_embedded_constants_max_bytes is set
+  for the block and put back after it, also when the block raises."""
+  if not hasattr(jax.config, 'jax_embedded_constants_max_bytes'):
+    pytest.skip('this JAX has no jax_embedded_constants_max_bytes')
+  monkeypatch.setattr(inference, '_jax_config', None)
+  before = jax.config.jax_embedded_constants_max_bytes
+  with inference._embedded_constants_max_bytes(12345):
+    assert jax.config.jax_embedded_constants_max_bytes == 12345
+  assert jax.config.jax_embedded_constants_max_bytes == before
+  with pytest.raises(KeyError):
+    with inference._embedded_constants_max_bytes(777):
+      raise KeyError('x')
+  assert jax.config.jax_embedded_constants_max_bytes == before
 
 
 def test_params_too_large_to_bind_are_refused_with_the_fix_and_the_bench_passes_them(
