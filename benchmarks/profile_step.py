@@ -28,9 +28,10 @@ ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the 
 before entry 50 of docs/performance_notes.md, which takes E[x^2] - E[x]^2 in one; train and
 infer; ln_fastvar was that change as a variant, in the grid2 calls);
 triton_gemm = the train step compiled with XLA's Triton gemm fusions on (the model's GPU
-default turns them off, bert_jax/train.py); cudnn_gemm (with triton_gemm) = those fusions
-autotuned against cuDNN's GEMM fusion plans as well (xla_gpu_cudnn_gemm_fusion_level 3); cublaslt = the same with XLA's cuBLASLt path on
-(which can fold bias adds into the matmul epilogue); lhs = XLA's latency-hiding scheduler on
+default turns them off, bert_jax/train.py); cublaslt = the same with XLA's cuBLASLt path on
+(which can fold bias adds into the matmul epilogue); cudnn_gemm (with triton_gemm) = the
+Triton gemm fusions autotuned against cuDNN's GEMM fusion plans as well
+(xla_gpu_cudnn_gemm_fusion_level 3); lhs = XLA's latency-hiding scheduler on
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
 combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
 coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /

@@ -38,9 +38,10 @@ def default_compiler_options(mesh: Mesh) -> dict:
 def make_eval_fn(mesh: Mesh, config: ModelConfig, policy: PrecisionPolicy,
                  scan_layers: bool = False, compiler_options: dict | None = None):
   """The jitted eval_step (`fn(params, batch)`: [batch, time, 2] logits): params replicated
-  on every device; the batch split over the data axis; logits likewise. scan_layers: model.encode's (one compiled layer: faster to compile,
-  slower at batch 1). compiler_options (XLA's) replace the default, GPU_EVAL_COMPILER_OPTIONS
-  on GPU and none elsewhere; {} compiles with XLA's own defaults."""
+  on every device; the batch split over the data axis; logits likewise. scan_layers:
+  model.encode's (one compiled layer: faster to compile, slower at batch 1). compiler_options
+  (XLA's) replace the default, GPU_EVAL_COMPILER_OPTIONS on GPU and none elsewhere; {}
+  compiles with XLA's own defaults."""
   step = functools.partial(steps.eval_step, config=config, policy=policy,
                            scan_layers=scan_layers)
   return _jit_eval(mesh, step, (mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
