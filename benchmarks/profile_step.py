@@ -272,13 +272,13 @@ def _position_onehot(table_PD, positions_BT, policy):
   return jnp.einsum('btp,pd->btd', onehot, table_PD.astype(policy.compute_dtype))
 
 
-_span_head = model.span_head
+_span_logits = model.span_logits
 
 
-def _span_head_apart(params, x_BTD, policy):
-  """The head's logits as start and end apart: eval_step's two outputs before entry 60 of
+def _span_logits_apart(*args, **kwargs):
+  """The logits as start and end apart: eval_step's two outputs before entry 60 of
   docs/performance_notes.md (infer only: model.qa_logits, which training calls, splits them)."""
-  logits_BT2 = _span_head(params, x_BTD, policy)
+  logits_BT2 = _span_logits(*args, **kwargs)
   return logits_BT2[..., 0], logits_BT2[..., 1]
 
 
@@ -307,7 +307,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
            'pos_onehot': {'_position_embeddings': _position_onehot},
-           'two_outputs': {'span_head': _span_head_apart},
+           'two_outputs': {'span_logits': _span_logits_apart},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
               for name, fn in gelu_math.CANDIDATES.items()}}
 # parts that are XLA compiler options (train: on top of train.default_compiler_options)

@@ -453,14 +453,18 @@ def qa_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
               config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
               segments: Segments | None = None, scan_layers: bool = False):
   """SQuAD start and end logits, each float32 [batch, time] (arguments as encode's)."""
-  x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
-                 policy=policy, dropout_rng=dropout_rng, segments=segments,
-                 scan_layers=scan_layers)
-  logits_BT2 = span_head(params, x_BTD, policy)
+  logits_BT2 = span_logits(params, input_ids, token_type_ids, attention_mask, config=config,
+                           policy=policy, dropout_rng=dropout_rng, segments=segments,
+                           scan_layers=scan_layers)
   return logits_BT2[..., 0], logits_BT2[..., 1]
 
 
-def span_head(params: Params, x_BTD, policy: PrecisionPolicy):
-  """The QA head: float32 [batch, time, 2] logits (start, end) from the encoder's output."""
+def span_logits(params: Params, input_ids, token_type_ids, attention_mask, *,
+                config: ModelConfig, policy: PrecisionPolicy, dropout_rng=None,
+                segments: Segments | None = None, scan_layers: bool = False):
+  """qa_logits' start and end as one float32 [batch, time, 2] array ([..., 0] start)."""
+  x_BTD = encode(params, input_ids, token_type_ids, attention_mask, config=config,
+                 policy=policy, dropout_rng=dropout_rng, segments=segments,
+                 scan_layers=scan_layers)
   return jnp.einsum('btd,dk->btk', x_BTD.astype(jnp.float32), params['qa']['kernel'],
                     precision=policy.matmul_precision) + params['qa']['bias']

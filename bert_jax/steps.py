@@ -155,6 +155,5 @@ def eval_step(params, batch: Batch, *, config: ModelConfig, policy: PrecisionPol
   at batch 1 than copying start and end one by one (BERT-Large, fp16, seq 384, H200); the
   call itself ran the same within 0.03 ms at batch 1 and 0.08 ms at batch 8
   (docs/performance_notes.md, 60)."""
-  x_BTD = model.encode(params, *(batch[k] for k in INPUT_KEYS), config=config, policy=policy,
-                       scan_layers=scan_layers)
-  return model.span_head(params, x_BTD, policy)
+  return model.span_logits(params, *(batch[k] for k in INPUT_KEYS), config=config,
+                           policy=policy, scan_layers=scan_layers)
