@@ -699,7 +699,9 @@ wait2)  # 1 GPU, about 7 min: batch 1, bound weights, fp16, seq 384: copying the
 rep1)  # 1 GPU, about 9 min: batch 1 and 8, weights bound, fp16 seq 384: the logits returned as
   # one [B, T, 2] array (one_output) against start and end apart, profile_step's wait probe
   # (one copy home instead of two); then the bench and the compiled peer twice each, in turn
-  # (ours, peer, ours, peer), for more than one sample of the batch-1 and batch-8 ratios
+  # (ours, peer, ours, peer), for more than one sample of the batch-1 and batch-8 ratios.
+  # Ran at 418fbfa: one_output has since gone from profile_step, the product returning one
+  # array (rep2's two_outputs is the old way)
   mkdir -p "$OUT"/g0 "$OUT"/p0
   PI="python3 benchmarks/profile_step.py --kind infer --precision fp16 --out $OUT/p0 --seq 384"
   timeout $(left) $PI --batch 1 --steps 200 --variants bound bound+one_output 2>&1 | show
@@ -809,8 +811,8 @@ stack3)  # 4 GPUs, about 8 min: the stacked train state (the product since stack
   ( CUDA_VISIBLE_DEVICES=3 BATCH=64 STEPS=300 EVAL=100 CACHE=/tmp/cache_l \
     LARGE_DIR="$OUT/large_1gpu_batch64" timeout $(left) bash $0 large ) &
   wait; rm -rf "$OUT"/large_1gpu_batch64/checkpoints; merge; pack ;;
-scale7)  # 4 GPUs (SWEEP="(1,2)": 2; SWEEP="(1,2,4,8)" on 8 GPUs), about 5.5 min: the scaling target with the collectives
-  # combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
+scale7)  # 4 GPUs (SWEEP="(1,2)": 2; SWEEP="(1,2,4,8)" on 8 GPUs), about 5.5 min: the
+  # scaling target with the collectives combined up to 64 MiB (the default since scale6): the bench step (seq 384, 32 per GPU, bf16, synthetic full
   # windows) on 1, 2 and 4 GPUs in one sweep, nothing else on the machine; 60 timed steps a
   # point rather than 20, so the first step's dispatch weighs less
   sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.batch_sizes=(32,)"
