@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -358,6 +358,19 @@ zero1)  # 2 GPUs, about 7 min: the train state's layer matrices and Adam moments
   timeout $(left) python3 benchmarks/profile_step.py $T --devices 2 --variants base zero ${ZERO2:-zero+lhs} \
     base --profile zero --out $OUT/p2 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+epochs1)  # 2 GPUs, about 9 min: issue 6's two time-to-train targets run end to end with the
+  # code as it is (random init, batch 64, 100 dev questions): GPU 0 the whole 2 epochs padded
+  # (till now a rate times the windows), GPU 1 packed (last run end to end in pack3, before
+  # the stacked state and the GELU of entry 44), then the bench's seq-384 training point with
+  # the compiled peer right after, like for like
+  mkdir -p "$OUT"/g1
+  ( CUDA_VISIBLE_DEVICES=0 BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_padded_2ep" timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 PACK=True BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_p \
+    LARGE_DIR="$OUT/large_packed_2ep" timeout $(left) bash $0 large
+    ours 1 train 384 bf16 '(32,)'
+    peer 1 --train 384:32 --precision bf16 --modes compile ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)

@@ -359,13 +359,22 @@ def _target(name):
 ORIGINALS = {name: getattr(*_target(name)) for patch in PATCHES.values() for name in patch}
 
 
-def check_variant(variant):
-  """The variant's parts; SystemExit naming any unknown one and the choices."""
+# parts that break the other kind's build, and the one kind they are for
+ONE_KIND_PARTS = {'two_outputs': 'infer'}
+
+
+def check_variant(variant, kind=None):
+  """The variant's parts; SystemExit naming any unknown one and the choices, or (given the
+  --kind) any part that only the other kind takes."""
   parts = variant.split('+')
   unknown = [p for p in parts if p not in PATCHES and p not in BUILD_PARTS]
   if unknown:
     raise SystemExit(f'--variants: unknown part(s) {unknown} in {variant!r}; choose from '
                      f'{sorted([*PATCHES, *BUILD_PARTS])}, joined with "+"')
+  wrong = [p for p in parts if kind and ONE_KIND_PARTS.get(p, kind) != kind]
+  if wrong:
+    raise SystemExit(f'--variants: {wrong} in {variant!r} only run with --kind '
+                     f'{ONE_KIND_PARTS[wrong[0]]}, not --kind {kind}')
   return parts
 
 
@@ -871,7 +880,7 @@ def main():
   if args.devices > 1 and args.kind != 'train':
     p.error('--devices > 1 is for --kind train')
   for variant in args.variants + args.profile:  # every name checked before anything compiles
-    check_variant(variant)
+    check_variant(variant, args.kind)
   os.makedirs(args.out, exist_ok=True)
   policy = PrecisionPolicy(args.precision)
   build = build_train if args.kind == 'train' else build_infer

@@ -376,6 +376,11 @@ def test_a_variant_that_fails_to_build_is_reported_and_skipped(ps, tmp_path, mon
   monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--variants', 'base', '--profile', 'nope'])
   with pytest.raises(SystemExit, match="unknown part.*'nope'"):  # before anything compiles
     ps.main()
+  monkeypatch.setattr(sys, 'argv', ['profile_step.py', '--variants', 'base', 'bound+two_outputs'])
+  with pytest.raises(SystemExit, match=r"\['two_outputs'\].*only run with --kind infer, not "
+                                       r"--kind train"):   # it breaks the train step's build
+    ps.main()
+  assert ps.check_variant('bound+two_outputs', 'infer') == ['bound', 'two_outputs']
 
 
 def test_summarise_counts_what_kernels_beside_a_collective_cost(ps, tmp_path):
