@@ -48,3 +48,17 @@ def run_tiny_job(workdir, *extra, wait=True, devices=1):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
+
+
+def cuda_mlir(fn, *args) -> str:
+  """The StableHLO text of jit(fn) exported for CUDA from this CPU machine, Pallas' Triton
+  kernels allowed. Lowered under an abstract H100: jax 0.11's Triton lowering asks the
+  target GPU for its compute capability and, with no GPU here, fails without one
+  ('No supported GPU devices found'); jax 0.10's assumed one."""
+  import jax
+  gpu = jax.sharding.AbstractDevice(device_kind='NVIDIA H100', num_cores=132, platform='gpu')
+  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
+  with jax.sharding.use_abstract_mesh(
+      jax.sharding.AbstractMesh((1,), ('cuda_target',), abstract_device=gpu)):
+    return jax.export.export(jax.jit(fn), platforms=['cuda'],
+                             disabled_checks=[triton])(*args).mlir_module()

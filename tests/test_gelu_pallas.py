@@ -11,6 +11,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from bert_jax import mesh as mesh_lib
 from bert_jax import model
 from bert_jax.settings import MeshSettings
+from helpers import cuda_mlir
 
 
 @pytest.fixture(scope='module')
@@ -140,15 +141,11 @@ def test_lowers_to_one_triton_kernel_for_cuda(gp, monkeypatch):
   single kernel; compiling and timing it needs a GPU."""
   monkeypatch.setattr(gp.lnk.jax, 'default_backend', lambda: 'gpu')
   h = jax.ShapeDtypeStruct((32, 384, 4096), jnp.bfloat16)
-  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
-  exported = jax.export.export(jax.jit(lambda h, g: gp.bias_gelu_bwd(h, g)), platforms=['cuda'],
-                               disabled_checks=[triton])(h, h)
-  text = exported.mlir_module()
+  text = cuda_mlir(lambda h, g: gp.bias_gelu_bwd(h, g), h, h)
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {gp.NUM_WARPS}' in text
   assert 'tensor<12288x4096xbf16>' in text and f'tensor<{12288 // gp.ROWS}x4096xf32>' in text
   bias = jax.ShapeDtypeStruct((4096,), jnp.bfloat16)
-  text = jax.export.export(jax.jit(lambda h, b: gp.bias_gelu_fwd(h, b)), platforms=['cuda'],
-                           disabled_checks=[triton])(h, bias).mlir_module()
+  text = cuda_mlir(lambda h, b: gp.bias_gelu_fwd(h, b), h, bias)
   assert text.count('__gpu$xla.gpu.triton') == 1 and 'tensor<1x4096xbf16>' in text
 
 

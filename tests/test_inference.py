@@ -76,7 +76,9 @@ def test_bound_program_keeps_the_weights_inside_under_jax_newer_constant_handlin
     pytest.skip('this JAX has no jax_use_simplified_jaxpr_constants')
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = {**os.environ, 'JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS': 'True', 'JAX_PLATFORMS': 'cpu',
-         'PYTHONPATH': os.pathsep.join([root, os.path.join(root, 'tests')])}
+         # the caller's path kept (e.g. a --target folder of wheels, as on the GPU machines)
+         'PYTHONPATH': os.pathsep.join([root, os.path.join(root, 'tests'),
+                                        *filter(None, [os.environ.get('PYTHONPATH')])])}
   out = subprocess.run([sys.executable, '-c', PROGRAM], env=env, capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -120,10 +122,13 @@ def test_bench_binds_the_weights_unless_told_not_to():
   passed = benchmark.time_infer(CONFIG, POLICY, 1, 2, 32, iterations=2, warmup=1,
                                 bind_params=False)
   assert passed['params_bound'] is False
-  # the weights count in the memory either way: as arguments, or as the program's constants
-  weights_gb = sum(x.nbytes for x in jax.tree.leaves(_params(
-      mesh_lib.make_mesh(MeshSettings(num_devices=1))))) / 2 ** 30
-  assert rec['peak_memory_gb'] >= weights_gb and passed['peak_memory_gb'] >= weights_gb
+  # the weights count in the memory either way: as arguments, or as the program's constants,
+  # less the position table's rows past the 32 positions used, a constant slice that XLA
+  # folds (jax 0.11 does; the program then holds 7.96 of the 8.08 MB)
+  params = _params(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
+  needed_gb = (sum(x.nbytes for x in jax.tree.leaves(params))
+               - params['embeddings']['position'][32:].nbytes) / 2 ** 30
+  assert rec['peak_memory_gb'] >= needed_gb and passed['peak_memory_gb'] >= needed_gb
 
 
 def test_bench_binds_by_default_and_takes_bind_params_as_a_bool():

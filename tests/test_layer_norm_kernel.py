@@ -11,6 +11,7 @@ from bert_jax import layer_norm_kernel as lnk
 from bert_jax import mesh as mesh_lib
 from bert_jax import model
 from bert_jax.settings import MeshSettings
+from helpers import cuda_mlir
 
 
 def _inputs(dtype, shape=(4, 16, 64)):
@@ -95,11 +96,8 @@ def test_lowers_to_one_triton_kernel_for_cuda(blocks, monkeypatch):
   x = jax.ShapeDtypeStruct((32, 384, 1024), jnp.bfloat16)
   stats = jax.ShapeDtypeStruct((32, 384, 1), jnp.float32)
   scale = jax.ShapeDtypeStruct((1024,), jnp.float32)
-  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
   bwd = lambda *a: lnk.layer_norm_bwd(*a)          # a fresh function: BLOCKS is read at tracing
-  exported = jax.export.export(jax.jit(bwd), platforms=['cuda'],
-                               disabled_checks=[triton])(x, x, stats, stats, scale)
-  text = exported.mlir_module()
+  text = cuda_mlir(bwd, x, x, stats, stats, scale)
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {lnk.NUM_WARPS}' in text
   rows = 32 * 384
   parts = rows // (lnk.ROWS * blocks)
@@ -215,10 +213,7 @@ def test_forward_lowers_to_one_triton_kernel_for_cuda(monkeypatch):
   x = jax.ShapeDtypeStruct((1, 384, 1024), jnp.float16)
   vec = jax.ShapeDtypeStruct((1024,), jnp.float32)
   assert lnk.usable_fwd(x) and not lnk.usable_fwd(jax.ShapeDtypeStruct((1, 384, 768), x.dtype))
-  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
-  fwd = lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16)
-  text = jax.export.export(jax.jit(fwd), platforms=['cuda'],
-                           disabled_checks=[triton])(x, vec, vec).mlir_module()
+  text = cuda_mlir(lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16), x, vec, vec)
   assert text.count('__gpu$xla.gpu.triton') == 1 and f'num_warps = {lnk.FWD_NUM_WARPS}' in text
 
 
@@ -263,10 +258,8 @@ def test_forward_kernel_on_a_stack_lowers_without_slicing_it(monkeypatch):
   monkeypatch.setattr(lnk.jax, 'default_backend', lambda: 'gpu')
   x = jax.ShapeDtypeStruct((1, 384, 1024), jnp.float16)
   stack = jax.ShapeDtypeStruct((24, 1024), jnp.float32)
-  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
-  fwd = lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16, row=5)
-  text = jax.export.export(jax.jit(fwd), platforms=['cuda'],
-                           disabled_checks=[triton])(x, stack, stack).mlir_module()
+  text = cuda_mlir(lambda x, s, b: lnk.layer_norm_fwd(x, s, b, 1e-12, jnp.float16, row=5),
+                   x, stack, stack)
   assert text.count('__gpu$xla.gpu.triton') == 1
   assert 'stablehlo.slice' not in text and 'dynamic_slice' not in text
   assert 'tensor<24x1024xf32>' in text
