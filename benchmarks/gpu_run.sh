@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -358,6 +358,16 @@ zero1)  # 2 GPUs, about 7 min: the train state's layer matrices and Adam moments
   timeout $(left) python3 benchmarks/profile_step.py $T --devices 2 --variants base zero ${ZERO2:-zero+lhs} \
     base --profile zero --out $OUT/p2 2>&1 | grep -E '^\{|Error' | cut -c1-300
   rm -rf "$OUT"/p2/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+recheck1)  # 2 GPUs, about 8.5 min: suite1's 8 failures fixed (tests only), their files and the
+  # two it did not reach, under the image's jax 0.11.2 on the CPU (carry as suite1); then, with
+  # nothing else on the machine, the scaling sweep on 1 and 2 GPUs with the code as it is
+  mkdir -p /tmp/shared/models /tmp/shared/data
+  ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad
+  BERT_JAX_SHARED=/tmp/shared JAX_PLATFORMS=cpu timeout 300 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_gelu_pallas.py tests/test_inference.py tests/test_layer_norm_kernel.py \
+    tests/test_train.py tests/test_weights.py > "$OUT/cpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_tests.txt"
+  tail -3 "$OUT/cpu_tests.txt"
+  SWEEP="(1,2)" DEADLINE=$(( $(left) - 5 )) bash $0 scale7 ;;
 epochs1)  # 2 GPUs, about 9 min: issue 6's two time-to-train targets run end to end with the
   # code as it is (random init, batch 64, 100 dev questions): GPU 0 the whole 2 epochs padded
   # (till now a rate times the windows), GPU 1 packed (last run end to end in pack3, before
