@@ -36,14 +36,14 @@ def features_of_lengths(lengths, width=64):
   return features(ids, mask.copy(), mask, np.arange(n), np.arange(n))
 
 
-def run_tiny_job(workdir, *extra, wait=True, devices=1):
+def run_tiny_job(workdir, *extra, wait=True, devices=1, env=None):
   """`python run.py` on configs/tiny_cpu.py (2 epochs, `devices` CPU devices) with extra
-  flags."""
+  flags, and `env`'s variables on top of this process's."""
   cmd = [sys.executable, 'run.py', '--config=configs/tiny_cpu.py', f'--workdir={workdir}',
          '--config.train.num_epochs=2', '--config.train.checkpoint_every=20',
          '--config.train.log_every=10', f'--config.mesh.num_devices={devices}', *extra]
   flags = f'--xla_force_host_platform_device_count={devices}' if devices > 1 else ''
-  env = {**os.environ, 'XLA_FLAGS': flags, 'JAX_PLATFORMS': 'cpu'}
+  env = {**os.environ, 'XLA_FLAGS': flags, 'JAX_PLATFORMS': 'cpu', **(env or {})}
   if wait:
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -301,10 +301,13 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
   """kill -9 mid-training, rerun the same command: same final predictions and scores.
   The runs share XLA's persistent compilation cache, so the resumed run loads its step."""
   cache = f'--config.train.compilation_cache_dir={tmp_path / "xla_cache"}'
-  straight = run_tiny_job(tmp_path / 'straight', cache)
+  # JAX caches only compiles of 1 s or more by default; the tiny step compiles faster than
+  # that on a fast machine (32 cores: not cached, this test failed), so cache every compile
+  every = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+  straight = run_tiny_job(tmp_path / 'straight', cache, env=every)
   assert straight.returncode == 0, straight.stderr[-2000:]
   assert list((tmp_path / 'xla_cache').glob('jit_train_step-*'))
-  proc = run_tiny_job(tmp_path / 'killed', cache, wait=False)
+  proc = run_tiny_job(tmp_path / 'killed', cache, wait=False, env=every)
   ckpts = tmp_path / 'killed' / 'checkpoints'
   deadline = time.time() + 300
   while time.time() < deadline:
@@ -314,7 +317,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = run_tiny_job(tmp_path / 'killed', cache)
+  resumed = run_tiny_job(tmp_path / 'killed', cache, env=every)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   a = json.loads((tmp_path / 'straight' / 'eval_results.json').read_text())
   b = json.loads((tmp_path / 'killed' / 'eval_results.json').read_text())
