@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1 (2 GPUs). Results go to $OUT (or
@@ -750,6 +750,11 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "hyp
     -p no:cacheprovider tests/test_activation.py tests/test_packing.py tests/test_layer_norm_kernel.py \
     -k "gpu or cudnn or kernel" > "$OUT/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/gpu_tests.txt"
   tail -4 "$OUT/cpu_suite.txt" "$OUT/gpu_tests.txt" ;;
+suite2)  # 1 GPU, about 1.5 min: the one test recheck1 left failing, fixed (it now caches every
+  # compile), under the image's jax 0.11.2 on the CPU; no data needed (the bundled sample)
+  JAX_PLATFORMS=cpu timeout $(left) python3 -m pytest -q -p no:cacheprovider tests/test_train.py \
+    -k kill_and_resume > "$OUT/cpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_tests.txt"
+  tail -3 "$OUT/cpu_tests.txt" ;;
 cudnn1)  # 1 GPU, about 5 min: XLA's cuDNN GEMM fusions at inference (profile_step, weights
   # bound, fp16 seq 384, batch 8, then batch 1): cuBLAS (the product), Triton gemm fusions, and
   # those fusions autotuned against cuDNN's plans too; records count each backend's matmuls
