@@ -46,6 +46,10 @@ lnab() {  # seq batch steps [more profile_step flags]: fp16 inference, XLA's Lay
   # then the kernel (base), one process, records in $OUT/p0
   timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision fp16 --out "$OUT/p0" \
     --seq $1 --batch $2 --steps $3 --variants ln_fwd_xla base "${@:4}" 2>&1 | grep -E '^\{|Error' | cut -c1-250; }
+shared_dir() {  # /tmp/shared laid out as ../shared is, for the tests (BERT_JAX_SHARED): the
+  # carried MiniLM checkpoint and SQuAD files
+  mkdir -p /tmp/shared/models /tmp/shared/data
+  ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -361,8 +365,7 @@ zero1)  # 2 GPUs, about 7 min: the train state's layer matrices and Adam moments
 recheck1)  # 2 GPUs, about 8.5 min: suite1's 8 failures fixed (tests only), their files and the
   # two it did not reach, under the image's jax 0.11.2 on the CPU (carry as suite1); then, with
   # nothing else on the machine, the scaling sweep on 1 and 2 GPUs with the code as it is
-  mkdir -p /tmp/shared/models /tmp/shared/data
-  ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad
+  shared_dir
   BERT_JAX_SHARED=/tmp/shared JAX_PLATFORMS=cpu timeout 300 python3 -m pytest -q -p no:cacheprovider \
     tests/test_gelu_pallas.py tests/test_inference.py tests/test_layer_norm_kernel.py \
     tests/test_train.py tests/test_weights.py > "$OUT/cpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_tests.txt"
@@ -738,8 +741,7 @@ suite1)  # 1 GPU, about 8 min: the README's test command (CPU, 8 fake devices) u
   # jax 0.11.2, torch and transformers, where CI has jax 0.10 (needs model.safetensors, and
   # hypothesis with its two dependencies in .whl); then the GPU-only tests and the LayerNorm
   # kernel's on the GPU
-  mkdir -p /tmp/shared/models /tmp/shared/data
-  ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad
+  shared_dir
   python3 -c 'import torch, transformers, hypothesis, chex, optax, orbax.checkpoint as o
 print("torch", torch.__version__, "transformers", transformers.__version__, "hypothesis",
       hypothesis.__version__, "chex", chex.__version__, "optax", optax.__version__)' | tee -a "$OUT/gpu.txt"

@@ -272,13 +272,10 @@ def _position_onehot(table_PD, positions_BT, policy):
   return jnp.einsum('btp,pd->btd', onehot, table_PD.astype(policy.compute_dtype))
 
 
-_span_logits = model.span_logits
-
-
 def _span_logits_apart(*args, **kwargs):
   """The logits as start and end apart: eval_step's two outputs before entry 60 of
   docs/performance_notes.md (infer only: model.qa_logits, which training calls, splits them)."""
-  logits_BT2 = _span_logits(*args, **kwargs)
+  logits_BT2 = ORIGINALS['span_logits'](*args, **kwargs)
   return logits_BT2[..., 0], logits_BT2[..., 1]
 
 
