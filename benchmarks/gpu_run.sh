@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -28,8 +28,9 @@ B="--mode=bench --config.model.vocab_dir=.gpu/minilm --config.bench.num_devices=
    --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz"
 left() { local l=$(( ${DEADLINE:-560} - SECONDS )); echo $(( l > 1 ? l : 1 )); }  # secs to deadline
 ours() {  # GPU kind seq precisions batches, e.g. ours 0 train 384 bf16,fp16 '(32,64)' (XB: more
-  # run.py flags; a --config.bench.* flag given again would append to the tuple, not replace it)
-  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 run.py --config=configs/bench_$2.py $B --workdir="${WD:-$OUT/g$1}" \
+  # run.py flags; a --config.bench.* flag given again would append to the tuple, not replace it;
+  # OLD: a folder holding an older commit's run.py, configs and bert_jax, which then run)
+  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 ${OLD:+$OLD/}run.py --config=${OLD:+$OLD/}configs/bench_$2.py $B --workdir="${WD:-$OUT/g$1}" \
     --config.data.cache_dir=/tmp/cache_g$1 --config.bench.seq_lens="($3,)" \
     --config.bench.precisions="(\"${4//,/\",\"}\",)" --config.bench.batch_sizes="$5" ${XB:-} 2>&1 | grep -E 'Error|error:' | head -5; }
 peer() { CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/peer_hf.py --out "$OUT/g$1/peer.jsonl" "${@:2}" 2>&1 | grep -E '^\{|Error' | cut -c1-200; }
@@ -384,6 +385,28 @@ epochs1)  # 2 GPUs, about 9 min: issue 6's two time-to-train targets run end to 
     ours 1 train 384 bf16 '(32,)'
     peer 1 --train 384:32 --precision bf16 --modes compile ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; merge; pack ;;
+qlen1)  # 2 GPUs, about 9.5 min: cuDNN's attention given the query lengths too, so that it
+  # skips the padded queries (the padded loss now leaves their positions out). GPU 0: the
+  # bench's seq-384 training on real windows, this code and the code before it (a1237ed's
+  # package in .gpu/old: git archive a1237ed bert_jax run.py configs), alternating; then the
+  # old code on synthetic full windows (the sweeps' data). GPU 1: the attention tests on the
+  # GPU, MiniLM's F1 with the new loss (the peer's recipe), fp16 inference new and old
+  # alternating, then the compiled peer's seq-384 training
+  mkdir -p "$OUT"/g0 "$OUT"/g0old "$OUT"/g1 "$OUT"/g1old
+  ( for _ in 1 2; do ours 0 train 384 bf16 '(32,)'; WD=$OUT/g0old OLD=.gpu/old ours 0 train 384 bf16 '(32,)'; done
+    WD=$OUT/g0old OLD=.gpu/old XB=--config.data.train_file=synthetic ours 0 train 384 bf16 '(32,)' ) &
+  ( CUDA_VISIBLE_DEVICES=1 XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python3 -m pytest -q \
+      -p no:cacheprovider tests/test_model.py -k "skips_padded or agree or leak" > "$OUT/g1/gpu_tests.txt" 2>&1
+    echo "rc $?" >> "$OUT/g1/gpu_tests.txt"
+    CUDA_VISIBLE_DEVICES=1 CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
+    for _ in 1 2; do ours 1 infer 384 fp16 '(1,8)'; WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)'; done
+    peer 1 --train 384:32 --precision bf16 --modes compile ) &
+  wait; tail -3 "$OUT/g1/gpu_tests.txt"; grep -h '^{' "$OUT"/g*/records.jsonl | python3 -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("batch_size"),
+          r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
+  merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)

@@ -42,18 +42,25 @@ def map_params_like(fn, tree):
   return jax.tree.map(lambda x: fn(x) if is_params(x) else x, tree, is_leaf=is_params)
 
 
+_OFF = float(jnp.finfo(jnp.float32).min)  # a left-out position's logit: exp(_OFF - max) = 0
+
+
 def span_loss(params, batch: Batch, rng, *, config: ModelConfig, policy: PrecisionPolicy):
   """Mean of the start and end cross-entropies (float32), averaged over the batch's windows.
 
-  A packed batch (bert_jax.packing) has labels [rows, max_windows] (-1: no window); each
-  window's softmax runs over its own positions only.
+  Each window's softmax runs over its own tokens only, not over its padding (transformers'
+  runs over the padding too): no padded position reaches the loss, so the fused attention
+  may skip the padded queries (bert_jax.attention.fused_attention). A packed batch
+  (bert_jax.packing) has labels [rows, max_windows] (-1: no window).
   """
   segments = packing.segments_of(batch)
   start, end = model.qa_logits(params, *(batch[k] for k in INPUT_KEYS), config=config,
                                policy=policy, dropout_rng=rng, segments=segments)
   if segments is not None:
     return _packed_span_loss(start, end, batch, segments.ids)
-  ce = optax.softmax_cross_entropy_with_integer_labels
+  live = batch['attention_mask'] > 0
+  ce = lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(
+      jnp.where(live, logits, _OFF), labels)
   return jnp.mean(ce(start, batch['start_positions']) + ce(end, batch['end_positions'])) / 2
 
 

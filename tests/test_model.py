@@ -131,6 +131,25 @@ def test_attention_paths_agree(policy):
     assert np.abs(np.asarray(x) - np.asarray(y))[live].max() < tol
 
 
+@pytest.mark.parametrize('implementation', [None, 'cudnn'])
+def test_fused_attention_skips_padded_queries(implementation):
+  """The fused path gives zeros at padded queries (cuDNN does no work for them) and the einsum
+  path's output at real ones; on GPU, cuDNN's too (bf16)."""
+  from bert_jax import attention as attn
+  if implementation == 'cudnn' and jax.default_backend() != 'gpu':
+    pytest.skip('cuDNN attention needs a GPU')
+  dtype, tol = (jnp.float32, 1e-5) if implementation is None else (jnp.bfloat16, 2e-2)
+  rng = np.random.default_rng(7)
+  q, k, v = (jnp.asarray(rng.normal(size=(3, 256, 2, 64)), dtype) for _ in range(3))
+  mask = np.arange(256)[None] < np.asarray([256, 129, 40])[:, None]
+  fused = np.asarray(attn.fused_attention(q, k, v, jnp.asarray(mask),
+                                          implementation=implementation), np.float32)
+  einsum = np.asarray(attn.xla_attention(q, k, v, jnp.asarray(mask), precision='highest'),
+                      np.float32)
+  np.testing.assert_allclose(fused[mask], einsum[mask], atol=tol)
+  assert not fused[~mask].any()
+
+
 def test_dropout_is_random_and_off_without_rng():
   config = TINY.replace(hidden_dropout=0.3, attention_dropout=0.3)
   params = model.init_params(jax.random.PRNGKey(0), config)
