@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -405,6 +405,26 @@ qlen1)  # 2 GPUs, about 9.5 min: cuDNN's attention given the query lengths too, 
 import json, sys
 for r in map(json.loads, sys.stdin):
     print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("batch_size"),
+          r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
+  merge; pack ;;
+qlen2)  # 2 GPUs, about 9.5 min: qlen1's code with the peer in the same call. GPU 0: the
+  # attention tests on the GPU (cuDNN's padded queries), the bench's seq-384 training at
+  # batches 32 and 64, the compiled peer's seq-384 and seq-128 training, then ours at seq 128.
+  # GPU 1: fp16 inference on real dev windows, this code and the old (.gpu/old) alternating,
+  # then the compiled peer's
+  mkdir -p "$OUT"/g0 "$OUT"/g1 "$OUT"/g1old
+  ( CUDA_VISIBLE_DEVICES=0 JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) \
+      python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k "skips_padded" \
+      > "$OUT/g0/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/g0/gpu_tests.txt"
+    ours 0 train 384 bf16 '(32,64)'
+    peer 0 --train 384:32 128:64 --precision bf16 --modes compile
+    ours 0 train 128 bf16 '(64,)' ) &
+  ( for _ in 1 2; do ours 1 infer 384 fp16 '(1,8)'; WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)'; done
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
+  wait; tail -3 "$OUT/g0/gpu_tests.txt"; grep -h '^{' "$OUT"/g*/records.jsonl | python3 -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("seq_len"), r.get("batch_size"),
           r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
   merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
