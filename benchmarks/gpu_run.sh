@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -426,6 +426,26 @@ import json, sys
 for r in map(json.loads, sys.stdin):
     print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("seq_len"), r.get("batch_size"),
           r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
+  merge; pack ;;
+qlen3)  # 2 GPUs, about 8 min: GPU 0, the padded 2-epoch time-to-train run end to end with
+  # qlen1's code (as epochs1's padded run: random init, batch 64, 100 dev questions); GPU 1,
+  # the attention tests on the GPU again (the fp32 case now without TF32), fp16 inference on
+  # real dev windows, the compiled peer's, then the old code's (.gpu/old) as time allows
+  mkdir -p "$OUT"/g1 "$OUT"/g1old
+  ( CUDA_VISIBLE_DEVICES=0 BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_padded_2ep" timeout $(left) bash $0 large ) &
+  ( CUDA_VISIBLE_DEVICES=1 JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) \
+      python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k "skips_padded" \
+      > "$OUT/g1/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/g1/gpu_tests.txt"
+    ours 1 infer 384 fp16 '(1,8)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
+    WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)' ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; tail -2 "$OUT/g1/gpu_tests.txt"
+  grep -h '^{' "$OUT"/large_*/records.jsonl "$OUT"/g*/records.jsonl | python3 -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    print(r.get("code_fingerprint"), r.get("kind"), r.get("seq_len"), r.get("batch_size"),
+          r.get("sentences_per_s"), r.get("train_time_s"), (r.get("latency_ms") or {}).get("mean"))'
   merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
