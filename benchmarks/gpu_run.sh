@@ -5,7 +5,7 @@
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -447,6 +447,19 @@ for r in map(json.loads, sys.stdin):
     print(r.get("code_fingerprint"), r.get("kind"), r.get("seq_len"), r.get("batch_size"),
           r.get("sentences_per_s"), r.get("train_time_s"), (r.get("latency_ms") or {}).get("mean"))'
   merge; pack ;;
+peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on the real
+  # windows our bench takes (peer_hf.py --train-file/--dev-file), beside the peer on synthetic
+  # full windows and ours on real ones: the like-for-like ratio entry 64 lacks. GPU 0 training
+  # (seq 384 batch 32, bf16), GPU 1 fp16 inference (seq 384, batches 1 and 8)
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  R="--vocab-dir .gpu/minilm --train-file $SQ/train-v1.1.reconstructed.json.gz --dev-file $SQ/dev-v1.1.json.gz"
+  ( ours 0 train 384 bf16 '(32,)'
+    peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
+    peer 0 --train 384:32 --precision bf16 --modes compile ) &
+  ( ours 1 infer 384 fp16 '(1,8)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
+  wait; merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)

@@ -13,12 +13,23 @@ carried no 'attention_dropout' field (bert_jax.report labels them so).
 --activation gelu_tanh gives the peer the tanh GELU (transformers' 'gelu_pytorch_tanh', one
 PyTorch kernel), to stand beside bert_jax's model.activation=gelu_tanh; records carry
 'activation' (those from before the option have none and ran the exact 'gelu').
+
+--train-file / --dev-file (with --vocab-dir) give the peer the real SQuAD windows bert_jax's
+bench takes for the same point (train: its first batches, seed 0; inference: the dev windows
+in order), where it otherwise runs synthetic full windows; records say which in 'data'.
+bert_jax's fused attention skips a real window's padding, so this is the like-for-like peer
+for its real-window records.
 """
 import argparse
 import datetime
 import json
+import os
 import time
+import types
 
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')  # the featuriser's jax must not take the GPU
+
+import numpy as np
 import torch
 import transformers
 
@@ -49,6 +60,36 @@ def batch(b, s):
           'end_positions': torch.randint(0, s, (b,), generator=g).cuda()}
 
 
+def squad_windows(args, kind, seq, b, count):
+  """`count` batches of the real windows bert_jax's bench times at this point, as CPU tensors:
+  for training the first batches of batches.TrainBatches (seed 0, as benchmark.time_train),
+  for inference the dev windows in order (as benchmark.time_infer)."""
+  from bert_jax import batches, benchmark, mesh
+  from bert_jax.settings import MeshSettings
+  data = types.SimpleNamespace(train_file=args.train_file, dev_file=args.dev_file,
+                               cache_dir=args.cache_dir, version_2=False, max_query_length=64)
+  features = benchmark.squad_features(data, kind, seq, args.vocab_dir)
+  if features is None:
+    raise SystemExit(f'peer_hf: no {kind} file at {data.train_file if kind == "train" else data.dev_file!r}')
+  if kind == 'train':
+    sharding = mesh.batch_sharding(mesh.make_mesh(MeshSettings(num_devices=1)))
+    source = batches.TrainBatches(features, b, 0, sharding)
+    hosts = [source.host_batch(i % source.steps_per_epoch) for i in range(count)]
+  else:
+    hosts = [features.model_inputs(np.arange(i * b, (i + 1) * b) % len(features))
+             for i in range(count)]
+  return [{k: torch.from_numpy(np.asarray(v, np.int64)) for k, v in h.items()} for h in hosts]
+
+
+def inputs(args, kind, seq, b, count):
+  """The point's batches on the GPU: real windows where a SQuAD file is given, else one
+  synthetic batch of full windows."""
+  if (args.train_file if kind == 'train' else args.dev_file):
+    return [{k: v.cuda() for k, v in x.items()} for x in squad_windows(args, kind, seq, b, count)]
+  x = batch(b, seq)
+  return [x if kind == 'train' else {k: v for k, v in x.items() if k.endswith(('ids', 'mask'))}]
+
+
 def env():
   return {'schema': SCHEMA, 'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
           'transformers': transformers.__version__, 'framework': 'pytorch-hf',
@@ -62,8 +103,10 @@ def train_point(args, seq, b, compiled, dtype):
   opt = torch.optim.AdamW(m.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
   step_model = torch.compile(m) if compiled else m
   scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-  x = batch(b, seq)
+  xs, n = inputs(args, 'train', seq, b, min(args.steps, 4)), [0]
   def step():
+    x = xs[n[0] % len(xs)]
+    n[0] += 1
     with torch.autocast('cuda', dtype=dtype):
       loss = step_model(**x).loss
     scaler.scale(loss).backward()
@@ -99,17 +142,17 @@ def infer_point(args, seq, b, compiled, dtype):
   torch.manual_seed(0)
   m = make_model(*args.shape, activation=args.activation).eval().to(dtype)
   run = torch.compile(m, mode='reduce-overhead') if compiled else m
-  x = {k: v for k, v in batch(b, seq).items() if k.endswith(('ids', 'mask'))}
+  xs = inputs(args, 'infer', seq, b, min(args.iters, 16))
   with torch.inference_mode():
     t0 = time.perf_counter()
-    for _ in range(5):
-      run(**x)
+    for i in range(5):
+      run(**xs[i % len(xs)])
     torch.cuda.synchronize()
     warm = time.perf_counter() - t0
     lat = []
-    for _ in range(args.iters):
+    for i in range(args.iters):
       t = time.perf_counter()
-      run(**x)
+      run(**xs[i % len(xs)])
       torch.cuda.synchronize()
       lat.append((time.perf_counter() - t) * 1e3)
   total = sum(lat) / 1e3
@@ -134,6 +177,13 @@ def main():
   p.add_argument('--activation', choices=sorted(HF_HIDDEN_ACT), default='gelu',
                  help="the feed-forward GELU: exact 'gelu' (BERT's, the default) or 'gelu_tanh' "
                       "(transformers' gelu_pytorch_tanh), as bert_jax's model.activation")
+  p.add_argument('--train-file', default='',
+                 help="SQuAD train json(.gz): training on its real windows, as bert_jax's bench")
+  p.add_argument('--dev-file', default='',
+                 help="SQuAD dev json(.gz): inference on its real windows, as bert_jax's bench")
+  p.add_argument('--vocab-dir', default='',
+                 help="the tokenizer's folder for those files (BERT's uncased vocab)")
+  p.add_argument('--cache-dir', default=None, help="the featuriser's cache (bert_jax's default)")
   args = p.parse_args()
   if not 0.0 <= args.attention_dropout < 1.0:
     p.error(f'--attention-dropout {args.attention_dropout}: a probability in [0, 1) is needed')
@@ -152,7 +202,9 @@ def main():
           torch.cuda.reset_peak_memory_stats()
           rec.update(env(), precision=prec, mode=mode, activation=args.activation,
                      model_layers=args.shape[0],
-                     model_hidden=args.shape[1], data='synthetic')
+                     model_hidden=args.shape[1],
+                     data='squad' if (args.train_file if kind == 'train' else args.dev_file)
+                     else 'synthetic')
           print(json.dumps(rec), flush=True)
           with open(args.out, 'a') as f:
             f.write(json.dumps(rec) + '\n')

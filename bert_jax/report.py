@@ -50,11 +50,14 @@ def activation(rec: dict) -> str:
 def system(rec: dict) -> str:
   """'bert_jax' or the peer with its mode, e.g. 'pytorch-hf compile'; a peer training point
   with attention-probability dropout (which bert_jax's cuDNN attention does not do) says so,
-  e.g. 'pytorch-hf compile, attention dropout 0.1', so that it is never the like-for-like one."""
+  e.g. 'pytorch-hf compile, attention dropout 0.1', so that it is never the like-for-like one.
+  A peer on real SQuAD windows (peer_hf.py --train-file/--dev-file) is 'pytorch-hf compile,
+  real windows'; without it the peer ran synthetic full windows."""
   fw = rec.get('framework', 'bert_jax')
   if fw == 'bert_jax':
     return fw
-  name = f"{fw} {rec.get('mode', '')}".strip()
+  name = f"{fw} {rec.get('mode', '')}".strip() + (', real windows' if rec.get('data') == 'squad'
+                                                   else '')
   rate = rec.get('attention_dropout', PEER_ATTENTION_DROPOUT_BEFORE)
   return f'{name}, attention dropout {rate:g}' if rec.get('kind') == 'train' and rate else name
 

@@ -248,6 +248,24 @@ def test_report_keeps_the_peer_with_attention_dropout_apart(tmp_path):
   assert report.system(infer) == 'pytorch-hf compile'   # no dropout at inference to speak of
 
 
+def test_report_keeps_the_peer_on_real_windows_apart(tmp_path):
+  """The peer on real windows (peer_hf.py --train-file) is a column of its own beside the peer
+  on synthetic full windows; the ratio takes the faster of the two."""
+  point = {'schema': records.SCHEMA, 'kind': 'train', 'status': 'ok', 'precision': 'bf16',
+           'seq_len': 384, 'batch_size': 32, 'batch_size_per_device': 32, 'num_devices': 1,
+           'source': 'bench', 'device': 'cpu', 'attention_dropout': 0.0}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    f.write(json.dumps({**point, 'sentences_per_s': 600.0, 'sentences_per_s_per_device': 600.0,
+                        'data': 'squad'}) + '\n')
+    peer = {**point, 'framework': 'pytorch-hf', 'mode': 'compile'}
+    f.write(json.dumps({**peer, 'sentences_per_s': 500.0, 'data': 'synthetic'}) + '\n')
+    f.write(json.dumps({**peer, 'sentences_per_s': 400.0, 'data': 'squad'}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '| pytorch-hf compile sent/s | pytorch-hf compile, real windows sent/s |' in text
+  row = next(line for line in text.splitlines() if line.startswith('| bf16 | 1 | 32 |'))
+  assert '| 500.0 | 400.0 | 1.20 |' in row
+
+
 def test_peer_trains_without_attention_dropout_by_default(load_script):
   for name in ('torch', 'transformers'):   # benchmarks/peer_hf.py imports both
     pytest.importorskip(name, reason=f'{name} is not installed (the peer needs it)')
@@ -407,3 +425,34 @@ def test_report_keeps_each_gelu_in_its_own_section_with_its_own_peer(tmp_path):
     f.write(json.dumps({**point, 'activation': 'gelu_tanh', 'sentences_per_s': 600.0,
                         'sentences_per_s_per_device': 600.0}) + '\n')
   assert '# NVIDIA H200, tanh GELU' in open(report.write(str(tmp_path))['report']).read()
+
+
+def test_peer_takes_the_real_windows_the_bench_takes(load_script, tmp_path):
+  """--train-file/--dev-file: the peer's batches are the bench's, window for window."""
+  pytest.importorskip('torch', reason='torch is not installed (the peer needs it)')
+  pytest.importorskip('transformers', reason='transformers is not installed (the peer needs it)')
+  import itertools
+  import types
+  from bert_jax import batches, mesh as mesh_lib
+  from bert_jax.settings import MeshSettings
+  peer_hf = load_script('peer_hf')
+  args = types.SimpleNamespace(train_file='sample', dev_file='sample', vocab_dir='',
+                               cache_dir=str(tmp_path))
+  data = types.SimpleNamespace(**vars(args), version_2=False, max_query_length=64)
+  sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
+  train = benchmark.squad_features(data, 'train', 128, '')
+  want = benchmark._train_inputs(train, 4, 128, 0, sharding, 3, 0)
+  got = peer_hf.squad_windows(args, 'train', 128, 4, 3)
+  assert len(got) == 3 and not got[0]['attention_mask'].all()     # real windows: padding
+  for g, w in zip(got, want):
+    assert set(g) == set(w)
+    for k in w:
+      np.testing.assert_array_equal(g[k].numpy(), np.asarray(w[k]))
+  dev = benchmark.squad_features(data, 'infer', 128, '')
+  want = [b for b, _ in itertools.islice(batches.eval_batches(dev, 2, sharding), 3)]
+  got = peer_hf.squad_windows(args, 'infer', 128, 2, 3)
+  assert len(got) == 3
+  for g, w in zip(got, want):
+    assert set(g) == set(w)
+    for k in w:
+      np.testing.assert_array_equal(g[k].numpy(), np.asarray(w[k]))
