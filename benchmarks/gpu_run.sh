@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1 (2 GPUs). Results go to $OUT (or
@@ -460,6 +460,14 @@ peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
   wait; merge; pack ;;
+qlen4)  # 1 GPU, about 6 min (written 2026-11-28, not yet run): where entry 64's +7.4 % comes
+  # from. profile_step on windows padded to SQuAD-like lengths (squadlen), the product against
+  # the attention given the key lengths only (kv_lengths, the code before), both profiled;
+  # then full windows (base) for the sweeps' data
+  mkdir -p "$OUT"/p0
+  timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --out "$OUT/p0" \
+    --variants squadlen squadlen+kv_lengths base --profile squadlen squadlen+kv_lengths 2>&1 | show
+  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)

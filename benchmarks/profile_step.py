@@ -79,6 +79,11 @@ into the program as constants, a call passing the batch alone (inference.compile
 two_outputs (infer) = the call returns start and end logits as two arrays, as eval_step did
 before entry 60 of docs/performance_notes.md (rep1 measured the other way round: one_output,
 the one [B, T, 2] array the product now returns, as a variant).
+squadlen (train and infer) = windows padded at the end to SQuAD-like lengths (0.45 of --seq
+on average, as packed's) instead of full ones: the bench's real windows' padding, which the
+fused attention skips; kv_lengths (train and infer) = the fused attention given the key
+lengths only, as before entry 64 of docs/performance_notes.md (cuDNN then runs the padded
+queries' tiles too), e.g. --variants squadlen squadlen+kv_lengths.
 Inference records also carry 'host': the time a call takes to return before the GPU is
 done, that of a one-kernel call taking the same params (the per-call argument cost), and a
 synchronous call's time with each way of waiting for its output (wait_probe: block_until_ready,
@@ -279,6 +284,15 @@ def _span_logits_apart(*args, **kwargs):
   return logits_BT2[..., 0], logits_BT2[..., 1]
 
 
+def _fused_attention_kv_lengths(q_BTNH, k_BSNH, v_BSNH, mask_BS, *, implementation=None):
+  """JAX's fused attention given the key lengths only, as the product before entry 64 of
+  docs/performance_notes.md: JAX then passes every query as real, so cuDNN runs the padded
+  queries' tiles (whose outputs the loss leaves out)."""
+  lengths_B = jnp.sum(mask_BS, axis=-1, dtype=jnp.int32)
+  return jax.nn.dot_product_attention(q_BTNH, k_BSNH, v_BSNH, key_value_seq_lengths=lengths_B,
+                                      implementation=implementation)
+
+
 def _dense_biasmm(x, p, policy):
   dtype = policy.compute_dtype
   return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
@@ -305,6 +319,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
                                'gelu_pallas.FORWARD_KERNEL': True},
            'pos_onehot': {'_position_embeddings': _position_onehot},
            'two_outputs': {'span_logits': _span_logits_apart},
+           'kv_lengths': {'attn.fused_attention': _fused_attention_kv_lengths},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}
               for name, fn in gelu_math.CANDIDATES.items()}}
 # parts that are XLA compiler options (train: on top of train.default_compiler_options)
@@ -341,7 +356,7 @@ OPTION_PARTS = {
 # parts the builders read themselves rather than patching the model
 BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'unstacked',
                'stacked_kernels', 'packed', 'packed4', 'zero', 'layer_list', 'fresh_inputs',
-               'bound', *OPTION_PARTS)
+               'bound', 'squadlen', *OPTION_PARTS)
 
 
 def _target(name):
@@ -440,6 +455,8 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   make = benchmark.synthetic
   if 'packed' in parts or 'packed4' in parts:
     make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
+  elif 'squadlen' in parts:
+    make = lambda *a: squad_like(*a)[0]
   inputs = [batches.to_device(make(rng, batch * devices, seq, config.vocab_size), data)
             for _ in range(2)]
   compiled = fn.lower(state, inputs[0]).compile()
@@ -465,20 +482,28 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   run.compiler_options = options
   run.host_probe = call_return_probe
   run.state = lambda: holder['state']
-  if make is not benchmark.synthetic:
+  if 'packed' in parts or 'packed4' in parts:
     run.windows_per_step = int(np.mean([(np.asarray(b['start_positions']) >= 0).sum()
                                         for b in inputs]))
   return run, config, compiled
 
 
-def packed_synthetic(rng, rows, seq, vocab, mean_share=0.45, max_windows=8):
-  """`rows` packed rows (bert_jax.packing, at most max_windows windows a row) of synthetic
-  windows whose lengths average about mean_share of seq (SQuAD v1.1 at 384: 0.448)."""
-  n = 4 * rows * int(1 / mean_share)
+def squad_like(rng, n, seq, vocab, mean_share=0.45):
+  """`n` synthetic windows padded at the end to lengths that average about mean_share of seq
+  (SQuAD v1.1's train windows at 384: 0.448), their labels on real tokens; and the lengths."""
   windows = benchmark.synthetic(rng, n, seq, vocab)
-  lengths = np.clip(rng.normal(mean_share * seq, 0.45 * mean_share * seq, n), 16, seq).astype(int)
+  lengths = np.clip(rng.normal(mean_share * seq, 0.45 * mean_share * seq, n),
+                    min(16, seq // 2), seq).astype(int)
   windows['attention_mask'] = (np.arange(seq)[None] < lengths[:, None]).astype(np.int32)
   windows['start_positions'] = windows['end_positions'] = (lengths // 2).astype(np.int32)
+  return windows, lengths
+
+
+def packed_synthetic(rng, rows, seq, vocab, mean_share=0.45, max_windows=8):
+  """`rows` packed rows (bert_jax.packing, at most max_windows windows a row) of squad_like
+  windows."""
+  n = 4 * rows * int(1 / mean_share)
+  windows, lengths = squad_like(rng, n, seq, vocab, mean_share)
   feats = types.SimpleNamespace(**windows, max_seq_length=seq)
   packed = packing.pack_rows(lengths, np.arange(n), seq, max_windows)
   packed.sort(key=lambda r: -lengths[r].sum())                 # the fullest rows
@@ -509,8 +534,9 @@ def build_infer(variant, seq, batch, policy, preset):
     options.update(OPTION_PARTS.get(part, {}))
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
   xs = []
+  make = (lambda *a: squad_like(*a)[0]) if 'squadlen' in parts else benchmark.synthetic
   for i in range(16 if 'fresh_inputs' in parts else 1):
-    host = benchmark.synthetic(np.random.default_rng(i), batch, seq, config.vocab_size)
+    host = make(np.random.default_rng(i), batch, seq, config.vocab_size)
     xs.append(batches.to_device({k: host[k] for k in steps.INPUT_KEYS},
                                 mesh_lib.batch_sharding(mesh)))
   x = xs[0]

@@ -474,3 +474,16 @@ def test_call_phases_split_a_calls_wall_time_between_host_and_gpu(ps, tmp_path):
   out = ps.call_phases(no_wait, {0}, lines)
   assert out['gpu_span_us'] == 1070 and out['last_kernel_to_return_us'] is None
   assert out['call_to_return_us'] is None and out['last_kernel_to_return_us_range'] is None
+
+
+def test_kv_lengths_trains_as_the_product_does_on_padded_windows(ps, monkeypatch):
+  """'kv_lengths' (the fused attention given the key lengths only, the product before entry 64
+  of docs/performance_notes.md) runs the padded queries too, whose outputs the loss leaves out:
+  on squadlen's padded windows it takes the product's step."""
+  lengths = ps.squad_like(np.random.default_rng(0), 64, 16, 101)[1]
+  assert lengths.min() < 16 and 0.35 < lengths.mean() / 16 < 0.6
+  policy = PrecisionPolicy('fp32', fp32_matmul='float32')
+  _assert_same_step(_sgd_step_params(ps, monkeypatch, 'squadlen', policy),
+                    _sgd_step_params(ps, monkeypatch, 'squadlen+kv_lengths', policy))
+  run = ps.build_infer('squadlen+kv_lengths', 16, 2, PrecisionPolicy('bf16'), 'tiny')[0]
+  run(1)
