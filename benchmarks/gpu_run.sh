@@ -460,13 +460,17 @@ peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
   wait; merge; pack ;;
-qlen4)  # 1 GPU, about 6 min (written 2026-11-28, not yet run): where entry 64's +7.4 % comes
+qlen4)  # 1 GPU, about 8 min (written 2026-11-28, not yet run): where entry 64's +7.4 % comes
   # from. profile_step on windows padded to SQuAD-like lengths (squadlen), the product against
   # the attention given the key lengths only (kv_lengths, the code before), both profiled;
-  # then full windows (base) for the sweeps' data
+  # then full windows (base) for the sweeps' data. Then fp16 inference at batch 8 (weights
+  # bound, as the bench), where qlen1-3 showed no gain: the same pair, profiled
   mkdir -p "$OUT"/p0
   timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --out "$OUT/p0" \
     --variants squadlen squadlen+kv_lengths base --profile squadlen squadlen+kv_lengths 2>&1 | show
+  timeout $(left) python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 8 --precision fp16 \
+    --out "$OUT/p0" --steps 100 --variants squadlen+bound squadlen+bound+kv_lengths \
+    --profile squadlen+bound squadlen+bound+kv_lengths 2>&1 | show
   rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
