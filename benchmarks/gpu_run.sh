@@ -51,6 +51,12 @@ shared_dir() {  # /tmp/shared laid out as ../shared is, for the tests (BERT_JAX_
   # carried MiniLM checkpoint and SQuAD files
   mkdir -p /tmp/shared/models /tmp/shared/data
   ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad; }
+brief() {  # FILE...: one line a record (code, kind, data, seq, batch, sent/s, train s, mean ms)
+  grep -h '^{' "$@" | python3 -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("seq_len"), r.get("batch_size"),
+          r.get("sentences_per_s"), r.get("total_train_time_s"), (r.get("latency_ms") or {}).get("mean"))'; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -401,12 +407,7 @@ qlen1)  # 2 GPUs, about 9.5 min: cuDNN's attention given the query lengths too, 
     CUDA_VISIBLE_DEVICES=1 CACHE=/tmp/cache_m timeout $(left) bash $0 minilm
     for _ in 1 2; do ours 1 infer 384 fp16 '(1,8)'; WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)'; done
     peer 1 --train 384:32 --precision bf16 --modes compile ) &
-  wait; tail -3 "$OUT/g1/gpu_tests.txt"; grep -h '^{' "$OUT"/g*/records.jsonl | python3 -c '
-import json, sys
-for r in map(json.loads, sys.stdin):
-    print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("batch_size"),
-          r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
-  merge; pack ;;
+  wait; tail -3 "$OUT/g1/gpu_tests.txt"; brief "$OUT"/g*/records.jsonl; merge; pack ;;
 qlen2)  # 2 GPUs, about 9.5 min: qlen1's code with the peer in the same call. GPU 0: the
   # attention tests on the GPU (cuDNN's padded queries), the bench's seq-384 training at
   # batches 32 and 64, the compiled peer's seq-384 and seq-128 training, then ours at seq 128.
@@ -421,12 +422,7 @@ qlen2)  # 2 GPUs, about 9.5 min: qlen1's code with the peer in the same call. GP
     ours 0 train 128 bf16 '(64,)' ) &
   ( for _ in 1 2; do ours 1 infer 384 fp16 '(1,8)'; WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)'; done
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
-  wait; tail -3 "$OUT/g0/gpu_tests.txt"; grep -h '^{' "$OUT"/g*/records.jsonl | python3 -c '
-import json, sys
-for r in map(json.loads, sys.stdin):
-    print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("seq_len"), r.get("batch_size"),
-          r.get("sentences_per_s"), (r.get("latency_ms") or {}).get("mean"))'
-  merge; pack ;;
+  wait; tail -3 "$OUT/g0/gpu_tests.txt"; brief "$OUT"/g*/records.jsonl; merge; pack ;;
 qlen3)  # 2 GPUs, about 8 min: GPU 0, the padded 2-epoch time-to-train run end to end with
   # qlen1's code (as epochs1's padded run: random init, batch 64, 100 dev questions); GPU 1,
   # the attention tests on the GPU again (the fp32 case now without TF32), fp16 inference on
@@ -441,12 +437,7 @@ qlen3)  # 2 GPUs, about 8 min: GPU 0, the padded 2-epoch time-to-train run end t
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
     WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)' ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; tail -2 "$OUT/g1/gpu_tests.txt"
-  grep -h '^{' "$OUT"/large_*/records.jsonl "$OUT"/g*/records.jsonl | python3 -c '
-import json, sys
-for r in map(json.loads, sys.stdin):
-    print(r.get("code_fingerprint"), r.get("kind"), r.get("seq_len"), r.get("batch_size"),
-          r.get("sentences_per_s"), r.get("train_time_s"), (r.get("latency_ms") or {}).get("mean"))'
-  merge; pack ;;
+  brief "$OUT"/large_*/records.jsonl "$OUT"/g*/records.jsonl; merge; pack ;;
 peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on the real
   # windows our bench takes (peer_hf.py --train-file/--dev-file), beside the peer on synthetic
   # full windows and ours on real ones: the like-for-like ratio entry 64 lacks. GPU 0 training

@@ -22,6 +22,7 @@ for its real-window records.
 """
 import argparse
 import datetime
+import itertools
 import json
 import os
 import time
@@ -71,13 +72,12 @@ def squad_windows(args, kind, seq, b, count):
   features = benchmark.squad_features(data, kind, seq, args.vocab_dir)
   if features is None:
     raise SystemExit(f'peer_hf: no {kind} file at {data.train_file if kind == "train" else data.dev_file!r}')
+  sharding = mesh.batch_sharding(mesh.make_mesh(MeshSettings(num_devices=1)))
   if kind == 'train':
-    sharding = mesh.batch_sharding(mesh.make_mesh(MeshSettings(num_devices=1)))
     source = batches.TrainBatches(features, b, 0, sharding)
     hosts = [source.host_batch(i % source.steps_per_epoch) for i in range(count)]
   else:
-    hosts = [features.model_inputs(np.arange(i * b, (i + 1) * b) % len(features))
-             for i in range(count)]
+    hosts = [x for x, _ in itertools.islice(batches.eval_batches(features, b, sharding), count)]
   return [{k: torch.from_numpy(np.asarray(v, np.int64)) for k, v in h.items()} for h in hosts]
 
 

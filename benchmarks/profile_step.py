@@ -456,7 +456,7 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   if 'packed' in parts or 'packed4' in parts:
     make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
   elif 'squadlen' in parts:
-    make = lambda *a: squad_like(*a)[0]
+    make = squad_like
   inputs = [batches.to_device(make(rng, batch * devices, seq, config.vocab_size), data)
             for _ in range(2)]
   compiled = fn.lower(state, inputs[0]).compile()
@@ -490,20 +490,21 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
 
 def squad_like(rng, n, seq, vocab, mean_share=0.45):
   """`n` synthetic windows padded at the end to lengths that average about mean_share of seq
-  (SQuAD v1.1's train windows at 384: 0.448), their labels on real tokens; and the lengths."""
+  (SQuAD v1.1's train windows at 384: 0.448), their labels on real tokens."""
   windows = benchmark.synthetic(rng, n, seq, vocab)
   lengths = np.clip(rng.normal(mean_share * seq, 0.45 * mean_share * seq, n),
                     min(16, seq // 2), seq).astype(int)
   windows['attention_mask'] = (np.arange(seq)[None] < lengths[:, None]).astype(np.int32)
   windows['start_positions'] = windows['end_positions'] = (lengths // 2).astype(np.int32)
-  return windows, lengths
+  return windows
 
 
 def packed_synthetic(rng, rows, seq, vocab, mean_share=0.45, max_windows=8):
   """`rows` packed rows (bert_jax.packing, at most max_windows windows a row) of squad_like
   windows."""
   n = 4 * rows * int(1 / mean_share)
-  windows, lengths = squad_like(rng, n, seq, vocab, mean_share)
+  windows = squad_like(rng, n, seq, vocab, mean_share)
+  lengths = windows['attention_mask'].sum(axis=1)
   feats = types.SimpleNamespace(**windows, max_seq_length=seq)
   packed = packing.pack_rows(lengths, np.arange(n), seq, max_windows)
   packed.sort(key=lambda r: -lengths[r].sum())                 # the fullest rows
@@ -534,7 +535,7 @@ def build_infer(variant, seq, batch, policy, preset):
     options.update(OPTION_PARTS.get(part, {}))
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
   xs = []
-  make = (lambda *a: squad_like(*a)[0]) if 'squadlen' in parts else benchmark.synthetic
+  make = squad_like if 'squadlen' in parts else benchmark.synthetic
   for i in range(16 if 'fresh_inputs' in parts else 1):
     host = make(np.random.default_rng(i), batch, seq, config.vocab_size)
     xs.append(batches.to_device({k: host[k] for k in steps.INPUT_KEYS},
