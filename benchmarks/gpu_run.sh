@@ -51,6 +51,10 @@ shared_dir() {  # /tmp/shared laid out as ../shared is, for the tests (BERT_JAX_
   # carried MiniLM checkpoint and SQuAD files
   mkdir -p /tmp/shared/models /tmp/shared/data
   ln -sfn "$PWD/.gpu/minilm" /tmp/shared/models/all-MiniLM-L6-v2-fp16; ln -sfn "$PWD/$SQ" /tmp/shared/data/squad; }
+gputests() {  # GPU FILE PYTEST-ARGS...: tests run on that GPU (conftest would take the CPU),
+  # their whole output and exit status in FILE
+  CUDA_VISIBLE_DEVICES=$1 JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) \
+    python3 -m pytest -q -p no:cacheprovider "${@:3}" > "$2" 2>&1; echo "rc $?" >> "$2"; }
 brief() {  # FILE...: one line a record (code, kind, data, seq, batch, sent/s, train s, mean ms)
   grep -h '^{' "$@" | python3 -c '
 import json, sys
@@ -414,9 +418,7 @@ qlen2)  # 2 GPUs, about 9.5 min: qlen1's code with the peer in the same call. GP
   # GPU 1: fp16 inference on real dev windows, this code and the old (.gpu/old) alternating,
   # then the compiled peer's
   mkdir -p "$OUT"/g0 "$OUT"/g1 "$OUT"/g1old
-  ( CUDA_VISIBLE_DEVICES=0 JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) \
-      python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k "skips_padded" \
-      > "$OUT/g0/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/g0/gpu_tests.txt"
+  ( gputests 0 "$OUT/g0/gpu_tests.txt" tests/test_model.py -k "skips_padded"
     ours 0 train 384 bf16 '(32,64)'
     peer 0 --train 384:32 128:64 --precision bf16 --modes compile
     ours 0 train 128 bf16 '(64,)' ) &
@@ -430,9 +432,7 @@ qlen3)  # 2 GPUs, about 8 min: GPU 0, the padded 2-epoch time-to-train run end t
   mkdir -p "$OUT"/g1 "$OUT"/g1old
   ( CUDA_VISIBLE_DEVICES=0 BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
     LARGE_DIR="$OUT/large_padded_2ep" timeout $(left) bash $0 large ) &
-  ( CUDA_VISIBLE_DEVICES=1 JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) \
-      python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k "skips_padded" \
-      > "$OUT/g1/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/g1/gpu_tests.txt"
+  ( gputests 1 "$OUT/g1/gpu_tests.txt" tests/test_model.py -k "skips_padded"
     ours 1 infer 384 fp16 '(1,8)'
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile
     WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)' ) &
@@ -827,9 +827,8 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "hyp
   export BERT_JAX_SHARED=/tmp/shared
   JAX_PLATFORMS=cpu timeout $(( $(left) - 100 )) python3 -m pytest -q -p no:cacheprovider \
     --durations=10 > "$OUT/cpu_suite.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite.txt"
-  JAX_PLATFORMS=cuda XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python3 -m pytest -q \
-    -p no:cacheprovider tests/test_activation.py tests/test_packing.py tests/test_layer_norm_kernel.py \
-    -k "gpu or cudnn or kernel" > "$OUT/gpu_tests.txt" 2>&1; echo "rc $?" >> "$OUT/gpu_tests.txt"
+  gputests 0 "$OUT/gpu_tests.txt" tests/test_activation.py tests/test_packing.py \
+    tests/test_layer_norm_kernel.py -k "gpu or cudnn or kernel"
   tail -4 "$OUT/cpu_suite.txt" "$OUT/gpu_tests.txt" ;;
 suite2)  # 1 GPU, about 1.5 min: the one test recheck1 left failing, fixed (it now caches every
   # compile), under the image's jax 0.11.2 on the CPU; no data needed (the bundled sample)

@@ -61,6 +61,11 @@ def batch(b, s):
           'end_positions': torch.randint(0, s, (b,), generator=g).cuda()}
 
 
+def squad_file(args, kind):
+  """The SQuAD file whose real windows the peer takes for `kind` ('' for synthetic ones)."""
+  return args.train_file if kind == 'train' else args.dev_file
+
+
 def squad_windows(args, kind, seq, b, count):
   """`count` batches of the real windows bert_jax's bench times at this point, as CPU tensors:
   for training the first batches of batches.TrainBatches (seed 0, as benchmark.time_train),
@@ -71,7 +76,7 @@ def squad_windows(args, kind, seq, b, count):
                                cache_dir=args.cache_dir, version_2=False, max_query_length=64)
   features = benchmark.squad_features(data, kind, seq, args.vocab_dir)
   if features is None:
-    raise SystemExit(f'peer_hf: no {kind} file at {data.train_file if kind == "train" else data.dev_file!r}')
+    raise SystemExit(f'peer_hf: no {kind} file at {squad_file(args, kind)!r}')
   sharding = mesh.batch_sharding(mesh.make_mesh(MeshSettings(num_devices=1)))
   if kind == 'train':
     source = batches.TrainBatches(features, b, 0, sharding)
@@ -84,7 +89,7 @@ def squad_windows(args, kind, seq, b, count):
 def inputs(args, kind, seq, b, count):
   """The point's batches on the GPU: real windows where a SQuAD file is given, else one
   synthetic batch of full windows."""
-  if (args.train_file if kind == 'train' else args.dev_file):
+  if squad_file(args, kind):
     return [{k: v.cuda() for k, v in x.items()} for x in squad_windows(args, kind, seq, b, count)]
   x = batch(b, seq)
   return [x if kind == 'train' else {k: v for k, v in x.items() if k.endswith(('ids', 'mask'))}]
@@ -203,8 +208,7 @@ def main():
           rec.update(env(), precision=prec, mode=mode, activation=args.activation,
                      model_layers=args.shape[0],
                      model_hidden=args.shape[1],
-                     data='squad' if (args.train_file if kind == 'train' else args.dev_file)
-                     else 'synthetic')
+                     data='squad' if squad_file(args, kind) else 'synthetic')
           print(json.dumps(rec), flush=True)
           with open(args.out, 'a') as f:
             f.write(json.dumps(rec) + '\n')
