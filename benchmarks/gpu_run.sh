@@ -2,10 +2,10 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2 (4 GPUs: one job per GPU at once);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -67,13 +67,15 @@ pack() {  # everything under $OUT in one tarball: the device tool returns at mos
 case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
   # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows; ACT=gelu_tanh:
-  # the tanh GELU, model.activation, from the checkpoint's exact-GELU weights)
-  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}${ACT:+_$ACT}  # NDEV: GPUs (batch split)
+  # the tanh GELU, model.activation, from the checkpoint's exact-GELU weights; EVALPACK=True:
+  # the dev windows packed into rows for prediction, eval.packing)
+  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}${ACT:+_$ACT}${EVALPACK:+_evalpacked}  # NDEV: GPUs
   python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
     --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} --config.mesh.num_devices=${NDEV:-1} \
     --config.data.bucket_width=${BUCKET:-0} --config.model.activation=${ACT:-} \
+    --config.eval.packing=${EVALPACK:-False} \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
@@ -451,6 +453,29 @@ peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
     peer 1 --infer 384:1 384:8 --precision fp16 --modes compile ) &
   wait; merge; pack ;;
+packgpu1)  # 1 GPU, about 1 min (written 2026-11-28): packed prediction (eval.packing,
+  # bench.packing) on cuDNN's packed attention, fp16 and bf16, against padded; and cuDNN's
+  # packed attention itself. Nothing timed
+  mkdir -p "$OUT"/g0
+  gputests 0 "$OUT/g0/gpu_tests.txt" tests/test_packing.py -k "cudnn"
+  tail -4 "$OUT/g0/gpu_tests.txt" ;;
+unpad1)  # 2 GPUs, about 9 min (written 2026-11-28, not yet run): the padding's work removed
+  # from the bench (bench.packing: the same real windows packed into rows) beside the padded
+  # points and the peer on the same real windows. GPU 0: training seq 384 bf16, padded batch
+  # 32, packed 16 and 32 rows, then the compiled peer on real windows at batch 32. GPU 1: fp16
+  # inference seq 384, padded batches 1 and 8, packed 4 and 8 rows, then the peer on real
+  # windows, then MiniLM (the peer's recipe) with its dev windows packed (F1 against qlen1's
+  # padded 81.68, and the predict rate)
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  R="--vocab-dir .gpu/minilm --train-file $SQ/train-v1.1.reconstructed.json.gz --dev-file $SQ/dev-v1.1.json.gz"
+  ( ours 0 train 384 bf16 '(32,)'
+    XB=--config.bench.packing=True ours 0 train 384 bf16 '(16,32)'
+    peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0 ) &
+  ( ours 1 infer 384 fp16 '(1,8)'
+    XB=--config.bench.packing=True ours 1 infer 384 fp16 '(4,8)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
+    CUDA_VISIBLE_DEVICES=1 CACHE=/tmp/cache_m EVALPACK=True timeout $(left) bash $0 minilm ) &
+  wait; brief "$OUT"/g*/records.jsonl "$OUT"/minilm*/records.jsonl; merge; pack ;;
 qlen4)  # 1 GPU, about 8 min (written 2026-11-28, not yet run): where entry 64's +7.4 % comes
   # from. profile_step on windows padded to SQuAD-like lengths (squadlen), the product against
   # the attention given the key lengths only (kv_lengths, the code before), both profiled;

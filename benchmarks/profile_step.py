@@ -41,7 +41,7 @@ layer_norm_kernel.BLOCKS); ln_fwd_rows1 / 2 / 8 / 16 and ln_fwd_warps8 (infer) =
 forward kernel with that many rows per program (4 in the model) or 8 warps (4);
 gelu_kernel = the FFN's bias + GELU backward as one Pallas kernel
 with the bias gradient (benchmarks/gelu_pallas.py); gelu_kernel_fwd = the same with the bias +
-GELU forward as a kernel too; packed = packed rows (bert_jax.packing) of synthetic windows
+GELU forward as a kernel too; packed (train and infer) = packed rows (bert_jax.packing) of synthetic windows
 averaging 0.45 of --seq (as SQuAD v1.1 at 384), the fullest rows of a pack, at most 8 windows
 a row (packed4: 4, so cuDNN's packed attention gets 5 segments a row, not 9); pos_onehot = the
 packed rows' position embeddings as a one-hot matmul (its gradient a matmul, not a scatter-add);
@@ -535,11 +535,14 @@ def build_infer(variant, seq, batch, policy, preset):
     options.update(OPTION_PARTS.get(part, {}))
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
   xs = []
-  make = squad_like if 'squadlen' in parts else benchmark.synthetic
+  make, keys = squad_like if 'squadlen' in parts else benchmark.synthetic, steps.INPUT_KEYS
+  if 'packed' in parts or 'packed4' in parts:   # eval.packing's rows: eval_step reads the
+    # segments from the batch
+    make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
+    keys = (*steps.INPUT_KEYS, *packing.SEGMENT_KEYS)
   for i in range(16 if 'fresh_inputs' in parts else 1):
     host = make(np.random.default_rng(i), batch, seq, config.vocab_size)
-    xs.append(batches.to_device({k: host[k] for k in steps.INPUT_KEYS},
-                                mesh_lib.batch_sharding(mesh)))
+    xs.append(batches.to_device({k: host[k] for k in keys}, mesh_lib.batch_sharding(mesh)))
   x = xs[0]
   jax.block_until_ready(params)
   t0 = time.perf_counter()
@@ -559,6 +562,9 @@ def build_infer(variant, seq, batch, policy, preset):
   run.compile_only_s = compile_only_s
   run.compiler_options = options
   run.outputs = lambda: _start_end(compiled(*args, x))
+  if 'packed' in parts or 'packed4' in parts:
+    run.windows_per_step = int(np.mean([np.asarray(b['segment_ids']).max(axis=1).sum()
+                                        for b in xs]))   # ids 1..k a row
   return run, config, compiled
 
 

@@ -15,11 +15,12 @@ TRAIN_KEYS = ('input_ids', 'token_type_ids', 'attention_mask', 'start_positions'
               'end_positions')
 
 
-def process_rows(global_batch: int, sharding: NamedSharding) -> tuple[int, int]:
-  """This process's rows of each global batch: (how many, the first). ConfigError unless the
-  global batch splits evenly over the mesh's devices."""
+def process_rows(global_batch: int, sharding: NamedSharding,
+                 field: str = 'train.batch_size') -> tuple[int, int]:
+  """This process's rows of each global batch: (how many, the first). ConfigError (naming
+  the setting `field`) unless the global batch splits evenly over the mesh's devices."""
   if global_batch % sharding.mesh.size:
-    raise ConfigError('train.batch_size', global_batch,
+    raise ConfigError(field, global_batch,
                       f'must be a multiple of the {sharding.mesh.size} devices in the mesh')
   local = global_batch // jax.process_count()
   return local, jax.process_index() * local

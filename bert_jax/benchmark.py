@@ -20,8 +20,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from bert_jax import (batches, inference, mesh as mesh_lib, model, optim, records, steps,
-                      train as train_lib)
+from bert_jax import (batches, inference, mesh as mesh_lib, model, optim, packing, records,
+                      steps, train as train_lib)
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -102,11 +102,17 @@ def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.A
 
 
 def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,
-                  data_sharding, count: int, seed: int):
-  """`count` distinct device batches, from features when given, else synthetic."""
+                  data_sharding, count: int, seed: int, max_windows: int = 0):
+  """(`count` distinct device batches, the windows each holds), from features when given
+  (packed rows of at most max_windows windows where that is > 0), else synthetic."""
   if features is not None:
-    source = batches.TrainBatches(features, global_batch, seed, data_sharding)
-    return [source.device_batch(i % source.steps_per_epoch) for i in range(count)]
+    if max_windows:
+      source = packing.PackedBatches(features, global_batch, seed, data_sharding, max_windows)
+    else:
+      source = batches.TrainBatches(features, global_batch, seed, data_sharding)
+    steps_ = [i % source.steps_per_epoch for i in range(count)]
+    return ([source.device_batch(i) for i in steps_],
+            [source.windows(i) if max_windows else global_batch for i in steps_])
   rng = np.random.default_rng(seed)
   n_proc = jax.process_count()
   out = []
@@ -116,15 +122,18 @@ def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vo
     mine = {k: v[jax.process_index() * local:(jax.process_index() + 1) * local]
             for k, v in host.items()}
     out.append(batches.to_device(mine, data_sharding))
-  return out
+  return out, [global_batch] * count
 
 
 def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
                batch_per_device: int, seq_len: int, *, steps_timed: int = 20,
                warmup_steps: int = 3, seed: int = 0, features: Features | None = None,
-               shard_state: bool = False) -> dict:
+               shard_state: bool = False, packing_windows: int = 0) -> dict:
   """Sentences/s and step-time percentiles of the real train_step (AdamW, clipping, dropout).
-  shard_state: the state split over the devices (mesh.shard_state) rather than replicated."""
+  shard_state: the state split over the devices (mesh.shard_state) rather than replicated.
+  packing_windows > 0: the features' windows packed into rows of at most that many
+  (bert_jax.packing, as data.packing trains): batch_per_device counts rows, sentences/s
+  counts the windows the timed steps held, and MFU the rows' work."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   global_batch = batch_per_device * mesh.size
   optimizer = optim.make_optimizer(TrainSettings(), 10_000)
@@ -133,8 +142,10 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
   state = random_train_state(mesh, config, policy, optimizer, key, key)
   shardings = mesh_lib.state_shardings(mesh, state, shard_state)
   state = jax.device_put(state, shardings)
-  inputs = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
-                         min(steps_timed, 4), seed)
+  if packing_windows and features is None:
+    raise ValueError('time_train: packed rows need real windows (features)')
+  inputs, windows = _train_inputs(features, global_batch, seq_len, config.vocab_size, data,
+                                  min(steps_timed, 4), seed, packing_windows)
   fn = train_lib.jit_train_step(mesh, config, policy, optimizer, state_sharding=shardings)
   t0 = time.perf_counter()
   compiled = fn.lower(state, inputs[0]).compile()
@@ -156,10 +167,13 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
     call_ms.append((time.perf_counter() - t) * 1e3)   # the host's work before the GPU runs it
     jax.block_until_ready(state)
     step_ms.append((time.perf_counter() - t) * 1e3)
-  rate = steps_timed * global_batch / total
+  rate = sum(windows[i % len(inputs)] for i in range(steps_timed)) / total
+  row_rate = steps_timed * global_batch / total
   flops = records.train_flops_per_sequence(config.num_layers, config.hidden_size,
                                            config.intermediate_size, seq_len)
   n_feat = len(features) if features is not None else SQUAD_V11_TRAIN_FEATURES.get(seq_len)
+  packed = {'packing': True, 'max_windows_per_row': packing_windows, 'rows_per_s': row_rate,
+            'windows_per_step_mean': float(np.mean(windows))} if packing_windows else {}
   return {'kind': 'train', 'precision': policy.name, 'seq_len': seq_len,
           'batch_size': global_batch, 'batch_size_per_device': batch_per_device,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
@@ -173,13 +187,13 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
           'call_return_ms_p50': float(np.median(call_ms)),
           'state_arrays': len(jax.tree.leaves(state)),
           'sentences_per_s': rate, 'sentences_per_s_per_device': rate / mesh.size,
-          'mfu': records.mfu(flops, rate / mesh.size), 'flops_per_sequence': flops,
+          'mfu': records.mfu(flops, row_rate / mesh.size), 'flops_per_sequence': flops,
           'peak_memory_gb': _memory_gb(compiled), 'final_loss': float(metrics['loss']),
           'train_features_2_epochs': 2 * n_feat if n_feat else None,
           'projected_2_epochs_s': 2 * n_feat / rate if n_feat else None,
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention, 'activation': config.activation,
-          'hidden_dropout': config.hidden_dropout}
+          'hidden_dropout': config.hidden_dropout, **packed}
 
 
 def wait_until_ready(tree) -> None:
@@ -199,16 +213,25 @@ def wait_until_ready(tree) -> None:
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
                seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
                features: Features | None = None, scan_layers: bool = False,
-               bind_params: bool = True) -> dict:
+               bind_params: bool = True, packing_windows: int = 0) -> dict:
   """Latency percentiles (each batch synchronised: wait_until_ready) and throughput of
   eval_step.
+  packing_windows > 0: the features' windows packed into rows of at most that many
+  (packing.PackedEval, as eval.packing predicts): `batch` counts rows a call, sentences/s the
+  windows the timed calls held, and MFU the rows' work.
   bind_params: the weights compiled into the program (inference.compile_bound_eval), so a
   call passes the batch alone; where they cannot be (inference.can_bind), passed as before.
   The record's params_bound says which."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   data = mesh_lib.batch_sharding(mesh)
   params = random_params(mesh, config, policy, jax.random.PRNGKey(seed), scan_layers)
-  if features is not None:
+  if packing_windows:
+    if features is None:
+      raise ValueError('time_infer: packed rows need real windows (features)')
+    source = packing.PackedEval(features, batch, data, packing_windows)
+    calls = range(min(iterations, 16, len(source)))
+    inputs, windows = [source.device_batch(i) for i in calls], [source.windows(i) for i in calls]
+  elif features is not None:
     inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
                                              min(iterations, 16))]
   else:
@@ -234,19 +257,23 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
     wait_until_ready(call(inputs[i % len(inputs)]))
     lat.append((time.perf_counter() - t) * 1e3)
   total_s = sum(lat) / 1e3
-  rate = iterations * batch / total_s
+  sentences = (sum(windows[i % len(inputs)] for i in range(iterations)) if packing_windows
+               else iterations * batch)
+  rate, row_rate = sentences / total_s, iterations * batch / total_s
   flops = records.infer_flops_per_sequence(config.num_layers, config.hidden_size,
                                            config.intermediate_size, seq_len)
+  packed = {'packing': True, 'max_windows_per_row': packing_windows, 'rows_per_s': row_rate,
+            'windows_per_call_mean': sentences / iterations} if packing_windows else {}
   return {'kind': 'infer', 'precision': policy.name, 'seq_len': seq_len, 'batch_size': batch,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
-          'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': iterations * batch,
+          'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': sentences,
           'total_inference_s': total_s, 'latency_ms': records.percentiles(lat),
-          'sentences_per_s': rate, 'mfu': records.mfu(flops, rate / mesh.size),
+          'sentences_per_s': rate, 'mfu': records.mfu(flops, row_rate / mesh.size),
           'peak_memory_gb': _memory_gb(compiled),
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention, 'activation': config.activation,
           'scan_layers': scan_layers, 'params_bound': bound, 'wait': 'spin',
-          'xla_compiler_options': inference.default_compiler_options(mesh)}
+          'xla_compiler_options': inference.default_compiler_options(mesh), **packed}
 
 
 def is_out_of_memory(error: Exception) -> bool:
@@ -334,6 +361,11 @@ def run(config, workdir: str) -> list[dict]:
   common = {'config': s.name, 'source': 'bench'}
   out = []
   feats = {seq: squad_features(s.data, b.kind, seq, s.source.vocab_dir) for seq in b.seq_lens}
+  spec = s.data.train_file if b.kind == 'train' else s.data.dev_file
+  if b.packing and any(f is None for f in feats.values()):
+    raise settings_lib.ConfigError(
+        'bench.packing', True, f'packs real SQuAD windows, and the {b.kind} file {spec!r} is '
+        f"not there: give data.{'train' if b.kind == 'train' else 'dev'}_file, or drop packing")
   top_id = max((int(f.input_ids.max()) for f in feats.values() if f is not None), default=-1)
   if top_id >= shape.vocab_size:  # a small preset with a bigger real vocabulary
     logging.info('bench: vocab_size %d -> %d to hold the tokenizer ids', shape.vocab_size,
@@ -353,7 +385,8 @@ def run(config, workdir: str) -> list[dict]:
       for seq in b.seq_lens:
         for bs in b.batch_sizes:
           point = dict(config=cfg, policy=policy, num_devices=n, seq_len=seq,
-                       features=feats[seq])
+                       features=feats[seq],
+                       packing_windows=s.data.max_windows_per_row if b.packing else 0)
           if b.kind == 'train':
             point.update(batch_per_device=bs, steps_timed=b.steps,
                          shard_state=s.mesh.shard_state)

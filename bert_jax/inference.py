@@ -11,7 +11,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from bert_jax import batches, mesh as mesh_lib, model, steps
+from bert_jax import batches, mesh as mesh_lib, model, packing, steps
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.squad.features import Features
@@ -148,33 +148,54 @@ def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):
 
 
 def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
-                   policy: PrecisionPolicy, batch_size: int, scan_layers: bool = True):
+                   policy: PrecisionPolicy, batch_size: int, scan_layers: bool = True,
+                   packed: bool = False, max_windows: int = 8):
   """Returns (start [N, L], end [N, L], timing) where timing holds the compile/warm-up time
-  of the first batch and the latency of each later batch (ms, synchronised per batch).
+  of the first batch, the latency of each later batch (ms, from its dispatch until its logits
+  are ready; the next batch is made on the host meanwhile) and the windows each of those
+  held.
   params may be split over the mesh (mesh.shard_state): they are gathered first.
   scan_layers (model.encode's): on by default here, since a whole dev set runs at one large
   batch, where the scanned layers ran within 1-4 % of unrolled (BERT-Large, batch 64, H200)
-  and compile in about a second (unrolled: 2.5-5.6 s; docs/performance_notes.md, 51-53)."""
+  and compile in about a second (unrolled: 2.5-5.6 s; docs/performance_notes.md, 51-53).
+  packed: the windows packed into rows (packing.PackedEval; at most max_windows a row),
+  batch_size then counting rows; each window's logits are those of the padded batches, and
+  the positions past its length packing.OUTSIDE_LOGIT."""
   fn = make_eval_fn(mesh, config, policy, scan_layers)
   params = prepare_params(mesh_lib.gathered(mesh, params), policy, scan_layers)
   sharding = mesh_lib.batch_sharding(mesh)
-  starts, ends, latencies, warmup_s = [], [], [], 0.0
-  total = -(-len(features) // batch_size)
-  for i, (batch, count) in enumerate(tqdm(batches.eval_batches(features, batch_size, sharding),
-                                          total=total, desc='predicting', leave=False)):
+  if packed:
+    source = packing.PackedEval(features, batch_size, sharding, max_windows)
+    calls = ((source.device_batch(i), source.windows(i)) for i in range(len(source)))
+    total, out = len(source), source.outside_logits()
+  else:
+    calls = batches.eval_batches(features, batch_size, sharding)
+    total, chunks = -(-len(features) // batch_size), []
+  latencies, windows, warmup_s = [], [], 0.0
+  calls = iter(calls)
+  upcoming = next(calls, None)
+  for i in tqdm(range(total), desc='predicting', leave=False):
+    batch, count = upcoming
     t0 = time.perf_counter()
-    logits = jax.block_until_ready(fn(params, batch))
+    logits = fn(params, batch)
+    upcoming = next(calls, None)   # the next call's batch, made while this one runs
+    logits = jax.block_until_ready(logits)
     dt = time.perf_counter() - t0
     if i == 0:
       warmup_s = dt
     else:
       latencies.append(dt * 1e3)
+      windows.append(count)
     logits = _to_host(logits)
-    starts.append(logits[:count, :, 0])
-    ends.append(logits[:count, :, 1])
-  timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'batch_size': batch_size,
-            'sentences': len(features), 'scan_layers': scan_layers}
-  return np.concatenate(starts), np.concatenate(ends), timing
+    if packed:
+      source.unpack(i, logits, out)
+    else:
+      chunks.append(logits[:count])
+  logits = out if packed else np.concatenate(chunks)
+  timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'windows_per_call': windows,
+            'batch_size': batch_size, 'sentences': len(features), 'scan_layers': scan_layers,
+            'packed': packed}
+  return logits[..., 0], logits[..., 1], timing
 
 
 def _to_host(logits: jax.Array) -> np.ndarray:

@@ -142,16 +142,19 @@ class PackedBatches:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     rows = self.step_rows(step)[self.offset:self.offset + self.local]
-    return pack_host_rows(self.features, rows, self.row_windows)
+    return pack_host_rows(self.features, rows, self.row_windows, self.lengths)
 
   def device_batch(self, step: int) -> dict[str, jax.Array]:
     return to_device(self.host_batch(step), self.sharding)
 
 
-def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int
-                   ) -> dict[str, np.ndarray]:
+def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int,
+                   lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
   """The arrays of rows holding the given windows: token arrays [R, T], segment arrays and
-  start/end labels [R, max_windows] (positions in the row; -1 where a row has fewer)."""
+  start/end labels [R, max_windows] (positions in the row; -1 where a row has fewer).
+  lengths: every window's token count, where the caller has them (else summed here)."""
+  if lengths is None:
+    lengths = f.attention_mask.sum(axis=1)
   n, t = len(rows), f.max_seq_length
   out = {'input_ids': np.zeros((n, t), np.int32), 'token_type_ids': np.zeros((n, t), np.int32),
          'attention_mask': np.zeros((n, t), np.int32),
@@ -163,7 +166,7 @@ def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int
   for r, windows in enumerate(rows):
     at = 0
     for k, w in enumerate(windows):
-      length = int(f.attention_mask[w].sum())
+      length = int(lengths[w])
       span = slice(at, at + length)
       out['input_ids'][r, span] = f.input_ids[w, :length]
       out['token_type_ids'][r, span] = f.token_type_ids[w, :length]
@@ -179,3 +182,55 @@ def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int
       out['segment_starts'][r, len(windows)] = at
       out['segment_lengths'][r, len(windows)] = t - at
   return out
+
+
+# A window's logit past its length, where PackedEval.unpack writes a window's logits: below
+# any real logit, so never among postprocess's n-best starts or ends, and finite.
+OUTSIDE_LOGIT = -1e9
+
+
+class PackedEval:
+  """Every window of a feature set packed into rows for prediction, the rows shuffled (seed)
+  so that each call holds windows of all lengths, and cut into calls of `rows_per_call` rows
+  (the last call filled with empty rows). Same logits at each window's positions as padded
+  batches (tests/test_packing.py); about half the positions to compute on SQuAD at 384."""
+
+  def __init__(self, features: Features, rows_per_call: int, sharding: NamedSharding,
+               max_windows: int, seed: int = 0):
+    self.local, self.offset = process_rows(rows_per_call, sharding, 'eval.batch_size')
+    self.features, self.rows_per_call, self.sharding = features, rows_per_call, sharding
+    self.lengths = lengths = features.attention_mask.sum(axis=1).astype(np.int64)
+    rows = pack_rows(lengths, np.arange(len(features)), features.max_seq_length, max_windows)
+    rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
+    self.row_windows = max(len(r) for r in rows)   # segment slots: the fullest row's windows
+    empty = np.zeros(0, np.int64)
+    self.calls = [rows[i:i + rows_per_call] + [empty] * max(0, i + rows_per_call - len(rows))
+                  for i in range(0, len(rows), rows_per_call)]
+
+  def __len__(self) -> int:
+    return len(self.calls)
+
+  def windows(self, call: int) -> int:
+    return sum(len(r) for r in self.calls[call])
+
+  def device_batch(self, call: int) -> dict[str, jax.Array]:
+    """The call's rows on the devices: this process's share of them, as batches.to_device."""
+    mine = self.calls[call][self.offset:self.offset + self.local]
+    return to_device(pack_host_rows(self.features, mine, self.row_windows, self.lengths),
+                     self.sharding)
+
+  def unpack(self, call: int, logits_RT2: np.ndarray, out_NT2: np.ndarray) -> None:
+    """Writes each window's logits (the call's every row's, [rows_per_call, T, k]) into
+    out_NT2[window, :length]; the rest of a window's row in out stays as it was
+    (OUTSIDE_LOGIT, where out comes from outside_logits)."""
+    for r, windows in enumerate(self.calls[call]):
+      at = 0
+      for w in windows:
+        n = self.lengths[w]
+        out_NT2[w, :n] = logits_RT2[r, at:at + n]
+        at += n
+
+  def outside_logits(self, k: int = 2) -> np.ndarray:
+    """[windows, T, k] float32 of OUTSIDE_LOGIT, for unpack to fill."""
+    return np.full((len(self.features), self.features.max_seq_length, k), OUTSIDE_LOGIT,
+                   np.float32)

@@ -68,7 +68,8 @@ def infer_system(rec: dict) -> str:
   each call where the bench now compiles them into the program (bench.bind_params False:
   'bert_jax, weights passed each call'; records from before the option have no such field)."""
   return (system(rec) + (', layers scanned' if rec.get('scan_layers') else '')
-          + (', weights passed each call' if rec.get('params_bound') is False else ''))
+          + (', weights passed each call' if rec.get('params_bound') is False else '')
+          + (', packed rows (batch: rows a call)' if rec.get('packing') else ''))
 
 
 def _latest(recs, key):
@@ -141,6 +142,8 @@ def train_tables(recs) -> list[str]:
   train = [r for r in recs if r['kind'] == 'train' and r.get('source', 'bench') == 'bench']
   ok = [r for r in train if r.get('status', 'ok') == 'ok']
   # a state split over the GPUs (mesh.shard_state) is a row of its own: 'GPUs' reads '2 split'
+  packed = [r for r in ok if r.get('packing')]
+  ok = [r for r in ok if not r.get('packing')]
   mine = _latest([r for r in ok if system(r) == 'bert_jax'],
                  lambda r: (r['seq_len'], r['precision'], r['num_devices'],
                             r['batch_size_per_device'], bool(r.get('shard_state'))))
@@ -177,6 +180,7 @@ def train_tables(recs) -> list[str]:
     lines += _scaling_table(mine, seq)
   if apart:
     lines += [APART_NOTE, '']
+  lines += _packed_train_table(packed)
   if failed:
     lines += ['## Training points not measured', '', '| precision | seq | GPUs | batch/GPU | status |',
               '| --- | --- | --- | --- | --- |']
@@ -185,6 +189,29 @@ def train_tables(recs) -> list[str]:
           'precision', 'seq_len', 'num_devices', 'batch_size_per_device', 'status')) + ' |')
     lines.append('')
   return lines
+
+
+def _packed_train_table(packed) -> list[str]:
+  """Our training on packed rows (bench.packing): apart from the padded table, since a row
+  holds about two windows, so batch and rate count different things there."""
+  rows = _latest(packed, lambda r: (r['seq_len'], r['precision'], r['num_devices'],
+                                    r['batch_size_per_device']))
+  if not rows:
+    return []
+  head = ['seq', 'precision', 'GPUs', 'rows/GPU', 'windows a step', 'windows/s', 'rows/s',
+          'MFU (rows)', 'step p50 ms', '2 epochs (s)']
+  lines = ['## Training on packed rows (bench.packing): windows/s', '',
+           'The same real windows as the padded points, laid end to end in rows (bert_jax.packing), '
+           'so a step holds more windows than rows; MFU counts each row as a full window.', '',
+           '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+  for key in sorted(rows):
+    r = rows[key]
+    row = [r['seq_len'], r['precision'], r['num_devices'], r['batch_size_per_device'],
+           r.get('windows_per_step_mean'), r['sentences_per_s'], r.get('rows_per_s'),
+           f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
+           (r.get('step_time_ms') or {}).get('p50'), r.get('projected_2_epochs_s')]
+    lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
+  return lines + ['']
 
 
 def _scaling_table(mine, seq) -> list[str]:
@@ -285,7 +312,8 @@ def _throughput_plot(plt, train, seq):
   for r in train:
     if r['seq_len'] == seq:
       label = (f"{system(r)} {r['precision']} {r.get('num_devices', 1)} GPU"
-               + (' split state' if r.get('shard_state') else ''))
+               + (' split state' if r.get('shard_state') else '')
+               + (' packed rows (x: rows, y: windows)' if r.get('packing') else ''))
       series[label][r.get('batch_size_per_device', r['batch_size'])] = r.get(
           'sentences_per_s_per_device', r['sentences_per_s'])
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -349,7 +377,8 @@ def plots(recs, out_dir: str, prefix: str = '', note: str = '') -> list[str]:
   for seq in sorted({r['seq_len'] for r in train}):
     _save(_throughput_plot(plt, train, seq), out_dir, f'{prefix}train_throughput_seq{seq}.png',
           written, note)
-    mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq],
+    mine = _latest([r for r in train if system(r) == 'bert_jax' and r['seq_len'] == seq
+                    and not r.get('packing')],
                    lambda r: (r['precision'], r['batch_size_per_device'], r['num_devices'],
                               bool(r.get('shard_state'))))
     if len({k[2] for k in mine}) > 1:

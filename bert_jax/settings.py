@@ -131,12 +131,16 @@ class TrainSettings:
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """Prediction and postprocessing (run_squad.py's defaults). scan_layers: the layers as one
-  lax.scan (model.encode): one compiled layer, within a few % of unrolled at large batches."""
+  lax.scan (model.encode): one compiled layer, within a few % of unrolled at large batches.
+  packing: the dev windows packed into rows (bert_jax.packing.PackedEval, at most
+  data.max_windows_per_row a row), batch_size then counting rows: the same logits at each
+  window's positions with about half the positions computed on SQuAD at 384."""
   batch_size: int = 64
   n_best_size: int = 20
   max_answer_length: int = 30
   null_score_diff_threshold: float = 0.0
   scan_layers: bool = True
+  packing: bool = False
 
   def __post_init__(self):
     _at_least('eval.batch_size', self.batch_size, 1)
@@ -154,7 +158,9 @@ class BenchSettings:
   weights compiled into the program as constants, so that a call passes the batch alone
   (inference.compile_bound_eval): on by default, since it took 0.1-0.2 ms off a BERT-Large
   call at batches 1 and 8 (5-11 %) for 10-20 s more compile a point (H200,
-  docs/performance_notes.md, 57)."""
+  docs/performance_notes.md, 57). packing: real SQuAD windows packed into rows of at most
+  data.max_windows_per_row (bert_jax.packing, as data.packing trains and eval.packing
+  predicts): batch_sizes count rows, sentences/s the windows; records say packing."""
   kind: str = 'train'
   batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)
   seq_lens: tuple = (128, 384)
@@ -163,6 +169,7 @@ class BenchSettings:
   steps: int = 20
   scan_layers: bool = False
   bind_params: bool = True
+  packing: bool = False
 
   def __post_init__(self):
     _choice('bench.kind', self.kind, ('train', 'infer'))

@@ -43,6 +43,11 @@ def setup(config) -> Job:
   mesh_lib.use_compilation_cache(s.train.compilation_cache_dir)
   mesh = mesh_lib.make_mesh(s.mesh)
   mesh_lib.log_topology(mesh)
+  # Both batches split over the devices: checked now, not when the dev set is reached after
+  # the whole training run (a JAX IndivisibleError there)
+  for field, size in (('train.batch_size', s.train.batch_size),
+                      ('eval.batch_size', s.eval.batch_size)):
+    batches.process_rows(size, mesh_lib.batch_sharding(mesh), field)
   rng = jax.random.PRNGKey(s.train.seed)
   if s.source.init_checkpoint:
     pre = pretrained.load_pretrained(s.source.init_checkpoint,
@@ -228,7 +233,8 @@ def predict_and_score(job: Job, params, workdir: str) -> dict:
   examples, feats, _ = load_features(job, 'dev')
   start, end, timing = inference.predict_logits(params, feats, job.mesh, job.model_config,
                                                 s.precision, s.eval.batch_size,
-                                                s.eval.scan_layers)
+                                                s.eval.scan_layers, s.eval.packing,
+                                                s.data.max_windows_per_row)
   preds, nbest, odds = postprocess.predict_answers(
       examples, feats, start, end, n_best_size=s.eval.n_best_size,
       max_answer_length=s.eval.max_answer_length, version_2=s.data.version_2,
@@ -265,7 +271,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   row_rate = (timing['steady_steps'] * s.train.batch_size / timing['steady_s']
               if timing['steady_s'] else 0.0)
   lat = records.percentiles(final['timing']['latencies_ms'] or [0.0])
-  infer_rate = (final['timing']['batch_size'] * len(final['timing']['latencies_ms'])
+  infer_rate = (sum(final['timing']['windows_per_call'])   # the windows the timed calls held
                 / (sum(final['timing']['latencies_ms']) / 1e3)
                 if final['timing']['latencies_ms'] else 0.0)
   results = {
@@ -276,7 +282,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'train_questions_skipped': sum(report.skipped.values()),
       'eval_examples': final['num_examples'], 'eval_features': final['num_features'],
       'inference_sentences_per_s': infer_rate, 'inference_latency_ms': lat,
-      'inference_scan_layers': final['timing']['scan_layers'],
+      'inference_scan_layers': final['timing']['scan_layers'], 'eval_packing': s.eval.packing,
       'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
   }
   mc = job.model_config
@@ -305,7 +311,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'sentences': final['num_features'], 'warmup_s': final['timing']['warmup_s'],
       'total_inference_s': sum(final['timing']['latencies_ms']) / 1e3,
       'latency_ms': lat, 'sentences_per_s': infer_rate,
-      'scan_layers': final['timing']['scan_layers'],
+      'scan_layers': final['timing']['scan_layers'], 'packing': s.eval.packing,
       'xla_compiler_options': inference.default_compiler_options(job.mesh)})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:

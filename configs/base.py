@@ -69,4 +69,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.max_answer_length = 30        # longest answer in tokens
   c.eval.null_score_diff_threshold = 0.0  # v2.0: predict '' when null beats best span by this
   c.eval.scan_layers = True            # layers as one lax.scan: compiles in seconds (model.encode)
+  c.eval.packing = False               # dev windows packed into rows (same logits, ~half the work at 384); eval.batch_size then counts rows
   return c

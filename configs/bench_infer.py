@@ -33,4 +33,6 @@ def get_config():
   #                              passes the batch alone (inference.compile_bound_eval): -0.24 /
   #                              -0.12 ms a call at batches 1 / 8 (H200), 10-20 s more compile
   #                              a point
+  c.bench.packing = False      # True: the real dev windows packed into rows (eval.packing's
+  #                              PackedEval): batch_sizes count rows, sentences/s windows
   return c

@@ -29,4 +29,6 @@ def get_config():
   c.bench.precisions = ('fp32', 'fp16', 'bf16')
   c.bench.num_devices = (1, 2, 4, 8)
   c.bench.steps = 20                               # timed steps per point (after warm-up)
+  c.bench.packing = False      # True: the real train windows packed into rows (data.packing's
+  #                              PackedBatches): batch_sizes count rows, sentences/s windows
   return c

@@ -347,6 +347,44 @@ def test_report_gives_scanned_layers_and_passed_weights_rows_of_their_own(tmp_pa
   assert 'XLA flags: none; inference compiler options: xla_gpu_enable_triton_gemm=False' in text
 
 
+def test_packed_points_count_windows_and_the_report_keeps_them_apart(tmp_path):
+  """bench.packing on the sample's real windows at 160 (two of its 67-74-token windows share a
+  row): sentences/s counts windows, MFU rows; the report gives them tables/rows of their own."""
+  cache = str(tmp_path / 'cache')
+  for get, batch in ((bench_train.get_config, 4), (bench_infer.get_config, 2)):
+    for packing in (False, True):
+      cfg = _tiny(get(), batch_sizes=(batch,), seq_lens=(160,), precisions=('fp32',),
+                  num_devices=(1,), steps=3, packing=packing)
+      cfg.data.cache_dir = cache
+      benchmark.run(cfg, str(tmp_path))
+  recs = records.read(str(tmp_path / 'records.jsonl'))
+  train, train_packed, infer, infer_packed = recs
+  for padded, packed in ((train, train_packed), (infer, infer_packed)):
+    assert 'packing' not in padded and packed['packing'] is True
+    assert packed['batch_size'] == padded['batch_size'] and packed['max_windows_per_row'] == 8
+    assert packed['rows_per_s'] == pytest.approx(3 * packed['batch_size'] / (
+        packed.get('total_inference_s') or 3 * packed['step_time_ms_mean'] / 1e3))
+    assert packed['sentences_per_s'] > 1.5 * packed['rows_per_s']   # about 2 windows a row
+    assert packed['mfu'] < packed['sentences_per_s'] / padded['sentences_per_s'] * padded['mfu']
+  assert train_packed['windows_per_step_mean'] > 6
+  assert infer_packed['windows_per_call_mean'] > 3
+  assert infer_packed['sentences'] == pytest.approx(3 * infer_packed['windows_per_call_mean'])
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '## Training on packed rows (bench.packing): windows/s' in text
+  assert text.count('| 160 | fp32 | 1 | 4 |') == 1     # the packed table's row, not the padded
+  assert '| bert_jax | fp32 | 2 |' in text
+  assert '| bert_jax, packed rows (batch: rows a call) | fp32 | 2 |' in text
+
+
+def test_packed_bench_without_real_windows_names_the_setting_and_the_file(tmp_path):
+  from bert_jax.settings import ConfigError
+  cfg = _tiny(bench_infer.get_config(), batch_sizes=(2,), seq_lens=(64,), precisions=('fp32',),
+              num_devices=(1,), packing=True)
+  cfg.data.dev_file = str(tmp_path / 'absent.json')
+  with pytest.raises(ConfigError, match=r"bench.packing.*absent.json.*data.dev_file"):
+    benchmark.run(cfg, str(tmp_path))
+
+
 def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):
   base = {'model.py': b'a = 1\n', 'steps.py': b'b = 2\n'}
   fp = records.fingerprint(base)
@@ -441,7 +479,7 @@ def test_peer_takes_the_real_windows_the_bench_takes(load_script, tmp_path):
   data = types.SimpleNamespace(**vars(args), version_2=False, max_query_length=64)
   sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
   train = benchmark.squad_features(data, 'train', 128, '')
-  want = benchmark._train_inputs(train, 4, 128, 0, sharding, 3, 0)
+  want, _ = benchmark._train_inputs(train, 4, 128, 0, sharding, 3, 0)
   got = peer_hf.squad_windows(args, 'train', 128, 4, 3)
   assert len(got) == 3 and not got[0]['attention_mask'].all()     # real windows: padding
   for g, w in zip(got, want):

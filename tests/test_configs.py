@@ -121,3 +121,15 @@ def test_run_py_reports_bad_input_in_one_line(tmp_path):
   assert out.returncode == 1
   assert "bert_jax: config field 'bench.precisions' = ('fp8',): choose from" in out.stderr
   assert 'Traceback' not in out.stderr
+
+
+@pytest.mark.parametrize('field', ['train.batch_size', 'eval.batch_size'])
+def test_a_batch_the_devices_do_not_split_is_refused_before_training(field):
+  from bert_jax import train
+  from configs import tiny_cpu
+  config = tiny_cpu.get_config()
+  config.mesh.num_devices = 8
+  section, name = field.split('.')
+  setattr(config[section], name, 12)
+  with pytest.raises(ConfigError, match=rf"'{field}' = 12: must be a multiple of the 8 devices"):
+    train.setup(config)

@@ -132,6 +132,56 @@ def test_packed_loss_and_gradients_equal_the_padded_batch_of_the_same_windows():
   assert np.isfinite(np.concatenate([np.ravel(g) for g in jax.tree.leaves(got_g)])).all()
 
 
+@pytest.mark.parametrize('devices,attention', [(1, 'xla'), (8, 'fused')])
+def test_packed_prediction_gives_each_window_its_padded_logits(devices, attention):
+  from bert_jax import inference
+  config = TINY.replace(attention=attention)
+  lengths = [5, 64, 30, 12, 40, 33, 7, 64, 20, 28, 50, 9, 61, 44, 38, 17]
+  feats = features_of_lengths(lengths)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=devices))
+  params = model.init_params(jax.random.PRNGKey(4), config)
+  want_s, want_e, _ = inference.predict_logits(params, feats, mesh, config, FP32, 8)
+  got_s, got_e, timing = inference.predict_logits(params, feats, mesh, config, FP32, 8,
+                                                  packed=True, max_windows=3)
+  assert timing['packed'] and got_s.shape == want_s.shape == (16, 64)
+  for w, n in enumerate(lengths):
+    np.testing.assert_allclose(got_s[w, :n], want_s[w, :n], atol=2e-5)
+    np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=2e-5)
+    assert (got_s[w, n:] == packing.OUTSIDE_LOGIT).all()
+    assert (got_e[w, n:] == packing.OUTSIDE_LOGIT).all()
+  # 16 windows, 522 tokens: more than 8 rows of 64, so two calls of 8 rows, the first untimed
+  source = packing.PackedEval(feats, 8, _sharding(devices), 3)
+  assert len(source) == 2 and timing['windows_per_call'] == [source.windows(1)]
+  assert source.windows(0) + source.windows(1) == 16
+  assert max(len(r) for call in source.calls for r in call) <= 3
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN packed attention needs a GPU')
+@pytest.mark.parametrize('precision', ['fp16', 'bf16'])
+def test_packed_prediction_on_cudnn_gives_the_padded_logits_on_gpu(precision):
+  from bert_jax import inference
+  from bert_jax.precision import PrecisionPolicy
+  config = TINY.replace(hidden_size=128, num_heads=2, intermediate_size=256,
+                        max_position_embeddings=128, attention='cudnn')
+  lengths = np.random.default_rng(5).integers(10, 129, 40)
+  feats = features_of_lengths(lengths, width=128)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  policy = PrecisionPolicy(precision)
+  params = model.init_params(jax.random.PRNGKey(6), config)
+  want_s, want_e, _ = inference.predict_logits(params, feats, mesh, config, policy, 8)
+  got_s, got_e, timing = inference.predict_logits(params, feats, mesh, config, policy, 8,
+                                                  packed=True)
+  assert len(timing['latencies_ms']) < 4   # 40 windows in fewer than 5 calls of 8 rows
+  for w, n in enumerate(lengths):
+    np.testing.assert_allclose(got_s[w, :n], want_s[w, :n], atol=0.05)
+    np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=0.05)
+
+
+def test_packed_prediction_refuses_a_row_count_the_devices_do_not_split():
+  with pytest.raises(ConfigError, match='eval.batch_size.*multiple of the 8 devices'):
+    packing.PackedEval(features_of_lengths([10, 20]), 12, _sharding(8), 4)
+
+
 def test_packing_settings_refuse_bad_values():
   with pytest.raises(ConfigError, match='data.bucket_width.*packing'):
     DataSettings(packing=True, bucket_width=64)
@@ -145,13 +195,19 @@ def test_packing_settings_refuse_bad_values():
 def test_packed_training_runs_learns_and_counts_windows(tmp_path):
   # rows of 160: the sample contexts are short, so two windows (67-74 tokens) share a row
   out = run_tiny_job(tmp_path / 'p', '--config.data.packing=True', '--config.train.batch_size=8',
+             '--config.eval.packing=True', '--config.eval.batch_size=4',
              '--config.train.num_epochs=4', '--config.data.max_seq_length=160',
              '--config.data.doc_stride=64')
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'p' / 'eval_results.json').read_text())
   assert res['packing'] is True and res['compiled_widths'] == [160]
-  rec = [json.loads(line) for line in open(tmp_path / 'p' / 'records.jsonl')][0]
+  rec, infer = [json.loads(line) for line in open(tmp_path / 'p' / 'records.jsonl')]
   assert rec['packing'] is True and rec['sentences_per_s'] > 1.3 * rec['rows_per_s']
+  # the dev windows packed too (eval.packing): 4 rows a call, more windows than rows a second
+  assert res['eval_packing'] is True and infer['packing'] is True and infer['batch_size'] == 4
+  lat = infer['latency_ms']
+  assert infer['sentences_per_s'] > 1.3 * 4 / (lat['mean'] / 1e3)
+  assert res['f1'] > 0
   losses = [json.loads(line)['loss'] for line in open(tmp_path / 'p' / 'metrics.jsonl')]
   assert losses[-1] < 0.7 * losses[0]
 

@@ -487,3 +487,23 @@ def test_kv_lengths_trains_as_the_product_does_on_padded_windows(ps, monkeypatch
                     _sgd_step_params(ps, monkeypatch, 'squadlen+kv_lengths', policy))
   run = ps.build_infer('squadlen+kv_lengths', 16, 2, PrecisionPolicy('bf16'), 'tiny')[0]
   run(1)
+
+
+def test_packed_inference_variant_runs_eval_packings_rows(ps):
+  """packed (infer): eval_step on packed rows, each window seeing only itself: the model's
+  logits with the rows' segments, not those of the same rows read as one sequence each."""
+  from bert_jax import packing
+  policy = PrecisionPolicy('fp32', 'float32')
+  run, _, _ = ps.build_infer('packed', 64, 4, policy, 'tiny')
+  run(1)
+  assert run.windows_per_step > 4                      # rows of 0.45-of-64 windows hold several
+  got = np.asarray(run.outputs()[0])
+  ps.apply_variant('base')
+  config = ModelConfig.preset('tiny')
+  host = ps.packed_synthetic(np.random.default_rng(0), 4, 64, config.vocab_size)   # the same rows
+  params = ps._INFER_PARAMS[('tiny', policy)]
+  inputs = [host[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')]
+  logits = lambda segments: np.asarray(model.span_logits(
+      params, *inputs, config=config, policy=policy, segments=segments, scan_layers=True)[..., 0])
+  np.testing.assert_allclose(got, logits(packing.segments_of(host)), atol=1e-4)
+  assert np.abs(got - logits(None)).max() > 1e-3
