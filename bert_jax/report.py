@@ -246,18 +246,21 @@ def job_tables(recs) -> list[str]:
   jobs = [r for r in recs if r.get('source') == 'train_and_evaluate' and r['kind'] == 'train']
   if not jobs:
     return []
-  key = lambda r: (r['config'], r.get('bucket_width', 0), r.get('batch_size_per_device'))
+  # a packed job (data.packing: batch counts rows) is never the base of a padded one's scaling
+  key = lambda r: (r['config'], bool(r.get('packing')), r.get('bucket_width', 0),
+                   r.get('batch_size_per_device'))
   one = {key(r): r for r in jobs if r['num_devices'] == 1}
   lines = ['## Fine-tuning jobs (train_and_evaluate): steady training throughput', '',
-           '| config | GPUs | batch (global) | bucket width | sent/s | per GPU | scaling vs 1 GPU '
+           '| config | GPUs | batch (global) | rows | sent/s | per GPU | scaling vs 1 GPU '
            '| MFU | compile s | training s (incl. compile) |', '|' + ' --- |' * 10]
   for r in sorted(jobs, key=lambda r: (*key(r), r['num_devices'])):
     base = one.get(key(r))
     scale = (f"{r['sentences_per_s'] / base['sentences_per_s']:.2f}× "
              f"({100 * r['sentences_per_s'] / (r['num_devices'] * base['sentences_per_s']):.0f} %)"
              if base and r['num_devices'] > 1 else None)
-    row = [r['config'], r['num_devices'], r['batch_size'], r.get('bucket_width', 0),
-           r['sentences_per_s'], r['sentences_per_s_per_device'], scale,
+    rows = ('packed' if r.get('packing') else
+            f"buckets of {r['bucket_width']}" if r.get('bucket_width') else 'padded')
+    row = [r['config'], r['num_devices'], r['batch_size'], rows, r['sentences_per_s'], r['sentences_per_s_per_device'], scale,
            f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None, r.get('compile_s'),
            r.get('total_train_time_s')]
     lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')

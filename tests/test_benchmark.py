@@ -493,3 +493,18 @@ def test_peer_takes_the_real_windows_the_bench_takes(load_script, tmp_path):
     assert set(g) == set(w)
     for k in w:
       np.testing.assert_array_equal(g[k].numpy(), np.asarray(w[k]))
+
+
+def test_job_table_names_the_rows_and_scales_packed_and_padded_jobs_apart(tmp_path):
+  job = {'schema': records.SCHEMA, 'kind': 'train', 'status': 'ok', 'source': 'train_and_evaluate',
+         'config': 'large_1gpu', 'precision': 'bf16', 'seq_len': 384, 'batch_size_per_device': 32,
+         'device': 'NVIDIA H200', 'time': '2026-11-28T06:00:00+00:00', 'mfu': 0.4}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    for n, rate, extra in ((1, 600.0, {}), (1, 1200.0, {'packing': True}), (2, 1140.0, {}),
+                           (1, 1000.0, {'bucket_width': 64})):
+      f.write(json.dumps({**job, **extra, 'num_devices': n, 'batch_size': 32 * n,
+                          'sentences_per_s': rate, 'sentences_per_s_per_device': rate / n}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  rows = [line for line in text.splitlines() if line.startswith('| large_1gpu')]
+  assert [r.split(' | ')[3] for r in rows] == ['padded', 'padded', 'buckets of 64', 'packed']
+  assert '1.90× (95 %)' in rows[1]          # the 2-GPU padded job against the padded one alone
