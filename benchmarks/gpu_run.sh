@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
-# grid2 (4 GPUs: one job per GPU at once);
+# grid2, next1 (4 GPUs: one job per GPU at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -63,6 +63,32 @@ for r in map(json.loads, sys.stdin):
           r.get("sentences_per_s"), r.get("total_train_time_s"), (r.get("latency_ms") or {}).get("mean"))'; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
+
+R="--vocab-dir .gpu/minilm --train-file $SQ/train-v1.1.reconstructed.json.gz --dev-file $SQ/dev-v1.1.json.gz"
+unpad_train() {  # GPU: seq-384 bf16 training on real windows, padded batch 32, packed 16 and
+  # 32 rows (bench.packing), then the compiled peer on the same real windows at batch 32
+  ours $1 train 384 bf16 '(32,)'
+  XB=--config.bench.packing=True ours $1 train 384 bf16 '(16,32)'
+  peer $1 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g$1; }
+unpad_infer() {  # GPU: fp16 seq-384 inference on real dev windows, padded batches 1 and 8,
+  # packed 4 and 8 rows, the compiled peer on the same windows, then MiniLM (the peer's recipe)
+  # predicting on packed rows (eval.packing: F1 against qlen1's padded 81.68, the predict rate)
+  ours $1 infer 384 fp16 '(1,8)'
+  XB=--config.bench.packing=True ours $1 infer 384 fp16 '(4,8)'
+  peer $1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g$1
+  CUDA_VISIBLE_DEVICES=$1 CACHE=/tmp/cache_m EVALPACK=True timeout $(left) bash $0 minilm; }
+qlen_profile() {  # GPU: where entry 64's +7.4 % comes from. profile_step on windows padded to
+  # SQuAD-like lengths (squadlen), the product against the attention given the key lengths
+  # only (kv_lengths, the code before), both profiled; then full windows (base). Then fp16
+  # inference at batch 8 (weights bound, as the bench), the same pair, profiled. In $OUT/p<GPU>
+  local o="$OUT/p$1"; mkdir -p "$o"
+  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 \
+    --batch 32 --out "$o" --variants squadlen squadlen+kv_lengths base \
+    --profile squadlen squadlen+kv_lengths 2>&1 | show
+  CUDA_VISIBLE_DEVICES=$1 timeout $(left) python3 benchmarks/profile_step.py --kind infer --seq 384 \
+    --batch 8 --precision fp16 --out "$o" --steps 100 --variants squadlen+bound \
+    squadlen+bound+kv_lengths --profile squadlen+bound squadlen+bound+kv_lengths 2>&1 | show
+  rm -rf "$o"/trace_*/plugins/profile/*/*.xplane.pb; }
 
 case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
@@ -445,7 +471,6 @@ peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on
   # full windows and ours on real ones: the like-for-like ratio entry 64 lacks. GPU 0 training
   # (seq 384 batch 32, bf16), GPU 1 fp16 inference (seq 384, batches 1 and 8)
   mkdir -p "$OUT"/g0 "$OUT"/g1
-  R="--vocab-dir .gpu/minilm --train-file $SQ/train-v1.1.reconstructed.json.gz --dev-file $SQ/dev-v1.1.json.gz"
   ( ours 0 train 384 bf16 '(32,)'
     peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
     peer 0 --train 384:32 --precision bf16 --modes compile ) &
@@ -461,33 +486,22 @@ packgpu1)  # 1 GPU, about 1 min (written 2026-11-28): packed prediction (eval.pa
   tail -4 "$OUT/g0/gpu_tests.txt" ;;
 unpad1)  # 2 GPUs, about 9 min (written 2026-11-28, not yet run): the padding's work removed
   # from the bench (bench.packing: the same real windows packed into rows) beside the padded
-  # points and the peer on the same real windows. GPU 0: training seq 384 bf16, padded batch
-  # 32, packed 16 and 32 rows, then the compiled peer on real windows at batch 32. GPU 1: fp16
-  # inference seq 384, padded batches 1 and 8, packed 4 and 8 rows, then the peer on real
-  # windows, then MiniLM (the peer's recipe) with its dev windows packed (F1 against qlen1's
-  # padded 81.68, and the predict rate)
+  # points and the peer on the same real windows (unpad_train, unpad_infer above)
   mkdir -p "$OUT"/g0 "$OUT"/g1
-  R="--vocab-dir .gpu/minilm --train-file $SQ/train-v1.1.reconstructed.json.gz --dev-file $SQ/dev-v1.1.json.gz"
-  ( ours 0 train 384 bf16 '(32,)'
-    XB=--config.bench.packing=True ours 0 train 384 bf16 '(16,32)'
-    peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0 ) &
-  ( ours 1 infer 384 fp16 '(1,8)'
-    XB=--config.bench.packing=True ours 1 infer 384 fp16 '(4,8)'
-    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1
-    CUDA_VISIBLE_DEVICES=1 CACHE=/tmp/cache_m EVALPACK=True timeout $(left) bash $0 minilm ) &
+  unpad_train 0 & unpad_infer 1 &
   wait; brief "$OUT"/g*/records.jsonl "$OUT"/minilm*/records.jsonl; merge; pack ;;
-qlen4)  # 1 GPU, about 8 min (written 2026-11-28, not yet run): where entry 64's +7.4 % comes
-  # from. profile_step on windows padded to SQuAD-like lengths (squadlen), the product against
-  # the attention given the key lengths only (kv_lengths, the code before), both profiled;
-  # then full windows (base) for the sweeps' data. Then fp16 inference at batch 8 (weights
-  # bound, as the bench), where qlen1-3 showed no gain: the same pair, profiled
-  mkdir -p "$OUT"/p0
-  timeout $(left) python3 benchmarks/profile_step.py --kind train --seq 384 --batch 32 --out "$OUT/p0" \
-    --variants squadlen squadlen+kv_lengths base --profile squadlen squadlen+kv_lengths 2>&1 | show
-  timeout $(left) python3 benchmarks/profile_step.py --kind infer --seq 384 --batch 8 --precision fp16 \
-    --out "$OUT/p0" --steps 100 --variants squadlen+bound squadlen+bound+kv_lengths \
-    --profile squadlen+bound squadlen+bound+kv_lengths 2>&1 | show
-  rm -rf "$OUT"/p0/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+qlen4)  # 1 GPU, about 8 min (written 2026-11-28, not yet run): qlen_profile 0 (above)
+  qlen_profile 0; pack ;;
+next1)  # 4 GPUs, about 9.5 min (written 2026-11-28, not yet run): unpad1 (GPUs 0, 1), qlen4
+  # (GPU 2) and packgpu1's tests (GPU 3) in one call; then on GPU 3 the compiled peer on
+  # synthetic full windows, so that both of the peer's data sit in the same call
+  mkdir -p "$OUT"/g0 "$OUT"/g1 "$OUT"/g3
+  unpad_train 0 & unpad_infer 1 & qlen_profile 2 &
+  ( gputests 3 "$OUT/g3/gpu_tests.txt" tests/test_packing.py -k "cudnn"
+    peer 3 --train 384:32 --precision bf16 --modes compile
+    peer 3 --infer 384:1 384:8 --precision fp16 --modes compile ) &
+  wait; tail -3 "$OUT/g3/gpu_tests.txt"; brief "$OUT"/g*/records.jsonl "$OUT"/minilm*/records.jsonl
+  merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)
