@@ -424,17 +424,20 @@ def test_bucket_padding_script_reports_shares_on_the_sample_data(capsys, monkeyp
   monkeypatch.setattr(sys, 'argv', [
       'bucket_padding.py', '--train-file', os.path.join(sample, 'train.json'),
       '--vocab-dir', sample, '--batch', '4', '--max-seq-length', '160', '--doc-stride', '64',
-      '--widths', '32', '16', '--max-windows', '1', '4'])
+      '--widths', '32', '16', '--max-windows', '1', '4',
+      '--dev-file', os.path.join(sample, 'dev.json')])
   module.main()
   rows = [line.split(' | ') for line in capsys.readouterr().out.splitlines()
           if line.startswith('| ') and not line.startswith('| ---')][1:]
   assert [r[0].split(' (')[0] for r in rows] == [
-      '| none', '| 32', '| 16', '| packing', '| packing', '| real tokens only']
+      '| none', '| 32', '| 16', '| packing', '| packing', '| real tokens only',
+      '| prediction on packed rows', '| prediction on packed rows']
   assert '2.00 a row' in rows[4][0]         # windows of 67-74 tokens: two to a row of 160
   shares = [float(r[2]) for r in rows]
-  assert shares[0] == shares[3] == 1.0      # one window a row is the padded run
+  assert shares[0] == shares[3] == shares[6] == 1.0   # one window a row is the padded run
   assert shares[:3] == sorted(shares[:3], reverse=True) and shares[1] < 1
   assert shares[5] <= shares[4] <= shares[2]  # packing: no more than buckets, above the bound
+  assert 0.45 < shares[7] <= 0.55 and '(`eval.packing`' in rows[7][0]   # the dev windows too
 
 
 def test_report_keeps_each_gelu_in_its_own_section_with_its_own_peer(tmp_path):
