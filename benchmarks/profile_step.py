@@ -452,11 +452,7 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   fn = train.jit_train_step(mesh, config, policy, optimizer, compiler_options=options,
                             state_sharding=shardings)
   rng = np.random.default_rng(0)
-  make = benchmark.synthetic
-  if 'packed' in parts or 'packed4' in parts:
-    make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
-  elif 'squadlen' in parts:
-    make = squad_like
+  make = windows_maker(parts)
   inputs = [batches.to_device(make(rng, batch * devices, seq, config.vocab_size), data)
             for _ in range(2)]
   compiled = fn.lower(state, inputs[0]).compile()
@@ -482,10 +478,26 @@ def build_train(variant, seq, batch, policy, preset, devices=1):
   run.compiler_options = options
   run.host_probe = call_return_probe
   run.state = lambda: holder['state']
-  if 'packed' in parts or 'packed4' in parts:
-    run.windows_per_step = int(np.mean([(np.asarray(b['start_positions']) >= 0).sum()
-                                        for b in inputs]))
+  if _is_packed(parts):
+    run.windows_per_step = windows_per_batch(inputs)
   return run, config, compiled
+
+
+def _is_packed(parts) -> bool:
+  return 'packed' in parts or 'packed4' in parts
+
+
+def windows_maker(parts):
+  """The variant's windows, `make(rng, n, seq, vocab)`: packed rows (packed, packed4: at most 4
+  windows a row), SQuAD-like padded windows (squadlen), else synthetic full ones."""
+  if _is_packed(parts):
+    return functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
+  return squad_like if 'squadlen' in parts else benchmark.synthetic
+
+
+def windows_per_batch(device_batches) -> int:
+  """The mean windows packed batches hold (segment ids run 1..k in a row of k windows)."""
+  return int(np.mean([np.asarray(b['segment_ids']).max(axis=1).sum() for b in device_batches]))
 
 
 def squad_like(rng, n, seq, vocab, mean_share=0.45):
@@ -535,11 +547,9 @@ def build_infer(variant, seq, batch, policy, preset):
     options.update(OPTION_PARTS.get(part, {}))
   fn = inference.make_eval_fn(mesh, config, policy, scan_layers=scan, compiler_options=options)
   xs = []
-  make, keys = squad_like if 'squadlen' in parts else benchmark.synthetic, steps.INPUT_KEYS
-  if 'packed' in parts or 'packed4' in parts:   # eval.packing's rows: eval_step reads the
-    # segments from the batch
-    make = functools.partial(packed_synthetic, max_windows=4 if 'packed4' in parts else 8)
-    keys = (*steps.INPUT_KEYS, *packing.SEGMENT_KEYS)
+  make = windows_maker(parts)
+  # eval.packing's rows: eval_step reads the segments from the batch
+  keys = (*steps.INPUT_KEYS, *packing.SEGMENT_KEYS) if _is_packed(parts) else steps.INPUT_KEYS
   for i in range(16 if 'fresh_inputs' in parts else 1):
     host = make(np.random.default_rng(i), batch, seq, config.vocab_size)
     xs.append(batches.to_device({k: host[k] for k in keys}, mesh_lib.batch_sharding(mesh)))
@@ -562,9 +572,8 @@ def build_infer(variant, seq, batch, policy, preset):
   run.compile_only_s = compile_only_s
   run.compiler_options = options
   run.outputs = lambda: _start_end(compiled(*args, x))
-  if 'packed' in parts or 'packed4' in parts:
-    run.windows_per_step = int(np.mean([np.asarray(b['segment_ids']).max(axis=1).sum()
-                                        for b in xs]))   # ids 1..k a row
+  if _is_packed(parts):
+    run.windows_per_step = windows_per_batch(xs)
   return run, config, compiled
 
 

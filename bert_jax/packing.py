@@ -48,6 +48,11 @@ def segments_of(batch) -> Segments | None:
   return Segments(*(batch[k] for k in SEGMENT_KEYS))
 
 
+def window_lengths(features: Features) -> np.ndarray:
+  """Each window's token count (its mask's ones: the padding is at the end), int64."""
+  return features.attention_mask.sum(axis=1).astype(np.int64)
+
+
 def pack_rows(lengths: np.ndarray, order: np.ndarray, row_length: int,
               max_windows: int) -> list[np.ndarray]:
   """Best-fit decreasing: windows (longest first; ties in `order`) each go to the open row
@@ -98,7 +103,7 @@ class PackedBatches:
     self.local, self.offset = process_rows(global_batch, sharding)
     self.features, self.global_batch, self.seed = features, global_batch, seed
     self.sharding, self.max_windows = sharding, max_windows
-    self.lengths = features.attention_mask.sum(axis=1).astype(np.int64)
+    self.lengths = window_lengths(features)
     self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
     rows = self._rows(0)
     self.rows_per_epoch = len(rows)
@@ -154,7 +159,7 @@ def pack_host_rows(f: Features, rows: list[np.ndarray], max_windows: int,
   start/end labels [R, max_windows] (positions in the row; -1 where a row has fewer).
   lengths: every window's token count, where the caller has them (else summed here)."""
   if lengths is None:
-    lengths = f.attention_mask.sum(axis=1)
+    lengths = window_lengths(f)
   n, t = len(rows), f.max_seq_length
   out = {'input_ids': np.zeros((n, t), np.int32), 'token_type_ids': np.zeros((n, t), np.int32),
          'attention_mask': np.zeros((n, t), np.int32),
@@ -199,7 +204,7 @@ class PackedEval:
                max_windows: int, seed: int = 0):
     self.local, self.offset = process_rows(rows_per_call, sharding, 'eval.batch_size')
     self.features, self.rows_per_call, self.sharding = features, rows_per_call, sharding
-    self.lengths = lengths = features.attention_mask.sum(axis=1).astype(np.int64)
+    self.lengths = lengths = window_lengths(features)
     rows = pack_rows(lengths, np.arange(len(features)), features.max_seq_length, max_windows)
     rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
     self.row_windows = max(len(r) for r in rows)   # segment slots: the fullest row's windows

@@ -260,7 +260,8 @@ def job_tables(recs) -> list[str]:
              if base and r['num_devices'] > 1 else None)
     rows = ('packed' if r.get('packing') else
             f"buckets of {r['bucket_width']}" if r.get('bucket_width') else 'padded')
-    row = [r['config'], r['num_devices'], r['batch_size'], rows, r['sentences_per_s'], r['sentences_per_s_per_device'], scale,
+    row = [r['config'], r['num_devices'], r['batch_size'], rows, r['sentences_per_s'],
+           r['sentences_per_s_per_device'], scale,
            f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None, r.get('compile_s'),
            r.get('total_train_time_s')]
     lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
