@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
-# grid2, next1 (4 GPUs: one job per GPU at once);
+# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -502,6 +502,19 @@ next1)  # 4 GPUs, about 9.5 min (written 2026-11-28, not yet run): unpad1 (GPUs 
     peer 3 --infer 384:1 384:8 --precision fp16 --modes compile ) &
   wait; tail -3 "$OUT/g3/gpu_tests.txt"; brief "$OUT"/g*/records.jsonl "$OUT"/minilm*/records.jsonl
   merge; pack ;;
+scalepack1)  # 4 GPUs, about 9 min (entry 66): the bench on 1, 2 and 4 GPUs in one sweep each,
+  # nothing else on the machine, real windows, seq 384 bf16, 30 timed steps a point: packed
+  # rows (bench.packing, 16 a GPU) in $OUT/pk, then padded (32 a GPU) in $OUT/pd
+  sc="${B/--config.bench.num_devices=(1,)/} --config.bench.seq_lens=(384,) --config.bench.steps=30"
+  sc="$sc --config.bench.precisions=(\"bf16\",) --config.data.cache_dir=/tmp/cache_s"
+  mkdir -p "$OUT/pk" "$OUT/pd"
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc --config.bench.packing=True \
+    --config.bench.batch_sizes="(16,)" --config.bench.num_devices="(1,2,4)" --workdir="$OUT/pk" 2>&1 | grep -E 'Error' | head -3
+  timeout $(left) python3 run.py --config=configs/bench_train.py $sc \
+    --config.bench.batch_sizes="(32,)" --config.bench.num_devices="(1,2,4)" --workdir="$OUT/pd" 2>&1 | grep -E 'Error' | head -3
+  brief "$OUT"/p?/records.jsonl
+  for d in pk pd; do python3 run.py --mode=report --workdir="$OUT/$d" 2>&1 | tail -1; done
+  pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)
