@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
-# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time);
+# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -882,6 +882,24 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "hyp
   gputests 0 "$OUT/gpu_tests.txt" tests/test_activation.py tests/test_packing.py \
     tests/test_layer_norm_kernel.py -k "gpu or cudnn or kernel"
   tail -4 "$OUT/cpu_suite.txt" "$OUT/gpu_tests.txt" ;;
+suite3)  # 4 GPUs, about 5 min: the README's test command (CPU, 8 fake devices) under the
+  # image's jax 0.11.2, torch and transformers (torch parity included, which CI's jax 0.11.2
+  # subset leaves out), in four shards of test files at once on the host's 64 cores; then the
+  # GPU-only tests on GPU 0 (needs model.safetensors and .whl, as suite1)
+  shared_dir; export BERT_JAX_SHARED=/tmp/shared
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' | tee -a "$OUT/gpu.txt"
+  shard() { JAX_PLATFORMS=cpu timeout $(( $(left) - 90 )) python3 -m pytest -q -p no:cacheprovider \
+    --durations=5 "${@:2}" > "$OUT/cpu_suite_$1.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite_$1.txt"; }
+  shard a tests/test_train.py tests/test_distributed.py &
+  shard b tests/test_benchmark.py tests/test_profile_step.py tests/test_notebook.py &
+  shard c tests/test_model.py tests/test_weights.py tests/test_inference.py tests/test_squad.py &
+  shard d tests/test_packing.py tests/test_activation.py tests/test_gelu_math.py tests/test_gelu_pallas.py \
+    tests/test_hash_dropout.py tests/test_layer_norm_kernel.py tests/test_configs.py &
+  wait
+  gputests 0 "$OUT/gpu_tests.txt" tests/test_activation.py tests/test_packing.py \
+    tests/test_layer_norm_kernel.py tests/test_gelu_pallas.py -k "gpu or cudnn or kernel"
+  gputests 0 "$OUT/gpu_tests_model.txt" tests/test_model.py -k "skips_padded"
+  tail -n 2 "$OUT"/cpu_suite_*.txt "$OUT"/gpu_tests*.txt ;;
 suite2)  # 1 GPU, about 1.5 min: the one test recheck1 left failing, fixed (it now caches every
   # compile), under the image's jax 0.11.2 on the CPU; no data needed (the bundled sample)
   JAX_PLATFORMS=cpu timeout $(left) python3 -m pytest -q -p no:cacheprovider tests/test_train.py \
