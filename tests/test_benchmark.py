@@ -372,6 +372,14 @@ def test_packed_points_count_windows_and_the_report_keeps_them_apart(tmp_path):
   text = open(report.write(str(tmp_path))['report']).read()
   assert '## Training on packed rows (bench.packing): windows/s' in text
   assert '| 160 | fp32 | 1 | 4 |' in text and '## Training, seq 160' not in text
+  # a 2-GPU packed point scales on rows/s against the 1-GPU one (same rows a GPU)
+  with open(tmp_path / 'records.jsonl', 'a') as f:
+    f.write(json.dumps({**train, 'num_devices': 2, 'batch_size': 8,
+                        'rows_per_s': 1.9 * train['rows_per_s'],
+                        'sentences_per_s': 2.0 * train['sentences_per_s']}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  two = [line for line in text.splitlines() if line.startswith('| 160 | fp32 | 2 | 4 |')]
+  assert len(two) == 1 and '| 1.90× (95 %) |' in two[0]
   assert '| bert_jax, packed rows (batch: rows a call) | fp32 | 2 |' in text
 
 
