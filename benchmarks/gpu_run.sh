@@ -4,7 +4,8 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
-# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once);
+# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
+# job on all four at a time);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
@@ -105,8 +106,9 @@ minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCK
     --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
-  # (BUCKET=64: buckets; PACK=True: packed rows, BATCH of them per GPU)
-  W=${LARGE_DIR:-/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}${PACK:+_packed}}  # LARGE_DIR under $OUT: kept if cut off
+  # (BUCKET=64: buckets; PACK=True: packed rows, BATCH of them per GPU; EVALPACK=True: the
+  # dev windows predicted on packed rows, eval.packing)
+  W=${LARGE_DIR:-/tmp/large_${NDEV:-1}gpu${BUCKET:+_b$BUCKET}${PACK:+_packed}${EVALPACK:+_evalpacked}}  # LARGE_DIR under $OUT: kept if cut off
   python3 run.py --config=configs/large_1gpu.py --workdir=$W \
     --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
     --config.data.cache_dir=${CACHE:-/tmp/cache} --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
@@ -114,7 +116,8 @@ large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hun
     --config.train.max_steps=${STEPS:-300} --config.train.learning_rate=1e-4 \
     --config.train.log_every=25 --config.train.checkpoint_every=0 --config.mesh.num_devices=${NDEV:-1} \
     --config.data.bucket_width=${BUCKET:-0} --config.data.packing=${PACK:-False} \
-    --config.data.max_windows_per_row=${MAXW:-8} --config.train.batch_size=$((${BATCH:-32} * ${NDEV:-1})) 2>&1 | quiet 12
+    --config.data.max_windows_per_row=${MAXW:-8} --config.train.batch_size=$((${BATCH:-32} * ${NDEV:-1})) \
+    --config.eval.packing=${EVALPACK:-False} 2>&1 | quiet 12
   [ -n "${LARGE_DIR:-}" ] || { mkdir -p "$OUT/$(basename $W)"
     cp $W/metrics.jsonl $W/records.jsonl $W/eval_results.json "$OUT/$(basename $W)/"; } ;;
 grid)  # issue 5 on a 4-GPU machine: one job per GPU, ours and the peer's, then the report
@@ -514,6 +517,18 @@ scalepack1)  # 4 GPUs, about 9 min (entry 66): the bench on 1, 2 and 4 GPUs in o
     --config.bench.batch_sizes="(32,)" --config.bench.num_devices="(1,2,4)" --workdir="$OUT/pd" 2>&1 | grep -E 'Error' | head -3
   brief "$OUT"/p?/records.jsonl
   for d in pk pd; do python3 run.py --mode=report --workdir="$OUT/$d" 2>&1 | tail -1; done
+  pack ;;
+multi1)  # 4 GPUs, about 5 min (entry 67): packing end to end on 4 GPUs, training and prediction
+  # (data.packing, eval.packing), each job on all four GPUs in turn: MiniLM with the peer's
+  # recipe (16 rows a step, 4 a GPU; its F1 says the path is right), then BERT-Large from
+  # random init for the whole 2 epochs, 16 rows a GPU, 500 dev questions (their F1 means
+  # nothing: random init; the time to train is what it shows)
+  CUDA_VISIBLE_DEVICES=0,1,2,3 NDEV=4 PACK=True ROWS=16 EVALPACK=True CACHE=/tmp/cache_m \
+    timeout $(left) bash $0 minilm
+  CUDA_VISIBLE_DEVICES=0,1,2,3 NDEV=4 PACK=True BATCH=16 STEPS=0 EVAL=500 EVALPACK=True \
+    CACHE=/tmp/cache_l LARGE_DIR="$OUT/large_4gpu_packed_2ep" timeout $(left) bash $0 large
+  rm -rf "$OUT"/large_*/checkpoints
+  brief "$OUT"/*/records.jsonl; grep -h '"f1"\|train_time_s\|train_sentences' "$OUT"/*/eval_results.json
   pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
