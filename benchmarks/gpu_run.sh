@@ -469,7 +469,7 @@ qlen3)  # 2 GPUs, about 8 min: GPU 0, the padded 2-epoch time-to-train run end t
     WD=$OUT/g1old OLD=.gpu/old ours 1 infer 384 fp16 '(1,8)' ) &
   wait; rm -rf "$OUT"/large_*/checkpoints; tail -2 "$OUT/g1/gpu_tests.txt"
   brief "$OUT"/large_*/records.jsonl "$OUT"/g*/records.jsonl; merge; pack ;;
-peerreal1)  # 2 GPUs, about 8 min (written 2026-11-28, not yet run): the peer on the real
+peerreal1)  # 2 GPUs, about 8 min (not run as such: next1 ran its parts on 4 GPUs): the peer on the real
   # windows our bench takes (peer_hf.py --train-file/--dev-file), beside the peer on synthetic
   # full windows and ours on real ones: the like-for-like ratio entry 64 lacks. GPU 0 training
   # (seq 384 batch 32, bf16), GPU 1 fp16 inference (seq 384, batches 1 and 8)
@@ -487,15 +487,15 @@ packgpu1)  # 1 GPU, about 1 min (written 2026-11-28): packed prediction (eval.pa
   mkdir -p "$OUT"/g0
   gputests 0 "$OUT/g0/gpu_tests.txt" tests/test_packing.py -k "cudnn"
   tail -4 "$OUT/g0/gpu_tests.txt" ;;
-unpad1)  # 2 GPUs, about 9 min (written 2026-11-28, not yet run): the padding's work removed
+unpad1)  # 2 GPUs, about 9 min (not run as such: next1 ran unpad_train and unpad_infer): the padding's work removed
   # from the bench (bench.packing: the same real windows packed into rows) beside the padded
   # points and the peer on the same real windows (unpad_train, unpad_infer above)
   mkdir -p "$OUT"/g0 "$OUT"/g1
   unpad_train 0 & unpad_infer 1 &
   wait; brief "$OUT"/g*/records.jsonl "$OUT"/minilm*/records.jsonl; merge; pack ;;
-qlen4)  # 1 GPU, about 8 min (written 2026-11-28, not yet run): qlen_profile 0 (above)
+qlen4)  # 1 GPU, about 8 min (ran inside next1): qlen_profile 0 (above)
   qlen_profile 0; pack ;;
-next1)  # 4 GPUs, about 9.5 min (written 2026-11-28, not yet run): unpad1 (GPUs 0, 1), qlen4
+next1)  # 4 GPUs, about 9.5 min (ran: docs/measurements/2026-11-28_h200x4_unpad/next1): unpad1 (GPUs 0, 1), qlen4
   # (GPU 2) and packgpu1's tests (GPU 3) in one call; then on GPU 3 the compiled peer on
   # synthetic full windows, so that both of the peer's data sit in the same call
   mkdir -p "$OUT"/g0 "$OUT"/g1 "$OUT"/g3
