@@ -38,6 +38,14 @@ def load_script():
 
 
 @pytest.fixture(scope='session')
+def torch_hf():
+  """(torch, transformers), for the tests that compare with them or write their formats: those
+  tests skip where torch is absent (CI's jax 0.11.2 run has no torch), and the rest of their
+  files still runs there."""
+  return pytest.importorskip('torch'), pytest.importorskip('transformers')
+
+
+@pytest.fixture(scope='session')
 def minilm():
   return need(MINILM)
 

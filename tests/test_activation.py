@@ -15,9 +15,6 @@ from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings
 from helpers import FP32, TINY
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-
 
 def tanh_gelu_f64(x):
   x = np.asarray(x, np.float64)
@@ -62,7 +59,8 @@ def test_tanh_gelu_is_close_to_the_exact_one():
 
 
 @pytest.mark.parametrize('hidden_act', ['gelu_pytorch_tanh', 'gelu_new'])
-def test_parity_with_transformers_tanh_gelu_bert(tmp_path, hidden_act):
+def test_parity_with_transformers_tanh_gelu_bert(tmp_path, hidden_act, torch_hf):
+  torch, transformers = torch_hf
   torch.manual_seed(0)
   hf_config = transformers.BertConfig(
       vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -111,7 +109,8 @@ def test_the_tanh_gelu_barely_moves_a_pretrained_exact_gelu_checkpoint(minilm):
   assert 1e-4 < relative < 1e-2 and cos.min() > 1 - 1e-4
 
 
-def test_a_tanh_gelu_export_reopens_as_tanh_gelu(tmp_path):
+def test_a_tanh_gelu_export_reopens_as_tanh_gelu(tmp_path, torch_hf):
+  _, transformers = torch_hf
   config = TINY.replace(activation='gelu_tanh')
   params = benchmark.trained_like(model.init_params(jax.random.PRNGKey(0), config),
                                   jax.random.PRNGKey(1), scale=0.3)

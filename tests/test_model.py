@@ -9,10 +9,6 @@ from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from helpers import FP32, TINY
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-
-
 def random_batch(rng, vocab, batch=3, length=24):
   ids = rng.integers(1, vocab, (batch, length))
   types = (np.arange(length)[None] > rng.integers(3, length // 2, (batch, 1))).astype(np.int64)
@@ -23,6 +19,7 @@ def random_batch(rng, vocab, batch=3, length=24):
 
 
 def torch_logits(hf_model, ids, types, mask):
+  import torch   # the callers' torch_hf fixture has skipped where it is absent
   with torch.no_grad():
     out = hf_model(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types),
                    attention_mask=torch.tensor(mask))
@@ -30,7 +27,8 @@ def torch_logits(hf_model, ids, types, mask):
 
 
 @pytest.fixture(scope='module')
-def random_hf(tmp_path_factory):
+def random_hf(tmp_path_factory, torch_hf):
+  torch, transformers = torch_hf
   torch.manual_seed(0)
   config = transformers.BertConfig(
       vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -54,8 +52,9 @@ def test_parity_random_config(random_hf, attention):
   assert np.abs(np.asarray(got_e) - want_e)[live].max() <= 1e-4
 
 
-def test_parity_pretrained_minilm(minilm, minilm_tokenizer):
+def test_parity_pretrained_minilm(minilm, minilm_tokenizer, torch_hf):
   """The real checkpoint (fp16 on disk, keys without 'bert.'), QA head copied across."""
+  torch, transformers = torch_hf
   torch.manual_seed(0)
   hf = transformers.BertForQuestionAnswering.from_pretrained(minilm, dtype=torch.float32).eval()
   pre = hf_weights.load_folder(minilm)

@@ -11,9 +11,6 @@ from bert_jax.errors import CheckpointError
 from bert_jax.model_config import ModelConfig
 from helpers import FP32
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-
 CONFIG = ModelConfig(vocab_size=64, hidden_size=16, num_layers=2, num_heads=2,
                      intermediate_size=24, max_position_embeddings=32)
 
@@ -36,7 +33,8 @@ def params():
   return jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.PRNGKey(1), x.shape), p)
 
 
-def test_export_opens_in_transformers_with_same_logits(params, tmp_path):
+def test_export_opens_in_transformers_with_same_logits(params, tmp_path, torch_hf):
+  torch, transformers = torch_hf
   folder = hf_weights.export_folder(params, CONFIG, str(tmp_path / 'hf'))
   hf = transformers.BertForQuestionAnswering.from_pretrained(folder).eval()
   ids, types, mask = inputs()
@@ -52,7 +50,8 @@ def test_export_opens_in_transformers_with_same_logits(params, tmp_path):
   np.testing.assert_allclose(logits(back.params, back.config)[0], want[0], atol=1e-6)
 
 
-def test_pytorch_bin_without_prefix_and_old_layernorm_names(params, tmp_path):
+def test_pytorch_bin_without_prefix_and_old_layernorm_names(params, tmp_path, torch_hf):
+  torch, _ = torch_hf
   folder = hf_weights.export_folder(params, CONFIG, str(tmp_path / 'hf'))
   from safetensors.numpy import load_file
   tensors = load_file(os.path.join(folder, 'model.safetensors'))
