@@ -157,7 +157,10 @@ def make_batches(s: settings_lib.Settings, train_features: Features, mesh: Mesh)
 
 
 def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.TrainState, dict]:
-  """Runs (or resumes) training; returns the final state and timing figures."""
+  """Runs (or resumes) training; returns the final state and timing figures: besides the
+  compiling steps and the steady ones, the set-up before the first step (batches, the initial
+  or restored state, the step function) and the final checkpoint, written and closed."""
+  t_enter = time.perf_counter()
   s = job.settings
   data = make_batches(s, train_features, job.mesh)
   n_steps = total_steps(s.train, data.steps_per_epoch)
@@ -177,6 +180,8 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
   # apart, synchronised on both sides, and kept out of the throughput.
   timing = {'steps': n_steps, 'start_step': start, 'compile_s': 0.0, 'steady_s': 0.0,
             'steady_steps': 0, 'steady_sentences': 0, 'compiled_widths': []}
+  jax.block_until_ready(state)
+  timing['setup_s'] = time.perf_counter() - t_enter
   bar = tqdm(total=n_steps, initial=start, desc='training', unit='step',
              disable=jax.process_index() != 0)
   pending, t_steady, later_compiles = None, None, 0.0
@@ -207,14 +212,16 @@ def train(job: Job, workdir: str, train_features: Features) -> tuple[steps.Train
     if every and (step + 1) % every == 0 and step + 1 < n_steps:
       ckpt.save(step + 1, state)
   jax.block_until_ready(state)
+  t_end = time.perf_counter()
   if t_steady is not None:
-    timing['steady_s'] = time.perf_counter() - t_steady - later_compiles
+    timing['steady_s'] = t_end - t_steady - later_compiles
     timing['steady_steps'] = n_steps - start - len(timing['compiled_widths'])
     _log(writer, bar, *pending, t_steady, later_compiles, timing['steady_sentences'])
     if ckpt.latest_step() != n_steps:
       ckpt.save(n_steps, state)
   bar.close()
-  ckpt.close()
+  ckpt.close()   # waits for the checkpoint's asynchronous save
+  timing['final_checkpoint_s'] = time.perf_counter() - t_end
   return state, timing
 
 
@@ -277,6 +284,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   results = {
       **final['scores'], 'train_time_s': train_wall, 'train_sentences_per_s': steady_rate,
       'compile_s': timing['compile_s'], 'compiled_widths': timing['compiled_widths'],
+      'train_setup_s': timing['setup_s'], 'final_checkpoint_s': timing['final_checkpoint_s'],
       'bucket_width': s.data.bucket_width, 'packing': s.data.packing, 'steps': timing['steps'],
       'resumed_from_step': timing['start_step'], 'train_features': len(train_features),
       'train_questions_skipped': sum(report.skipped.values()),
@@ -302,6 +310,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'sentences_per_s': steady_rate, 'sentences_per_s_per_device': steady_rate / job.mesh.size,
       'compile_s': timing['compile_s'], 'timed_steps': timing['steady_steps'],
       'total_train_time_s': train_wall, 'rows_per_s': row_rate,
+      'setup_s': timing['setup_s'], 'final_checkpoint_s': timing['final_checkpoint_s'],
       # FLOPs are counted at max_seq_length a row, so with buckets MFU would overstate: left
       # out. Packed rows are full length: MFU from rows/s (attention within windows only, a
       # few % of the FLOPs at 384, is still counted as full rows).

@@ -187,6 +187,13 @@ def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
   assert again['f1'] == first['f1'] and again['predictions'] == first['predictions']
   recs = [json.loads(line) for line in (tmp_path / 'records.jsonl').read_text().splitlines()]
   assert [r['shard_state'] for r in recs if r['kind'] == 'train'] == [True, True]
+  # the first run's train() wall time holds its parts, each timed apart: set-up, compiling,
+  # the steady steps (their windows / their rate), the final checkpoint
+  rec = recs[0]
+  steady = rec['timed_steps'] * rec['batch_size'] / rec['sentences_per_s']
+  parts = (rec['setup_s'], rec['compile_s'], steady, rec['final_checkpoint_s'])
+  assert all(p > 0 for p in parts) and sum(parts) <= rec['total_train_time_s']
+  assert (first['train_setup_s'], first['final_checkpoint_s']) == parts[::3]
   # evaluation ran the layers as one lax.scan (eval.scan_layers' default), and says so
   assert first['inference_scan_layers'] is True
   assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True, True]
