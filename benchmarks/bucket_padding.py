@@ -41,7 +41,7 @@ def main():
                                   is_training=is_training)
   feats = windows(args.train_file, True)
   sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=1)))
-  lengths = feats.attention_mask.sum(axis=1)
+  lengths = packing.window_lengths(feats)
   print(f'{len(feats):,} windows at {args.max_seq_length}, mean length {lengths.mean():.1f}, '
         f'batch {args.batch}')
   print('| bucket width | compiled widths | share of padded positions | bound on speed-up |')

@@ -209,16 +209,20 @@ def _packed_train_table(packed) -> list[str]:
   for key in sorted(rows):
     r = rows[key]
     one = rows.get((key[0], key[1], 1, key[3]))
-    scaling = None
-    if key[2] > 1 and one and one.get('rows_per_s') and r.get('rows_per_s'):
-      ratio = r['rows_per_s'] / one['rows_per_s']
-      scaling = f'{ratio:.2f}× ({100 * ratio / key[2]:.0f} %)'
+    scaling = (_scaling(r['rows_per_s'], one['rows_per_s'], key[2])
+               if key[2] > 1 and one and one.get('rows_per_s') and r.get('rows_per_s') else None)
     row = [r['seq_len'], r['precision'], r['num_devices'], r['batch_size_per_device'],
            r.get('windows_per_step_mean'), r['sentences_per_s'], r.get('rows_per_s'), scaling,
            f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
            (r.get('step_time_ms') or {}).get('p50'), r.get('projected_2_epochs_s')]
     lines.append('| ' + ' | '.join(_fmt(x) for x in row) + ' |')
   return lines + ['']
+
+
+def _scaling(rate: float, one_rate: float, n: int) -> str:
+  """'1.90× (95 %)': n devices' rate against one device's, and that per device."""
+  ratio = rate / one_rate
+  return f'{ratio:.2f}× ({100 * ratio / n:.0f} %)'
 
 
 def _scaling_table(mine, seq) -> list[str]:
@@ -262,8 +266,7 @@ def job_tables(recs) -> list[str]:
            '| MFU | compile s | training s (incl. compile) |', '|' + ' --- |' * 10]
   for r in sorted(jobs, key=lambda r: (*key(r), r['num_devices'])):
     base = one.get(key(r))
-    scale = (f"{r['sentences_per_s'] / base['sentences_per_s']:.2f}× "
-             f"({100 * r['sentences_per_s'] / (r['num_devices'] * base['sentences_per_s']):.0f} %)"
+    scale = (_scaling(r['sentences_per_s'], base['sentences_per_s'], r['num_devices'])
              if base and r['num_devices'] > 1 else None)
     rows = ('packed' if r.get('packing') else
             f"buckets of {r['bucket_width']}" if r.get('bucket_width') else 'padded')

@@ -9,6 +9,7 @@ from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from helpers import FP32, TINY
 
+
 def random_batch(rng, vocab, batch=3, length=24):
   ids = rng.integers(1, vocab, (batch, length))
   types = (np.arange(length)[None] > rng.integers(3, length // 2, (batch, 1))).astype(np.int64)
