@@ -35,7 +35,8 @@ Triton gemm fusions autotuned against cuDNN's GEMM fusion plans as well
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
 combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
 coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /
-64 MiB each; ln_blocks4 /
+64 MiB each; noslicesink = XLA's slice sinker off (each layer's cast of a stacked float32
+weight reads its slice in place, not a slice copied out of one cast of the stack); ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
 layer_norm_kernel.BLOCKS); ln_fwd_rows1 / 2 / 8 / 16 and ln_fwd_warps8 (infer) = the LayerNorm
 forward kernel with that many rows per program (4 in the model) or 8 warps (4);
@@ -334,6 +335,11 @@ OPTION_PARTS = {
     # those fusions only with its Triton gemms on, so this goes with triton_gemm)
     'cudnn_gemm': {'xla_gpu_cudnn_gemm_fusion_level': 3},
     'nolt': {'xla_gpu_enable_cublaslt': False},
+    # XLA's slice sinker off: it turns the 24 per-layer casts of a stacked float32 weight
+    # into one cast of the whole stack, whose per-layer slices are then copied out (96
+    # memcpy128 kernels a BERT-Large step, 0.43 ms, next1's profile); without it each
+    # layer's cast reads its slice of the float32 stack in place
+    'noslicesink': {'xla_disable_hlo_passes': 'slice-sinker'},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
