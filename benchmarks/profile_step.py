@@ -36,7 +36,8 @@ Triton gemm fusions autotuned against cuDNN's GEMM fusion plans as well
 combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
 coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /
 64 MiB each; noslicesink = XLA's slice sinker off (each layer's cast of a stacked float32
-weight reads its slice in place, not a slice copied out of one cast of the stack); ln_blocks4 /
+weight reads its slice in place, not a slice copied out of one cast of the stack: no
+change, entry 68); noconvertmover = XLA's convert mover off (the same aim); ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
 layer_norm_kernel.BLOCKS); ln_fwd_rows1 / 2 / 8 / 16 and ln_fwd_warps8 (infer) = the LayerNorm
 forward kernel with that many rows per program (4 in the model) or 8 warps (4);
@@ -340,6 +341,10 @@ OPTION_PARTS = {
     # memcpy128 kernels a BERT-Large step, 0.43 ms, next1's profile); without it each
     # layer's cast reads its slice of the float32 stack in place
     'noslicesink': {'xla_disable_hlo_passes': 'slice-sinker'},
+    # XLA's convert mover off: it moves a narrowing convert above the slices that move its
+    # data, so the layers' casts become one cast of the stack (the sink1 call showed the
+    # slice sinker was not what did it: the copies stayed, entry 68)
+    'noconvertmover': {'xla_disable_hlo_passes': 'convert-mover'},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
