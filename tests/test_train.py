@@ -352,3 +352,13 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
   pa = json.loads((tmp_path / 'straight' / 'predictions.json').read_text())
   pb = json.loads((tmp_path / 'killed' / 'predictions.json').read_text())
   assert pa == pb
+
+
+def test_inference_figures_count_the_timed_calls_windows_and_are_null_without_any():
+  # predict_logits leaves its first call (the compile) untimed: a dev set of one call has no
+  # timing, and that must not read as 0 ms and 0 windows/s
+  assert train.inference_figures({'latencies_ms': [], 'windows_per_call': []}) == (None, None)
+  lat, rate = train.inference_figures({'latencies_ms': [10.0, 30.0],
+                                       'windows_per_call': [7, 9]})
+  assert lat['p50'] == pytest.approx(20.0) and lat['p100'] == 30.0 and lat['mean'] == 20.0
+  assert rate == pytest.approx(16 / 0.04)   # packed rows: windows, not calls' rows
