@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -556,6 +556,14 @@ sink2)  # 1 GPU, about 9 min (entries 68, 69): BERT-Large from random init for t
   timeout $(left) python3 benchmarks/profile_step.py --kind train --steps 30 --seq 384 --batch 32 \
     --variants squadlen squadlen+noconvertmover squadlen+noconvertmover squadlen \
     --profile squadlen+noconvertmover --out "$OUT/p0" 2>&1 | show
+  rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+sink3)  # 1 GPU, about 6.5 min (entry 70): each layer's slice of the stacked weights at an index XLA
+  # cannot fold (profile_step layercast) against the product, seq 384 batch 32 on SQuAD-like
+  # lengths, A B B A, B profiled; then seq 128 batch 64 (full windows), base and layercast
+  PS="python3 benchmarks/profile_step.py --kind train --steps 30"
+  timeout $(left) $PS --seq 384 --batch 32 --variants squadlen squadlen+layercast \
+    squadlen+layercast squadlen --profile squadlen+layercast --out "$OUT/p0" 2>&1 | show
+  timeout $(left) $PS --seq 128 --batch 64 --variants base layercast --out "$OUT/p1" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile

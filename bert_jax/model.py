@@ -384,8 +384,13 @@ def layer_params(layers) -> list[Params]:
     return list(layers)
   leaves, treedef = jax.tree.flatten(layers)
   n = len(leaves[0])
-  split = [[y[0] for y in jnp.split(x, n)] for x in leaves]
+  split = [_split_stack(x, n) for x in leaves]
   return [treedef.unflatten([s[i] for s in split]) for i in range(n)]
+
+
+def _split_stack(x, n: int) -> list:
+  """The n [...] slices of a stacked [n, ...] array."""
+  return [y[0] for y in jnp.split(x, n)]
 
 
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,
