@@ -35,9 +35,10 @@ Triton gemm fusions autotuned against cuDNN's GEMM fusion plans as well
 (with --devices: gradient all-reduces may overlap the backward pass); ar8mb = all-reduces
 combined only up to 8 MiB each (more, smaller ones that can start earlier); coll8mb /
 coll64mb = all-gathers and reduce-scatters (the split state's, with zero) combined up to 8 /
-64 MiB each; layercast = each layer's slice of a stacked weight taken at an index XLA cannot
-fold (a custom VJP concatenates the gradients), so its cast reads the slice in place;
-noslicesink = XLA's slice sinker off (each layer's cast of a stacked float32
+64 MiB each; layersplit = each layer's slice of a stacked weight cut by jnp.split (the
+product before entry 70 of docs/performance_notes.md: XLA then casts the whole stack and
+copies each layer's slice out; the product cuts at indices XLA cannot fold, sink3's
+layercast); noslicesink = XLA's slice sinker off (each layer's cast of a stacked float32
 weight reads its slice in place, not a slice copied out of one cast of the stack: no
 change, entry 68); noconvertmover = XLA's convert mover off (the same aim); ln_blocks4 /
 ln_blocks8 = the LayerNorm kernel with 4 / 8 blocks of rows per program (fewer partial sums;
@@ -274,26 +275,6 @@ def _linear_bwd(precision, res, dy):
 _linear.defvjp(_linear_fwd, _linear_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _split_stack_in_place(x, n):
-  # each layer's slice at an index XLA cannot fold (it passes an optimization barrier), so a
-  # cast of the slice stays one fusion reading its part of the float32 stack, instead of a
-  # cast of the whole stack whose slices are then copied out (entries 68-70)
-  index = jax.lax.optimization_barrier(jnp.arange(n, dtype=jnp.int32))
-  return [jax.lax.dynamic_index_in_dim(x, index[i], keepdims=False) for i in range(n)]
-
-
-def _split_stack_in_place_fwd(x, n):
-  return _split_stack_in_place(x, n), None
-
-
-def _split_stack_in_place_bwd(n, _, grads):
-  return (jnp.stack(grads),)   # one concatenate, as jnp.split's transpose
-
-
-_split_stack_in_place.defvjp(_split_stack_in_place_fwd, _split_stack_in_place_bwd)
-
-
 def _position_onehot(table_PD, positions_BT, policy):
   # one-hot [B, T, P] x table in the compute dtype: its gradient is a matmul, not a scatter-add
   # of B T rows into the P rows of the table
@@ -342,7 +323,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_kernel_fwd': {'_ffn_block': gelu_pallas.ffn_block,
                                'gelu_pallas.FORWARD_KERNEL': True},
            'pos_onehot': {'_position_embeddings': _position_onehot},
-           'layercast': {'_split_stack': _split_stack_in_place},
+           # each layer's slice of a stacked weight by jnp.split: the product before entry 70
+           'layersplit': {'_split_stack': model._split_static},
            'two_outputs': {'span_logits': _span_logits_apart},
            'kv_lengths': {'attn.fused_attention': _fused_attention_kv_lengths},
            **{f'gelu_{name}': {'_gelu': gelu_math.custom_gelu(fn)}

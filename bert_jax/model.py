@@ -374,7 +374,7 @@ def unstack_layers(params: Params) -> Params:
 
 def layer_params(layers) -> list[Params]:
   """The per-layer dicts of a list, of a stacked dict (see stack_layers) or of split_kernels'
-  form. A stack is cut by jnp.split, whose gradient is one concatenate of the layers'
+  form. A stack is cut by _split_stack, whose gradient is one concatenate of the layers'
   gradients (x[i]'s is a pad per layer, summed: 2 ms more a BERT-Large step on an H200,
   docs/performance_notes.md, 42)."""
   if _is_split(layers):
@@ -389,8 +389,38 @@ def layer_params(layers) -> list[Params]:
 
 
 def _split_stack(x, n: int) -> list:
-  """The n [...] slices of a stacked [n, ...] array."""
+  """The n [...] slices of a stacked [n, ...] array.
+
+  A traced stack of matrices (a jitted step's argument) is cut at indices XLA cannot fold,
+  so each layer's cast to the compute dtype reads its slice of the float32 stack in place:
+  cut by static slices, XLA cast the whole stack and then copied each layer's slice out (96
+  copies, 0.43 ms a BERT-Large train step; 1.0 % faster at seq 384 on an H200,
+  docs/performance_notes.md, 68-70). Vectors, and concrete stacks (weights compiled into an
+  inference program, whose static slices XLA folds into constants), are cut by jnp.split."""
+  if isinstance(x, jax.core.Tracer) and x.ndim >= 3:
+    return _slices_in_place(x, n)
+  return _split_static(x, n)
+
+
+def _split_static(x, n: int) -> list:
   return [y[0] for y in jnp.split(x, n)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _slices_in_place(x, n: int) -> list:
+  index = jax.lax.optimization_barrier(jnp.arange(n, dtype=jnp.int32))
+  return [jax.lax.dynamic_index_in_dim(x, index[i], keepdims=False) for i in range(n)]
+
+
+def _slices_in_place_fwd(x, n):
+  return _slices_in_place(x, n), None
+
+
+def _slices_in_place_bwd(n, _, grads):
+  return (jnp.stack(grads),)   # one concatenate, as jnp.split's transpose is
+
+
+_slices_in_place.defvjp(_slices_in_place_fwd, _slices_in_place_bwd)
 
 
 def encode(params: Params, input_ids, token_type_ids, attention_mask, *,

@@ -201,6 +201,30 @@ def test_stacked_layers_give_the_same_logits_and_gradients(policy):
       np.testing.assert_array_equal(a, b)
 
 
+def test_traced_stacks_are_cut_in_place_with_jnp_splits_numbers(monkeypatch):
+  # a jitted step's stacked matrices are cut at indices XLA cannot fold (so each layer's cast
+  # reads its slice in place, performance_notes 70); weights bound into a program, and
+  # vectors, by jnp.split. Both give the same logits and gradients, bit for bit.
+  config = ModelConfig.preset('tiny').replace(hidden_dropout=0.0, attention_dropout=0.0)
+  stacked = model.stack_layers(model.init_params(jax.random.PRNGKey(0), config))
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (2, 16)))
+
+  def loss(p):
+    s, e = model.qa_logits(p, ids, jnp.zeros_like(ids), jnp.ones_like(ids), config=config,
+                           policy=PrecisionPolicy('bf16'))
+    return jnp.sum(s ** 2) + jnp.sum(e * jnp.arange(16))
+
+  step = jax.jit(jax.value_and_grad(loss))
+  assert 'dynamic_slice' in step.lower(stacked).as_text()
+  assert 'dynamic_slice' not in jax.jit(lambda: loss(stacked)).lower().as_text()
+  in_place = step(stacked)
+  monkeypatch.setattr(model, '_split_stack', model._split_static)
+  static = jax.jit(jax.value_and_grad(loss))(stacked)
+  for a, b in zip(jax.tree.leaves(in_place), jax.tree.leaves(static)):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 @pytest.mark.parametrize('policy', ['fp32', 'bf16', 'fp16'])
 def test_inference_params_give_the_same_logits(policy):
   import bert_jax
