@@ -558,12 +558,15 @@ sink2)  # 1 GPU, about 9 min (entries 68, 69): BERT-Large from random init for t
     --profile squadlen+noconvertmover --out "$OUT/p0" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 sink3)  # 1 GPU, about 6.5 min (entry 70): each layer's slice of the stacked weights at an index XLA
-  # cannot fold (profile_step layercast) against the product, seq 384 batch 32 on SQuAD-like
-  # lengths, A B B A, B profiled; then seq 128 batch 64 (full windows), base and layercast
+  # cannot fold against jnp.split's static slices, seq 384 batch 32 on SQuAD-like lengths,
+  # A B B A, the in-place cut profiled; then seq 128 batch 64 (full windows). It ran (commit
+  # 5d8d2ef) with the in-place cut as the variant 'layercast' and jnp.split as the product;
+  # since 9b3e403 the in-place cut is the product and 'layersplit' the variant, so the same
+  # pair now reads: layersplit (then's base), base (then's layercast)
   PS="python3 benchmarks/profile_step.py --kind train --steps 30"
-  timeout $(left) $PS --seq 384 --batch 32 --variants squadlen squadlen+layercast \
-    squadlen+layercast squadlen --profile squadlen+layercast --out "$OUT/p0" 2>&1 | show
-  timeout $(left) $PS --seq 128 --batch 64 --variants base layercast --out "$OUT/p1" 2>&1 | show
+  timeout $(left) $PS --seq 384 --batch 32 --variants squadlen+layersplit squadlen \
+    squadlen squadlen+layersplit --profile squadlen --out "$OUT/p0" 2>&1 | show
+  timeout $(left) $PS --seq 128 --batch 64 --variants layersplit base --out "$OUT/p1" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
 sink4)  # 1 GPU, about 6 min (entry 71): the bench's seq-384 bf16 training at batch 32 on real
   # windows with the per-layer cut of entry 70 adopted, then the compiled peer on the same windows
