@@ -341,14 +341,11 @@ OPTION_PARTS = {
     # those fusions only with its Triton gemms on, so this goes with triton_gemm)
     'cudnn_gemm': {'xla_gpu_cudnn_gemm_fusion_level': 3},
     'nolt': {'xla_gpu_enable_cublaslt': False},
-    # XLA's slice sinker off: it turns the 24 per-layer casts of a stacked float32 weight
-    # into one cast of the whole stack, whose per-layer slices are then copied out (96
-    # memcpy128 kernels a BERT-Large step, 0.43 ms, next1's profile); without it each
-    # layer's cast reads its slice of the float32 stack in place
+    # XLA's slice sinker off, then its convert mover: each suspected of turning the 24
+    # per-layer casts of a stacked float32 weight into one cast of the whole stack whose
+    # slices are then copied out (96 memcpy128 a BERT-Large step, 0.43 ms). Neither was it:
+    # the copies stayed (entries 68, 69); model._split_stack removes them (entry 70)
     'noslicesink': {'xla_disable_hlo_passes': 'slice-sinker'},
-    # XLA's convert mover off: it moves a narrowing convert above the slices that move its
-    # data, so the layers' casts become one cast of the stack (the sink1 call showed the
-    # slice sinker was not what did it: the copies stayed, entry 68)
     'noconvertmover': {'xla_disable_hlo_passes': 'convert-mover'},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},

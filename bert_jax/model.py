@@ -394,7 +394,7 @@ def _split_stack(x, n: int) -> list:
   A traced stack of matrices (a jitted step's argument) is cut at indices XLA cannot fold,
   so each layer's cast to the compute dtype reads its slice of the float32 stack in place:
   cut by static slices, XLA cast the whole stack and then copied each layer's slice out (96
-  copies, 0.43 ms a BERT-Large train step; 1.0 % faster at seq 384 on an H200,
+  copies, 0.43 ms a BERT-Large train step; 1.1 % faster at seq 384 on an H200,
   docs/performance_notes.md, 68-70). Vectors, and concrete stacks (weights compiled into an
   inference program, whose static slices XLA folds into constants), are cut by jnp.split."""
   if isinstance(x, jax.core.Tracer) and x.ndim >= 3:
