@@ -4,7 +4,7 @@
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
 # Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
-# grid2, next1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
+# grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
 # pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
@@ -579,6 +579,21 @@ sink5)  # 1 GPU, about 3 min (entry 71): sink4 at seq 128, batch 64
   ours 0 train 128 bf16 '(64,)'
   peer 0 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
   brief "$OUT"/g0/records.jsonl; merge; pack ;;
+recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
+  # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
+  # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
+  # batches 32 and 64, ours then the peer at 32; GPU 3: the model's tests on the GPU. The
+  # scaling sweep needs the machine to itself: run scalepack1 after it
+  mkdir -p "$OUT"/g1 "$OUT"/g2 "$OUT"/g3
+  ( CUDA_VISIBLE_DEVICES=0 BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l \
+    LARGE_DIR="$OUT/large_padded_2ep" timeout $(left) bash $0 large ) &
+  ( ours 1 train 128 bf16 '(64,)'
+    peer 1 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g1 ) &
+  ( ours 2 train 384 bf16 '(32,64)'
+    peer 2 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g2 ) &
+  ( gputests 3 "$OUT/g3/gpu_tests.txt" tests/test_model.py ) &
+  wait; rm -rf "$OUT"/large_*/checkpoints; tail -2 "$OUT/g3/gpu_tests.txt"
+  brief "$OUT"/large_*/records.jsonl "$OUT"/g*/records.jsonl; merge; pack ;;
 pack4)  # 2 GPUs, about 4.5 min. GPU 0: pack2's whole 2-epoch packed run with the code's defaults
   # (segment slots sized to the fullest row); GPU 1: the bias + GELU kernels alone over tile
   # shapes and warps against XLA's fusions (benchmarks/gelu_sweep.py)
