@@ -15,6 +15,10 @@ gelu_tanh = the model's tanh GELU (model.activation='gelu_tanh': written so that
 into the FFN-in matmul's cuBLASLt epilogue; train and infer); gelu_tanh_autodiff = jax.nn.gelu's
 tanh form left to autodiff (what gelu_tanh meant before entry 58 of docs/performance_notes.md);
 biasmm = bias gradients as [1, N] x [N, E] matmuls (custom VJP) instead of reductions;
+dwstream = every dense layer's weight and bias gradients computed on a second GPU stream
+(compute_on 'gpu_stream:1', custom VJP), beside the main stream's backward pass (with lhs,
+XLA's latency-hiding scheduler, to start them early and wait late; annot = XLA's stream
+annotation flag set explicitly); dwstream_w = only the weight gradients there;
 gelu_autodiff / ln_autodiff = the exact GELU / LayerNorm left to autodiff, which keeps
 float32 copies of their inputs for the backward pass (the model's custom VJPs keep the input
 in the compute dtype plus float32 row statistics). Parts combine with '+', e.g.
@@ -275,6 +279,54 @@ def _linear_bwd(precision, res, dy):
 _linear.defvjp(_linear_fwd, _linear_bwd)
 
 
+def _on_side_stream(fn, *args):
+  """fn(*args) as a computation XLA runs on a second GPU stream (jax's compute_on with
+  'gpu_stream:1': a call XLA wraps as call-start / call-done); elsewhere the attribute is
+  ignored. jax 0.10 names the function form compute_on2, jax 0.11 compute_on."""
+  from jax.experimental import compute_on as co
+  wrap = getattr(co, 'compute_on2', None) or co.compute_on
+  out = jax.eval_shape(fn, *args)
+  spaces = tuple(jax.memory.Space.Device for _ in jax.tree.leaves(out))
+  return wrap(fn, compute_type='gpu_stream:1', out_memory_spaces=spaces)(*args)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _linear_side(x, w, b, precision, bias_on_side):
+  return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
+
+
+def _linear_side_fwd(x, w, b, precision, bias_on_side):
+  return _linear_side(x, w, b, precision, bias_on_side), (x, w)
+
+
+def _linear_side_bwd(precision, bias_on_side, res, dy):
+  """dx on the main stream; dW (and, with bias_on_side, the bias gradient) on the second,
+  which nothing in the backward pass waits for until the optimizer: what it may overlap is
+  the memory-bound passes between the main stream's matmuls."""
+  x, w = res
+  x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+  dx = jnp.einsum('...e,de->...d', dy, w, precision=precision)
+
+  def bias_grad(dy2):
+    return jnp.sum(dy2, axis=0, dtype=jnp.float32).astype(dy2.dtype)
+
+  def weight_grads(x2, dy2):
+    dw = jnp.einsum('nd,ne->de', x2, dy2, precision=precision)
+    return (dw, bias_grad(dy2)) if bias_on_side else (dw,)
+
+  side = _on_side_stream(weight_grads, x2, dy2)
+  return dx, side[0], side[1] if bias_on_side else bias_grad(dy2)
+
+
+_linear_side.defvjp(_linear_side_fwd, _linear_side_bwd)
+
+
+def _dense_side(x, p, policy, bias_on_side=True):
+  dtype = policy.compute_dtype
+  return _linear_side(x, p['kernel'].astype(dtype), p['bias'].astype(dtype),
+                      policy.matmul_precision, bias_on_side)
+
+
 def _position_onehot(table_PD, positions_BT, policy):
   # one-hot [B, T, P] x table in the compute dtype: its gradient is a matmul, not a scatter-add
   # of B T rows into the P rows of the table
@@ -308,6 +360,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
            'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
            'biasmm': {'_dense': _dense_biasmm},
+           'dwstream': {'_dense': _dense_side},
+           'dwstream_w': {'_dense': functools.partial(_dense_side, bias_on_side=False)},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
@@ -348,6 +402,8 @@ OPTION_PARTS = {
     'noslicesink': {'xla_disable_hlo_passes': 'slice-sinker'},
     'noconvertmover': {'xla_disable_hlo_passes': 'convert-mover'},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
+    # XLA honours jax's compute_on('gpu_stream:N') calls (dwstream); its default since 2025
+    'annot': {'xla_gpu_experimental_stream_annotation': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
     # (64 MiB is the GPU default since scale6, train.GPU_TRAIN_COMPILER_OPTIONS)
@@ -822,6 +878,10 @@ def summarise(trace_dir, steps_profiled, top=30):
   for k, us in per_kernel.items():
     per_class[classify(k)] += us
   total = sum(per_kernel.values())
+  # the time at least one kernel ran, per GPU: under the sum where kernels overlap (streams)
+  union = sum(_length(_union([(a, b) for _, a, b in other_kernels.get(pid, [])]
+                             + collective_spans.get(pid, [])))
+              for pid in set(other_kernels) | set(collective_spans))
   # the GPU's span of each executable run ('XLA Modules' line): minus the kernels, the gaps;
   # None where the trace has no such line (jax 0.11.2's GPU traces on the H200 had none)
   module_lines = {k for k, n in threads.items() if n == 'XLA Modules'}
@@ -831,6 +891,7 @@ def summarise(trace_dir, steps_profiled, top=30):
       'gpu_processes': sorted(names[p] for p in gpu_pids), 'gpus_with_kernels': len(busy),
       'line_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_thread.most_common(8)},
       'kernel_ms_per_step': total / 1e3 / steps_profiled,
+      'kernel_busy_ms_per_step': union / 1e3 / steps_profiled,
       'module_span_ms_per_step': module_us / 1e3 / steps_profiled if module_lines else None,
       'class_ms_per_step': {k: v / 1e3 / steps_profiled for k, v in per_class.most_common()},
       # collective kernel time with no other kernel running on that GPU: what overlap would hide
@@ -982,6 +1043,7 @@ def main():
     hlo = compiled.as_text()
     rec['gemm_epilogues'] = gemm_epilogues(hlo)
     rec['gemm_backends'] = gemm_backends(hlo)
+    rec['async_calls'] = hlo.count(' call-start(')   # computations put on another stream
     if getattr(run, 'windows_per_step', None):   # packed rows: sentences_per_s counts rows
       rec['windows_per_s'] = run.windows_per_step / dt
     if args.kind == 'train':

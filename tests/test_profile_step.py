@@ -43,7 +43,8 @@ def _grads(ps, variant, precision):
 @pytest.mark.parametrize('variant', ['qkv3', 'qkv_bwd3', 'qkv_bwd3b', 'biasmm', 'gelu_autodiff',
                                      'ln_autodiff', 'qkv3+biasmm+gelu_autodiff+ln_autodiff',
                                      'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared',
-                                     'gelu_kernel', 'gelu_kernel_fwd'])
+                                     'gelu_kernel', 'gelu_kernel_fwd', 'dwstream',
+                                     'dwstream_w'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -322,6 +323,28 @@ def test_summarise_counts_collective_time_no_other_kernel_overlapped(ps, tmp_pat
   out = ps.summarise(str(tmp_path), steps_profiled=1)
   assert out['exposed_collective_ms_per_step'] == pytest.approx(0.075)
   assert out['class_ms_per_step']['collective'] == pytest.approx(0.1)
+  # busy: 350 us on GPU 0 (50 us of overlap), 400 on GPU 1; the kernels' sum 400 on each
+  assert out['kernel_busy_ms_per_step'] == pytest.approx(0.375)
+  assert out['kernel_ms_per_step'] == pytest.approx(0.4)
+
+
+def test_dwstream_puts_the_weight_gradients_on_a_second_stream(ps):
+  """The backward pass's dW matmuls (and, in dwstream, bias sums) sit in calls annotated for
+  GPU stream 1; dx stays outside them."""
+  x = jnp.ones((2, 3, 8), jnp.float32)
+  p = {'kernel': jnp.ones((8, 4)), 'bias': jnp.zeros(4)}
+  policy = PrecisionPolicy('fp32')
+  for variant, side_outputs in (('dwstream', 2), ('dwstream_w', 1)):
+    ps.apply_variant(variant)
+    try:
+      text = jax.jit(jax.grad(lambda x, p: jnp.sum(model._dense(x, p, policy) ** 2),
+                              argnums=(0, 1))).lower(x, p).as_text()
+    finally:
+      ps.apply_variant('base')
+    calls = [line for line in text.splitlines() if '_xla_stream_annotation = "1"' in line
+             and ' call @' in line]
+    assert len(calls) == 1, calls
+    assert calls[0].count('tensor<') == 2 + side_outputs   # x and dy in; dW (, db) out
 
 
 def test_interval_helpers(ps):
