@@ -256,27 +256,40 @@ def _layer_norm_autodiff(x, p, eps, dtype):
   return ((x32 - mean) * rstd * p['scale'] + p['bias']).astype(dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _linear(x, w, b, precision):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _linear(x, w, b, precision, weight_grads):
+  """x w + b, whose backward pass takes dx itself and (dW, db) from weight_grads(x2, dy2,
+  precision) over the [N, D] inputs and [N, E] gradients."""
   return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
 
 
-def _linear_fwd(x, w, b, precision):
-  return _linear(x, w, b, precision), (x, w)
+def _linear_fwd(x, w, b, precision, weight_grads):
+  return _linear(x, w, b, precision, weight_grads), (x, w)
 
 
-def _linear_bwd(precision, res, dy):
+def _linear_bwd(precision, weight_grads, res, dy):
   x, w = res
-  x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
   dx = jnp.einsum('...e,de->...d', dy, w, precision=precision)
-  dw = jnp.einsum('nd,ne->de', x2, dy2, precision=precision)
-  # The bias gradient as a [1, N] x [N, E] matmul (float32 accumulation), not a reduction.
-  db = jnp.einsum('n,ne->e', jnp.ones(x2.shape[:1], dy.dtype), dy2, precision=precision,
-                  preferred_element_type=jnp.float32)
-  return dx, dw, db.astype(dy.dtype)
+  dw, db = weight_grads(x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1]), precision)
+  return dx, dw, db
 
 
 _linear.defvjp(_linear_fwd, _linear_bwd)
+
+
+def _weight_grad(x2, dy2, precision):
+  return jnp.einsum('nd,ne->de', x2, dy2, precision=precision)
+
+
+def _bias_grad(dy2):
+  return jnp.sum(dy2, axis=0, dtype=jnp.float32).astype(dy2.dtype)
+
+
+def _grads_biasmm(x2, dy2, precision):
+  # The bias gradient as a [1, N] x [N, E] matmul (float32 accumulation), not a reduction.
+  db = jnp.einsum('n,ne->e', jnp.ones(x2.shape[:1], dy2.dtype), dy2, precision=precision,
+                  preferred_element_type=jnp.float32)
+  return _weight_grad(x2, dy2, precision), db.astype(dy2.dtype)
 
 
 def _on_side_stream(fn, *args):
@@ -285,46 +298,27 @@ def _on_side_stream(fn, *args):
   ignored. jax 0.10 names the function form compute_on2, jax 0.11 compute_on."""
   from jax.experimental import compute_on as co
   wrap = getattr(co, 'compute_on2', None) or co.compute_on
-  out = jax.eval_shape(fn, *args)
-  spaces = tuple(jax.memory.Space.Device for _ in jax.tree.leaves(out))
+  spaces = jax.tree.map(lambda _: jax.memory.Space.Device, jax.eval_shape(fn, *args))
   return wrap(fn, compute_type='gpu_stream:1', out_memory_spaces=spaces)(*args)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _linear_side(x, w, b, precision, bias_on_side):
-  return jnp.einsum('...d,de->...e', x, w, precision=precision) + b
+def _grads_side(x2, dy2, precision, bias_on_side=True):
+  """dW (and, with bias_on_side, db) on the second stream, which nothing in the backward
+  pass waits for until the optimizer: what it may overlap is the memory-bound passes
+  between the main stream's matmuls."""
+  if bias_on_side:
+    return _on_side_stream(lambda a, g: (_weight_grad(a, g, precision), _bias_grad(g)),
+                           x2, dy2)
+  return _on_side_stream(lambda a, g: _weight_grad(a, g, precision), x2, dy2), _bias_grad(dy2)
 
 
-def _linear_side_fwd(x, w, b, precision, bias_on_side):
-  return _linear_side(x, w, b, precision, bias_on_side), (x, w)
-
-
-def _linear_side_bwd(precision, bias_on_side, res, dy):
-  """dx on the main stream; dW (and, with bias_on_side, the bias gradient) on the second,
-  which nothing in the backward pass waits for until the optimizer: what it may overlap is
-  the memory-bound passes between the main stream's matmuls."""
-  x, w = res
-  x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
-  dx = jnp.einsum('...e,de->...d', dy, w, precision=precision)
-
-  def bias_grad(dy2):
-    return jnp.sum(dy2, axis=0, dtype=jnp.float32).astype(dy2.dtype)
-
-  def weight_grads(x2, dy2):
-    dw = jnp.einsum('nd,ne->de', x2, dy2, precision=precision)
-    return (dw, bias_grad(dy2)) if bias_on_side else (dw,)
-
-  side = _on_side_stream(weight_grads, x2, dy2)
-  return dx, side[0], side[1] if bias_on_side else bias_grad(dy2)
-
-
-_linear_side.defvjp(_linear_side_fwd, _linear_side_bwd)
-
-
-def _dense_side(x, p, policy, bias_on_side=True):
-  dtype = policy.compute_dtype
-  return _linear_side(x, p['kernel'].astype(dtype), p['bias'].astype(dtype),
-                      policy.matmul_precision, bias_on_side)
+def _dense_with(weight_grads):
+  """A model._dense whose backward pass takes its weight gradients from weight_grads."""
+  def dense(x, p, policy):
+    dtype = policy.compute_dtype
+    return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype),
+                   policy.matmul_precision, weight_grads)
+  return dense
 
 
 def _position_onehot(table_PD, positions_BT, policy):
@@ -350,18 +344,14 @@ def _fused_attention_kv_lengths(q_BTNH, k_BSNH, v_BSNH, mask_BS, *, implementati
                                       implementation=implementation)
 
 
-def _dense_biasmm(x, p, policy):
-  dtype = policy.compute_dtype
-  return _linear(x, p['kernel'].astype(dtype), p['bias'].astype(dtype), policy.matmul_precision)
-
-
 PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': hash_dropout.dropout},
            'qkv3': {'_qkv': _qkv_three_dots}, 'qkv_bwd3': {'_qkv': _qkv_bwd3},
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
            'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
-           'biasmm': {'_dense': _dense_biasmm},
-           'dwstream': {'_dense': _dense_side},
-           'dwstream_w': {'_dense': functools.partial(_dense_side, bias_on_side=False)},
+           'biasmm': {'_dense': _dense_with(_grads_biasmm)},
+           'dwstream': {'_dense': _dense_with(_grads_side)},
+           'dwstream_w': {'_dense': _dense_with(functools.partial(_grads_side,
+                                                                  bias_on_side=False))},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
