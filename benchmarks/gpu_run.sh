@@ -62,6 +62,9 @@ import json, sys
 for r in map(json.loads, sys.stdin):
     print(r.get("code_fingerprint"), r.get("kind"), r.get("data"), r.get("seq_len"), r.get("batch_size"),
           r.get("sentences_per_s"), r.get("total_train_time_s"), (r.get("latency_ms") or {}).get("mean"))'; }
+train_parts() {  # EVAL_RESULTS_JSON: a job's train() wall time and its parts, timed apart
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print({k: r.get(k) for k in (
+    "train_time_s", "train_setup_s", "compile_s", "final_checkpoint_s", "train_sentences_per_s")})' "$1"; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -550,9 +553,7 @@ sink2)  # 1 GPU, about 9 min (entries 68, 69): BERT-Large from random init for t
   PACK=True BATCH=64 STEPS=0 EVAL=100 EVALPACK=True CACHE=/tmp/cache_l \
     LARGE_DIR="$OUT/large_packed_2ep" timeout $(( $(left) - 230 )) bash $0 large
   rm -rf "$OUT"/large_*/checkpoints
-  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print({k: r.get(k) for k in (
-    "train_time_s", "train_setup_s", "compile_s", "final_checkpoint_s", "train_sentences_per_s")})' \
-    "$OUT"/large_packed_2ep/eval_results.json
+  train_parts "$OUT"/large_packed_2ep/eval_results.json
   timeout $(left) python3 benchmarks/profile_step.py --kind train --steps 30 --seq 384 --batch 32 \
     --variants squadlen squadlen+noconvertmover squadlen+noconvertmover squadlen \
     --profile squadlen+noconvertmover --out "$OUT/p0" 2>&1 | show
@@ -579,11 +580,12 @@ sink5)  # 1 GPU, about 3 min (entry 71): sink4 at seq 128, batch 64
   ours 0 train 128 bf16 '(64,)'
   peer 0 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
   brief "$OUT"/g0/records.jsonl; merge; pack ;;
-stream1)  # 1 GPU, about 8 min (entry 72): every dense layer's weight and bias gradients on a
-  # second GPU stream (profile_step dwstream, XLA's stream annotation on), with XLA's
-  # latency-hiding scheduler to start them early, against the product at seq 384 batch 32 on
-  # SQuAD-like lengths, A B B A, B profiled; then dwstream without the scheduler, the
-  # scheduler alone, the weight gradients only (dwstream_w); then seq 128 batch 64 base and B
+stream1)  # 1 GPU, 9.5 min (entry 72): every dense layer's weight and bias gradients on a second
+  # GPU stream (profile_step dwstream, XLA's stream annotation on), with XLA's latency-hiding
+  # scheduler to start them early, against the product at seq 384 batch 32 on SQuAD-like
+  # lengths, A B B A, B profiled; then dwstream without the scheduler, the scheduler alone,
+  # the weight gradients only (dwstream_w); then seq 128 batch 64 base and B (B did not fit
+  # before DEADLINE=560)
   PS="python3 benchmarks/profile_step.py --kind train --steps 30"
   V=squadlen+dwstream+annot+lhs
   timeout $(left) $PS --seq 384 --batch 32 --variants squadlen $V $V squadlen \
@@ -592,7 +594,7 @@ stream1)  # 1 GPU, about 8 min (entry 72): every dense layer's weight and bias g
   timeout $(left) $PS --seq 128 --batch 64 --variants base dwstream+annot+lhs --out "$OUT/p1" \
     2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-stream2)  # 1 GPU, about 8.5 min (entry 73): sink5 again with time for the peer (the bench's seq-128
+stream2)  # 1 GPU, about 6.5 min (entry 73): sink5 again with time for the peer (the bench's seq-128
   # bf16 training at batch 64 on real windows, then the compiled peer on the same windows);
   # then XLA's latency-hiding scheduler alone against the product at seq 384 batch 32 on
   # SQuAD-like lengths, A B B A (stream1 had one sample of each)
@@ -603,14 +605,12 @@ stream2)  # 1 GPU, about 8.5 min (entry 73): sink5 again with time for the peer 
   timeout $(left) python3 benchmarks/profile_step.py --kind train --steps 30 --seq 384 \
     --batch 32 --variants squadlen+lhs squadlen squadlen squadlen+lhs --out "$OUT/p0" 2>&1 | show
   pack ;;
-stream3)  # 1 GPU, about 6.5 min (entry 74): the padded 2 epochs end to end (qlen3's GPU 0) with
+stream3)  # 1 GPU, about 5.5 min (entry 74): the padded 2 epochs end to end (qlen3's GPU 0) with
   # entry 70's cut adopted: BERT-Large from random init, 64 windows a step, 100 dev questions
   ( BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l LARGE_DIR="$OUT/large_padded_2ep" \
     timeout $(left) bash $0 large )
   rm -rf "$OUT"/large_*/checkpoints
-  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print({k: r.get(k) for k in (
-    "train_time_s", "train_setup_s", "compile_s", "final_checkpoint_s", "train_sentences_per_s")})' \
-    "$OUT"/large_padded_2ep/eval_results.json
+  train_parts "$OUT"/large_padded_2ep/eval_results.json
   brief "$OUT"/large_*/records.jsonl; pack ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
