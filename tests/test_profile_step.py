@@ -44,7 +44,7 @@ def _grads(ps, variant, precision):
                                      'ln_autodiff', 'qkv3+biasmm+gelu_autodiff+ln_autodiff',
                                      'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared',
                                      'gelu_kernel', 'gelu_kernel_fwd', 'dwstream',
-                                     'dwstream_w'])
+                                     'dwstream_w', 'qkv_cat', 'qkv_catbar'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -530,3 +530,26 @@ def test_packed_inference_variant_runs_eval_packings_rows(ps):
       params, *inputs, config=config, policy=policy, segments=segments, scan_layers=True)[..., 0])
   np.testing.assert_allclose(got, logits(packing.segments_of(host)), atol=1e-4)
   assert np.abs(got - logits(None)).max() > 1e-3
+
+
+def test_qkv_cat_joins_the_three_gradients_by_one_concatenation(ps):
+  """Autodiff joins dq, dk, dv by pads and adds; qkv_cat by one concatenation, and
+  qkv_catbar writes that out (an optimization barrier) before the bias sum reads it."""
+  config = ModelConfig.preset('tiny')
+  p = model.init_params(jax.random.PRNGKey(0), config)['layers'][0]['qkv']
+  x = jnp.ones((2, 8, config.hidden_size), jnp.float32)
+  policy = PrecisionPolicy('fp32')
+
+  def text(variant):
+    ps.apply_variant(variant)
+    try:
+      loss = lambda x, p: sum(jnp.sum(y * (i + 1)) for i, y in
+                              enumerate(model._qkv(x, p, config, policy)))
+      return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, p).as_text()
+    finally:
+      ps.apply_variant('base')
+
+  base, cat, catbar = text('base'), text('qkv_cat'), text('qkv_catbar')
+  assert 'stablehlo.pad' in base and 'stablehlo.concatenate' not in base
+  assert 'stablehlo.pad' not in cat and 'stablehlo.concatenate' in cat
+  assert 'optimization_barrier' not in cat and 'optimization_barrier' in catbar
