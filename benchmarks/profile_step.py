@@ -206,9 +206,8 @@ def _qkv_proj_concat_bwd(num_heads, precision, res, grads, barrier=False):
   if barrier:
     g = jax.lax.optimization_barrier(g)
   dx = jnp.einsum('ne,de->nd', g, w, precision=precision)
-  dw = jnp.einsum('nd,ne->de', x.reshape(-1, x.shape[-1]), g, precision=precision)
-  db = jnp.sum(g, axis=0, dtype=jnp.float32)
-  return dx.reshape(x.shape), dw, db.astype(w.dtype)
+  return (dx.reshape(x.shape), _weight_grad(x.reshape(-1, x.shape[-1]), g, precision),
+          _bias_grad(g))
 
 
 def _qkv_proj_with(bwd):
@@ -421,7 +420,8 @@ OPTION_PARTS = {
     'noslicesink': {'xla_disable_hlo_passes': 'slice-sinker'},
     'noconvertmover': {'xla_disable_hlo_passes': 'convert-mover'},
     'lhs': {'xla_gpu_enable_latency_hiding_scheduler': True},
-    # XLA honours jax's compute_on('gpu_stream:N') calls (dwstream); its default since 2025
+    # XLA honours jax's compute_on('gpu_stream:N') calls (dwstream); XLA's flag list gives
+    # true as the default, set here to leave no doubt
     'annot': {'xla_gpu_experimental_stream_annotation': True},
     'ar8mb': {'xla_gpu_all_reduce_combine_threshold_bytes': 8 << 20},
     # with the state split (zero): all-gathers and reduce-scatters combined up to 8 / 64 MiB
