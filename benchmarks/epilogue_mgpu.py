@@ -1,0 +1,352 @@
+"""A Hopper matmul of our own with the FFN's bias and exact GELU in its epilogue, timed
+against XLA.
+
+Why: XLA runs BERT's FFN-in layer as a cuBLASLt matmul with a bias epilogue, then a pass of
+its own for the exact GELU; cuBLASLt only offers the tanh GELU in an epilogue. The GELU passes
+are 3-4 ms of a 50 ms seq-384 step (docs/benchmarks.md, "What 700 sent/s would take"). Folding
+them into a matmul's epilogue needs a matmul of our own that is as fast as cuBLAS on BERT's
+shapes. This tool measures whether one written with Pallas' Mosaic GPU backend is.
+
+Cases, each timed by CUPTI over its kernels (jax.experimental.mosaic.gpu.profiler):
+  xla_matmul       x @ w in XLA (a cuBLASLt kernel)
+  xla_bias_gelu    h = x @ w + b and g = GELU(h) in XLA, as the model writes them
+  lib_matmul[T]    jax's Hopper matmul example (jax.experimental.pallas.ops.gpu) as shipped
+  ours_<E>[T]      this file's kernel; epilogue E: none, bias, gelu (the model's erfc fit:
+                   abs, rsqrt, exp, a select) or gelu_erf (lax.erf)
+where T names the tiles (see Tiles and parse_tiles).
+
+  python benchmarks/epilogue_mgpu.py --out epi.jsonl                        # Hopper GPU
+  python benchmarks/epilogue_mgpu.py --interpret --m 256 --k 128 --n 512    # CPU, no timing
+
+Each case writes one JSON record: kernel time (median over --iterations), TFLOP/s, the
+largest difference from XLA's result, and the kernels one call launched. A case that fails to
+compile or run writes its error instead, and the next case runs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import re
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bert_jax import model
+
+EPILOGUES = ('none', 'bias', 'gelu', 'gelu_erf')
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiles:
+  """How the kernel cuts the problem.
+
+  A thread block holds two compute warpgroups side by side, each with an m x n float32
+  accumulator, so a block computes m rows x 2n columns. `stages` input tiles are in flight;
+  `inflight` (0 or 1) warpgroup matmuls are left running while the next one is issued; the
+  epilogue stores epi_m x epi_n pieces; `band` is the width of the snake order over output
+  tiles (L2 reuse).
+  """
+  m: int = 128
+  n: int = 128
+  k: int = 64
+  stages: int = 3
+  inflight: int = 0
+  epi_m: int = 64
+  epi_n: int = 64
+  band: int = 8
+
+  def __post_init__(self):
+    for name in ('m', 'n', 'k', 'stages', 'epi_m', 'epi_n', 'band'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'Tiles.{name} must be positive, got {getattr(self, name)}')
+    if self.inflight not in (0, 1):
+      raise ValueError(f'Tiles.inflight must be 0 or 1, got {self.inflight}')
+    if self.m % 64 or self.n % 8:
+      raise ValueError(f'Tiles.m must be a multiple of 64 and Tiles.n of 8 (a warpgroup '
+                       f"matmul's shape), got m={self.m}, n={self.n}")
+    if self.m % self.epi_m or self.n % self.epi_n:
+      raise ValueError(f'the epilogue piece {self.epi_m}x{self.epi_n} must divide the '
+                       f'warpgroup tile {self.m}x{self.n}')
+
+  @property
+  def label(self) -> str:
+    return (f'm{self.m}n{self.n}k{self.k}s{self.stages}i{self.inflight}'
+            f'e{self.epi_m}x{self.epi_n}b{self.band}')
+
+
+def parse_tiles(text: str) -> Tiles:
+  """'m128n128k64s3i1e64x32b8' -> Tiles; the e and b parts may be left out (defaults)."""
+  hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?', text)
+  if not hit:
+    raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND], '
+                     f'e.g. m128n128k64s3i1e64x64b8')
+  m, n, k, s, i, em, en, band = hit.groups()
+  d = Tiles()
+  return Tiles(m=int(m), n=int(n), k=int(k), stages=int(s), inflight=int(i),
+               epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band))
+
+
+def gelu_model(x):
+  """The model's GELU forward for float32 x: x Phi(x) with model._normal_cdf (its erfc fit)."""
+  return x * model._normal_cdf(x)
+
+
+def gelu_erf(x):
+  """The exact GELU through lax.erf, for float32 x."""
+  return 0.5 * x * (1.0 + lax.erf(x * _SQRT_HALF))
+
+
+_ACTIVATIONS = {'gelu': gelu_model, 'gelu_erf': gelu_erf}
+
+
+def reference(x, w, b, epilogue: str):
+  """The same math in XLA, rounded where the model rounds: h in x's dtype (cuBLASLt's bias
+  epilogue), the GELU of h in float32, rounded back."""
+  y = jnp.dot(x, w, preferred_element_type=jnp.float32)
+  if epilogue != 'none':
+    y = y + b.astype(jnp.float32)
+  h = y.astype(x.dtype)
+  if epilogue in _ACTIVATIONS:
+    return h, _ACTIVATIONS[epilogue](h.astype(jnp.float32)).astype(x.dtype)
+  return (h,)
+
+
+def _model_forward(x, w, b):
+  """The model's FFN-in forward as the train step writes it (model._dense, model._gelu): XLA
+  gives it a cuBLASLt matmul with a bias epilogue, then a GELU pass."""
+  h = x @ w + b
+  return h, model._gelu(h)
+
+
+def _check(x, w, b, epilogue: str, tiles: Tiles):
+  if epilogue not in EPILOGUES:
+    raise ValueError(f'epilogue must be one of {EPILOGUES}, got {epilogue!r}')
+  if x.ndim != 2 or w.ndim != 2 or b.ndim != 1:
+    raise ValueError(f'want x [M, K], w [K, N], b [N]; got {x.shape}, {w.shape}, {b.shape}')
+  (m, k), (k2, n) = x.shape, w.shape
+  if k != k2 or b.shape[0] != n:
+    raise ValueError(f'shapes do not chain: x {x.shape} @ w {w.shape} + b {b.shape}')
+  if x.dtype != w.dtype or x.dtype not in (jnp.bfloat16, jnp.float16):
+    raise ValueError(f'x and w must both be bfloat16 or float16, got {x.dtype}, {w.dtype}')
+  if m % tiles.m or n % (2 * tiles.n) or k % tiles.k:
+    raise ValueError(f'M={m}, N={n}, K={k} must be multiples of the tiles: m={tiles.m}, '
+                     f'2n={2 * tiles.n}, k={tiles.k}')
+
+
+def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
+                   num_sms: int | None = None, interpret: bool = False):
+  """x @ w with the bias and GELU in the epilogue, as one Mosaic GPU kernel.
+
+  Returns (h,) for the epilogues none and bias, (h, GELU(h)) for gelu and gelu_erf, each
+  [M, N] in x's dtype: training keeps h for the backward pass. Persistent: num_sms blocks
+  (the device's SM count by default) walk the output tiles in a banded snake order. A third
+  warpgroup per block feeds the two compute warpgroups through `stages` shared-memory buffers.
+  """
+  import jax.experimental.pallas as pl
+  import jax.experimental.pallas.mosaic_gpu as plgpu
+
+  _check(x, w, b, epilogue, tiles)
+  (m, k), n = x.shape, w.shape[1]
+  dtype = x.dtype
+  cta_n = 2 * tiles.n
+  m_tiles, n_tiles, k_steps = m // tiles.m, n // cta_n, k // tiles.k
+  with_bias = epilogue != 'none'
+  act = _ACTIVATIONS.get(epilogue)
+  n_out = 2 if act else 1
+  if num_sms is None:
+    num_sms = 4 if interpret else jax.devices()[0].core_count
+
+  def smem_transforms(cols):
+    swizzle = plgpu.find_swizzle(cols * dtype.itemsize * 8)
+    return (plgpu.TilingTransform((8, swizzle // dtype.itemsize)),
+            plgpu.SwizzleTransform(swizzle))
+
+  in_transforms, out_transforms = smem_transforms(tiles.k), smem_transforms(tiles.epi_n)
+
+  def body(x_gmem, w_gmem, b_gmem, *outs):
+    def pipeline(step, context):
+      spec = functools.partial(plgpu.BlockSpec, transforms=in_transforms,
+                               memory_space=plgpu.SMEM, delay_release=tiles.inflight)
+      return plgpu.emit_pipeline_warp_specialized(
+          step, grid=(k_steps,), memory_registers=40,
+          in_specs=[spec((tiles.m, tiles.k), lambda s: (0, s)),
+                    spec((tiles.k, cta_n), lambda s: (s, 0))],
+          wg_axis='wg', num_compute_wgs=2, max_concurrent_steps=tiles.stages,
+          compute_context=context)
+
+    unused = lambda *_, **__: None  # noqa: E731  (allocations do not depend on the body)
+    piece = (2, 2, tiles.epi_m, tiles.epi_n)  # [warpgroup, slot, rows, cols]
+
+    @functools.partial(
+        pl.run_scoped,
+        allocs=pipeline(unused, unused).get_allocations(x_gmem, w_gmem),
+        out_smem=[plgpu.SMEM(piece, dtype, transforms=out_transforms) for _ in range(n_out)],
+        bias_smem=plgpu.SMEM((2, tiles.n), b.dtype),
+        bias_ready=plgpu.Barrier(num_barriers=2),
+        collective_axes='wg')
+    def _scope(allocs, out_smem, bias_smem, bias_ready):
+      wg = lax.axis_index('wg')
+
+      @plgpu.nd_loop((m_tiles * n_tiles,), collective_axes='sm')
+      def _tile(info):
+        (lin,) = info.index
+        mi, ni = plgpu.planar_snake(lin, (m_tiles, n_tiles), 1, tiles.band)
+        col0 = ni * cta_n + wg * tiles.n  # this warpgroup's first output column
+
+        def step(_, x_smem, w_smem, acc_ref):
+          plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tiles.n, tiles.n)])
+          plgpu.wgmma_wait(tiles.inflight)
+          return acc_ref
+
+        def context(run):
+          @functools.partial(pl.run_scoped,
+                             acc_ref=plgpu.ACC((tiles.m, tiles.n), jnp.float32))
+          def _acc(acc_ref):
+            if with_bias:  # lands while the main loop runs
+              plgpu.copy_gmem_to_smem(b_gmem.at[pl.ds(col0, tiles.n)], bias_smem.at[wg],
+                                      bias_ready.at[wg])
+            run(acc_ref)
+            acc = acc_ref[...]
+            if with_bias:
+              plgpu.barrier_wait(bias_ready.at[wg])
+            per_row = tiles.n // tiles.epi_n
+            for i in range(tiles.m // tiles.epi_m):
+              for j in range(per_row):
+                slot = (i * per_row + j) % 2
+                y = acc[i * tiles.epi_m:(i + 1) * tiles.epi_m,
+                        j * tiles.epi_n:(j + 1) * tiles.epi_n]
+                if with_bias:
+                  bias = bias_smem[wg, pl.ds(j * tiles.epi_n, tiles.epi_n)]
+                  y = y + lax.broadcast_in_dim(bias.astype(jnp.float32), y.shape, (1,))
+                h = y.astype(dtype)
+                pieces = [h] + ([act(h.astype(jnp.float32)).astype(dtype)] if act else [])
+                # the copies that last read this slot (two pieces ago) are done
+                plgpu.wait_smem_to_gmem(n_out, wait_read_only=True)
+                for buf, val in zip(out_smem, pieces):
+                  buf[wg, slot] = val
+                plgpu.commit_smem()
+                rows = pl.ds(mi * tiles.m + i * tiles.epi_m, tiles.epi_m)
+                cols = pl.ds(col0 + j * tiles.epi_n, tiles.epi_n)
+                for buf, out in zip(out_smem, outs):
+                  plgpu.copy_smem_to_gmem(buf.at[wg, slot], out.at[rows, cols])
+
+        pipeline(step, context)(x_gmem.at[pl.ds(mi * tiles.m, tiles.m), :],
+                                w_gmem.at[:, pl.ds(ni * cta_n, cta_n)], allocations=allocs)
+
+      plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+  extra = {}
+  if interpret:
+    from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
+    extra['interpret'] = InterpretGPUParams()
+  kernel = plgpu.kernel(
+      body, out_type=tuple(jax.ShapeDtypeStruct((m, n), dtype) for _ in range(n_out)),
+      grid=(num_sms,), grid_names=('sm',), num_threads=3, thread_name='wg',
+      compiler_params=plgpu.CompilerParams(
+          lowering_semantics=plgpu.LoweringSemantics.Warpgroup), **extra)
+  return tuple(kernel(x, w, b))
+
+
+def _lib_matmul(x, w, tiles: Tiles):
+  """jax's Hopper matmul example as shipped, at the same tiles (no epilogue work)."""
+  from jax.experimental.pallas.ops.gpu import hopper_matmul_mgpu as lib
+  dim = lib.MatmulDimension
+  config = lib.TuningConfig(
+      tile_m=tiles.m, tile_n=tiles.n, tile_k=tiles.k, max_concurrent_steps=tiles.stages,
+      epi_tile_m=tiles.epi_m, epi_tile_n=tiles.epi_n, grid_minor_dim=dim.N,
+      grid_tile_width=tiles.band, wg_dimension=dim.N)
+  return (lib.matmul(x, w, None, config),)
+
+
+def _time(fn, args, iterations: int):
+  """The median over `iterations` calls of fn's kernel time in ms (CUPTI), and the kernels of
+  the last call as [name, µs]."""
+  from jax.experimental.mosaic.gpu import profiler
+  _, runs = profiler.measure(fn, aggregate=False, iterations=iterations)(*args)
+  totals = [sum(t for _, t in run) for run in runs]
+  return statistics.median(totals), [[name[:80], round(t * 1e3, 2)] for name, t in runs[-1]]
+
+
+def run_case(name, fn, args, want, flops: float, iterations: int, timed: bool) -> dict:
+  record = {'tool': 'epilogue_mgpu', 'case': name}
+  try:
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    record['first_call_s'] = round(time.perf_counter() - t0, 2)
+    record['max_abs_err'] = max(
+        float(jnp.max(jnp.abs(g.astype(jnp.float32) - r.astype(jnp.float32))))
+        for g, r in zip(out, want))
+    if timed:
+      ms, kernels = _time(fn, args, iterations)
+      record.update(kernel_ms=ms, tflops=flops / ms / 1e9, kernels=kernels)
+  except Exception as e:  # noqa: BLE001  (a case that fails is a result; the next one runs)
+    record['error'] = f'{type(e).__name__}: {str(e)[:600]}'
+  return record
+
+
+def cases(tiles_list, epilogues, *, lib: bool, interpret: bool):
+  """(name, jitted function of (x, w, b), the epilogue whose reference it must match)."""
+  out = [('xla_matmul', jax.jit(lambda x, w, b: (x @ w,)), 'none'),
+         ('xla_bias_gelu', jax.jit(_model_forward), 'gelu')]
+  for t in tiles_list:
+    if lib:
+      out.append((f'lib_matmul[{t.label}]',
+                  jax.jit(lambda x, w, b, t=t: _lib_matmul(x, w, t)), 'none'))
+    for e in epilogues:
+      out.append((f'ours_{e}[{t.label}]',
+                  jax.jit(functools.partial(dense_epilogue, epilogue=e, tiles=t,
+                                            interpret=interpret)), e))
+  return out
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  ap.add_argument('--m', type=int, default=12288, help='rows (tokens); 32 x 384 by default')
+  ap.add_argument('--k', type=int, default=1024, help='inner size (hidden)')
+  ap.add_argument('--n', type=int, default=4096, help='output columns (FFN size)')
+  ap.add_argument('--dtype', choices=('bfloat16', 'float16'), default='bfloat16')
+  ap.add_argument('--iterations', type=int, default=20)
+  ap.add_argument('--tiles', nargs='+', default=['m128n128k64s3i0', 'm128n128k64s3i1'],
+                  help='tile sets, each mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND]')
+  ap.add_argument('--epilogues', nargs='+', default=list(EPILOGUES), choices=EPILOGUES)
+  ap.add_argument('--no-lib', action='store_true', help="skip jax's example matmul")
+  ap.add_argument('--interpret', action='store_true',
+                  help="run the kernels in Mosaic GPU's interpreter (CPU): results, no timing")
+  ap.add_argument('--out', help='append the records to this JSONL file')
+  a = ap.parse_args(argv)
+  try:
+    tiles_list = [parse_tiles(t) for t in a.tiles]
+  except ValueError as e:
+    ap.error(str(e))
+
+  dtype = jnp.dtype(a.dtype)
+  kx, kw, kb = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, (a.m, a.k), jnp.float32).astype(dtype)
+  w = (jax.random.normal(kw, (a.k, a.n), jnp.float32) / math.sqrt(a.k)).astype(dtype)
+  b = jax.random.normal(kb, (a.n,), jnp.float32).astype(dtype)
+  want = {e: jax.jit(functools.partial(reference, epilogue=e))(x, w, b) for e in EPILOGUES}
+  common = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__, 'm': a.m,
+            'k': a.k, 'n': a.n, 'dtype': a.dtype}
+  sink = open(a.out, 'a') if a.out else None
+  for name, fn, e in cases(tiles_list, a.epilogues, lib=not (a.no_lib or a.interpret),
+                           interpret=a.interpret):
+    record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n,
+                         a.iterations, timed=not a.interpret), **common}
+    line = json.dumps(record)
+    print(line[:400], flush=True)
+    if sink:
+      sink.write(line + '\n')
+      sink.flush()
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
