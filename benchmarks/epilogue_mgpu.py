@@ -48,8 +48,10 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 class Tiles:
   """How the kernel cuts the problem.
 
-  A thread block holds two compute warpgroups side by side, each with an m x n float32
-  accumulator, so a block computes m rows x 2n columns. `stages` input tiles are in flight;
+  A thread block holds `wgs` compute warpgroups (1 or 2) side by side, each with an m x n
+  float32 accumulator, so a block computes m rows x wgs n columns; `blocks` persistent blocks
+  share an SM (1 or 2: with 2, one block's epilogue can run while the other's matmul does,
+  if both blocks' shared memory and registers fit on the SM). `stages` input tiles are in flight;
   `inflight` (0 or 1) warpgroup matmuls are left running while the next one is issued; the
   epilogue stores epi_m x epi_n pieces; `band` is the width of the snake order over output
   tiles (L2 reuse).
@@ -62,13 +64,17 @@ class Tiles:
   epi_m: int = 64
   epi_n: int = 64
   band: int = 8
+  wgs: int = 2
+  blocks: int = 1
 
   def __post_init__(self):
     for name in ('m', 'n', 'k', 'stages', 'epi_m', 'epi_n', 'band'):
       if getattr(self, name) < 1:
         raise ValueError(f'Tiles.{name} must be positive, got {getattr(self, name)}')
-    if self.inflight not in (0, 1):
-      raise ValueError(f'Tiles.inflight must be 0 or 1, got {self.inflight}')
+    for name in ('inflight', 'wgs', 'blocks'):
+      if getattr(self, name) not in ((0, 1) if name == 'inflight' else (1, 2)):
+        raise ValueError(f'Tiles.{name} must be {"0 or 1" if name == "inflight" else "1 or 2"}'
+                         f', got {getattr(self, name)}')
     if self.m % 64 or self.n % 8:
       raise ValueError(f'Tiles.m must be a multiple of 64 and Tiles.n of 8 (a warpgroup '
                        f"matmul's shape), got m={self.m}, n={self.n}")
@@ -79,19 +85,21 @@ class Tiles:
   @property
   def label(self) -> str:
     return (f'm{self.m}n{self.n}k{self.k}s{self.stages}i{self.inflight}'
-            f'e{self.epi_m}x{self.epi_n}b{self.band}')
+            f'e{self.epi_m}x{self.epi_n}b{self.band}w{self.wgs}c{self.blocks}')
 
 
 def parse_tiles(text: str) -> Tiles:
-  """'m128n128k64s3i1e64x32b8' -> Tiles; the e and b parts may be left out (defaults)."""
-  hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?', text)
+  """'m128n128k64s3i1e64x32b8w1c2' -> Tiles; the e, b, w and c parts may be left out."""
+  hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?'
+                     r'(?:w(\d+))?(?:c(\d+))?', text)
   if not hit:
-    raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND], '
-                     f'e.g. m128n128k64s3i1e64x64b8')
-  m, n, k, s, i, em, en, band = hit.groups()
+    raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND][wWGS]'
+                     f'[cBLOCKS], e.g. m128n128k64s3i1e64x64b8w2c1')
+  m, n, k, s, i, em, en, band, wgs, blocks = hit.groups()
   d = Tiles()
   return Tiles(m=int(m), n=int(n), k=int(k), stages=int(s), inflight=int(i),
-               epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band))
+               epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band),
+               wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks))
 
 
 def gelu_model(x):
@@ -136,9 +144,9 @@ def _check(x, w, b, epilogue: str, tiles: Tiles):
     raise ValueError(f'shapes do not chain: x {x.shape} @ w {w.shape} + b {b.shape}')
   if x.dtype != w.dtype or x.dtype not in (jnp.bfloat16, jnp.float16):
     raise ValueError(f'x and w must both be bfloat16 or float16, got {x.dtype}, {w.dtype}')
-  if m % tiles.m or n % (2 * tiles.n) or k % tiles.k:
+  if m % tiles.m or n % (tiles.wgs * tiles.n) or k % tiles.k:
     raise ValueError(f'M={m}, N={n}, K={k} must be multiples of the tiles: m={tiles.m}, '
-                     f'2n={2 * tiles.n}, k={tiles.k}')
+                     f'wgs n={tiles.wgs * tiles.n}, k={tiles.k}')
 
 
 def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
@@ -146,9 +154,10 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   """x @ w with the bias and GELU in the epilogue, as one Mosaic GPU kernel.
 
   Returns (h,) for the epilogues none and bias, (h, GELU(h)) for gelu and gelu_erf, each
-  [M, N] in x's dtype: training keeps h for the backward pass. Persistent: num_sms blocks
-  (the device's SM count by default) walk the output tiles in a banded snake order. A third
-  warpgroup per block feeds the two compute warpgroups through `stages` shared-memory buffers.
+  [M, N] in x's dtype: training keeps h for the backward pass. Persistent: tiles.blocks
+  blocks per SM (num_sms: the device's SM count by default) walk the output tiles in a banded
+  snake order. One more warpgroup per block feeds its compute warpgroups through `stages`
+  shared-memory buffers.
   """
   import jax.experimental.pallas as pl
   import jax.experimental.pallas.mosaic_gpu as plgpu
@@ -156,7 +165,7 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   _check(x, w, b, epilogue, tiles)
   (m, k), n = x.shape, w.shape[1]
   dtype = x.dtype
-  cta_n = 2 * tiles.n
+  cta_n = tiles.wgs * tiles.n
   m_tiles, n_tiles, k_steps = m // tiles.m, n // cta_n, k // tiles.k
   with_bias = epilogue != 'none'
   act = _ACTIVATIONS.get(epilogue)
@@ -179,18 +188,18 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
           step, grid=(k_steps,), memory_registers=40,
           in_specs=[spec((tiles.m, tiles.k), lambda s: (0, s)),
                     spec((tiles.k, cta_n), lambda s: (s, 0))],
-          wg_axis='wg', num_compute_wgs=2, max_concurrent_steps=tiles.stages,
+          wg_axis='wg', num_compute_wgs=tiles.wgs, max_concurrent_steps=tiles.stages,
           compute_context=context)
 
     unused = lambda *_, **__: None  # noqa: E731  (allocations do not depend on the body)
-    piece = (2, 2, tiles.epi_m, tiles.epi_n)  # [warpgroup, slot, rows, cols]
+    piece = (tiles.wgs, 2, tiles.epi_m, tiles.epi_n)  # [warpgroup, slot, rows, cols]
 
     @functools.partial(
         pl.run_scoped,
         allocs=pipeline(unused, unused).get_allocations(x_gmem, w_gmem),
         out_smem=[plgpu.SMEM(piece, dtype, transforms=out_transforms) for _ in range(n_out)],
-        bias_smem=plgpu.SMEM((2, tiles.n), b.dtype),
-        bias_ready=plgpu.Barrier(num_barriers=2),
+        bias_smem=plgpu.SMEM((tiles.wgs, tiles.n), b.dtype),
+        bias_ready=plgpu.Barrier(num_barriers=tiles.wgs),
         collective_axes='wg')
     def _scope(allocs, out_smem, bias_smem, bias_ready):
       wg = lax.axis_index('wg')
@@ -249,7 +258,8 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
     extra['interpret'] = InterpretGPUParams()
   kernel = plgpu.kernel(
       body, out_type=tuple(jax.ShapeDtypeStruct((m, n), dtype) for _ in range(n_out)),
-      grid=(num_sms,), grid_names=('sm',), num_threads=3, thread_name='wg',
+      grid=(num_sms * tiles.blocks,), grid_names=('sm',), num_threads=tiles.wgs + 1,
+      thread_name='wg',
       compiler_params=plgpu.CompilerParams(
           lowering_semantics=plgpu.LoweringSemantics.Warpgroup), **extra)
   return tuple(kernel(x, w, b))
