@@ -150,14 +150,16 @@ def _check(x, w, b, epilogue: str, tiles: Tiles):
 
 
 def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
-                   num_sms: int | None = None, interpret: bool = False):
+                   approx_math: bool = False, num_sms: int | None = None,
+                   interpret: bool = False):
   """x @ w with the bias and GELU in the epilogue, as one Mosaic GPU kernel.
 
   Returns (h,) for the epilogues none and bias, (h, GELU(h)) for gelu and gelu_erf, each
   [M, N] in x's dtype: training keeps h for the backward pass. Persistent: tiles.blocks
   blocks per SM (num_sms: the device's SM count by default) walk the output tiles in a banded
   snake order. One more warpgroup per block feeds its compute warpgroups through `stages`
-  shared-memory buffers.
+  shared-memory buffers. approx_math lets Mosaic GPU use the fast approximate exp and rsqrt
+  (as XLA's own GELU pass does on an H200; see model._normal_cdf_pdf).
   """
   import jax.experimental.pallas as pl
   import jax.experimental.pallas.mosaic_gpu as plgpu
@@ -261,7 +263,8 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
       grid=(num_sms * tiles.blocks,), grid_names=('sm',), num_threads=tiles.wgs + 1,
       thread_name='wg',
       compiler_params=plgpu.CompilerParams(
-          lowering_semantics=plgpu.LoweringSemantics.Warpgroup), **extra)
+          lowering_semantics=plgpu.LoweringSemantics.Warpgroup, approx_math=approx_math),
+      **extra)
   return tuple(kernel(x, w, b))
 
 
@@ -302,7 +305,7 @@ def run_case(name, fn, args, want, flops: float, iterations: int, timed: bool) -
   return record
 
 
-def cases(tiles_list, epilogues, *, lib: bool, interpret: bool):
+def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,)):
   """(name, jitted function of (x, w, b), the epilogue whose reference it must match)."""
   out = [('xla_matmul', jax.jit(lambda x, w, b: (x @ w,)), 'none'),
          ('xla_bias_gelu', jax.jit(_model_forward), 'gelu')]
@@ -311,9 +314,10 @@ def cases(tiles_list, epilogues, *, lib: bool, interpret: bool):
       out.append((f'lib_matmul[{t.label}]',
                   jax.jit(lambda x, w, b, t=t: _lib_matmul(x, w, t)), 'none'))
     for e in epilogues:
-      out.append((f'ours_{e}[{t.label}]',
-                  jax.jit(functools.partial(dense_epilogue, epilogue=e, tiles=t,
-                                            interpret=interpret)), e))
+      for fast in approx:
+        out.append((f'ours_{e}[{t.label}]' + ('+approx' if fast else ''),
+                    jax.jit(functools.partial(dense_epilogue, epilogue=e, tiles=t,
+                                              approx_math=fast, interpret=interpret)), e))
   return out
 
 
@@ -328,6 +332,8 @@ def main(argv=None) -> int:
                   help='tile sets, each mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND]')
   ap.add_argument('--epilogues', nargs='+', default=list(EPILOGUES), choices=EPILOGUES)
   ap.add_argument('--no-lib', action='store_true', help="skip jax's example matmul")
+  ap.add_argument('--approx', choices=('off', 'on', 'both'), default='off',
+                  help="our kernel with Mosaic GPU's approximate math off, on, or each")
   ap.add_argument('--interpret', action='store_true',
                   help="run the kernels in Mosaic GPU's interpreter (CPU): results, no timing")
   ap.add_argument('--out', help='append the records to this JSONL file')
@@ -346,8 +352,9 @@ def main(argv=None) -> int:
   common = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__, 'm': a.m,
             'k': a.k, 'n': a.n, 'dtype': a.dtype}
   sink = open(a.out, 'a') if a.out else None
+  approx = {'off': (False,), 'on': (True,), 'both': (False, True)}[a.approx]
   for name, fn, e in cases(tiles_list, a.epilogues, lib=not (a.no_lib or a.interpret),
-                           interpret=a.interpret):
+                           interpret=a.interpret, approx=approx):
     record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n,
                          a.iterations, timed=not a.interpret), **common}
     line = json.dumps(record)
