@@ -54,7 +54,9 @@ class Tiles:
   if both blocks' shared memory and registers fit on the SM). `stages` input tiles are in flight;
   `inflight` (0 or 1) warpgroup matmuls are left running while the next one is issued; the
   epilogue stores epi_m x epi_n pieces; `band` is the width of the snake order over output
-  tiles (L2 reuse).
+  tiles (L2 reuse). With `specialized` False a block is one warpgroup (wgs must be 1) that
+  issues its own copies and matmuls (plgpu.emit_pipeline): it needs no producer warpgroup's
+  registers, so two such blocks can share an SM.
   """
   m: int = 128
   n: int = 128
@@ -66,6 +68,7 @@ class Tiles:
   band: int = 8
   wgs: int = 2
   blocks: int = 1
+  specialized: bool = True
 
   def __post_init__(self):
     for name in ('m', 'n', 'k', 'stages', 'epi_m', 'epi_n', 'band'):
@@ -78,6 +81,9 @@ class Tiles:
     if self.m % 64 or self.n % 8:
       raise ValueError(f'Tiles.m must be a multiple of 64 and Tiles.n of 8 (a warpgroup '
                        f"matmul's shape), got m={self.m}, n={self.n}")
+    if not self.specialized and self.wgs != 1:
+      raise ValueError(f'a block without a producer warpgroup has one compute warpgroup: '
+                       f'Tiles.wgs must be 1, got {self.wgs}')
     if self.m % self.epi_m or self.n % self.epi_n:
       raise ValueError(f'the epilogue piece {self.epi_m}x{self.epi_n} must divide the '
                        f'warpgroup tile {self.m}x{self.n}')
@@ -85,21 +91,25 @@ class Tiles:
   @property
   def label(self) -> str:
     return (f'm{self.m}n{self.n}k{self.k}s{self.stages}i{self.inflight}'
-            f'e{self.epi_m}x{self.epi_n}b{self.band}w{self.wgs}c{self.blocks}')
+            f'e{self.epi_m}x{self.epi_n}b{self.band}w{self.wgs}c{self.blocks}'
+            + ('' if self.specialized else 'p'))
 
 
 def parse_tiles(text: str) -> Tiles:
-  """'m128n128k64s3i1e64x32b8w1c2' -> Tiles; the e, b, w and c parts may be left out."""
+  """'m128n128k64s3i1e64x32b8w1c2p' -> Tiles; the e, b, w, c and p parts may be left out (a
+  final p: no producer warpgroup, `specialized` False)."""
   hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?'
-                     r'(?:w(\d+))?(?:c(\d+))?', text)
+                     r'(?:w(\d+))?(?:c(\d+))?(p?)', text)
   if not hit:
     raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND][wWGS]'
-                     f'[cBLOCKS], e.g. m128n128k64s3i1e64x64b8w2c1')
-  m, n, k, s, i, em, en, band, wgs, blocks = hit.groups()
+                     f'[cBLOCKS][p], e.g. m128n128k64s3i1e64x64b8w2c1')
+  m, n, k, s, i, em, en, band, wgs, blocks, plain = hit.groups()
+  if plain and not wgs:
+    wgs = '1'
   d = Tiles()
   return Tiles(m=int(m), n=int(n), k=int(k), stages=int(s), inflight=int(i),
                epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band),
-               wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks))
+               wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks), specialized=not plain)
 
 
 def gelu_model(x):
@@ -182,34 +192,67 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
 
   in_transforms, out_transforms = smem_transforms(tiles.k), smem_transforms(tiles.epi_n)
 
-  def body(x_gmem, w_gmem, b_gmem, *outs):
+  spec = functools.partial(plgpu.BlockSpec, transforms=in_transforms, memory_space=plgpu.SMEM,
+                           delay_release=tiles.inflight)
+  in_specs = [spec((tiles.m, tiles.k), lambda s: (0, s)), spec((tiles.k, cta_n), lambda s: (s, 0))]
+  piece = (tiles.wgs, 2, tiles.epi_m, tiles.epi_n)  # [warpgroup, slot, rows, cols]
+  scratch = dict(
+      out_smem=[plgpu.SMEM(piece, dtype, transforms=out_transforms) for _ in range(n_out)],
+      bias_smem=plgpu.SMEM((tiles.wgs, tiles.n), b.dtype),
+      bias_ready=plgpu.Barrier(num_barriers=tiles.wgs))
+
+  def fetch_bias(b_gmem, wg, col0, bias_smem, bias_ready):
+    if with_bias:  # lands while the main loop runs
+      plgpu.copy_gmem_to_smem(b_gmem.at[pl.ds(col0, tiles.n)], bias_smem.at[wg],
+                              bias_ready.at[wg])
+
+  def store(acc_ref, wg, row0, col0, outs, out_smem, bias_smem, bias_ready):
+    """The epilogue: acc (+ bias) -> h (-> GELU(h)), piece by piece through shared memory."""
+    acc = acc_ref[...]
+    if with_bias:
+      plgpu.barrier_wait(bias_ready.at[wg])
+    per_row = tiles.n // tiles.epi_n
+    for i in range(tiles.m // tiles.epi_m):
+      for j in range(per_row):
+        slot = (i * per_row + j) % 2
+        y = acc[i * tiles.epi_m:(i + 1) * tiles.epi_m, j * tiles.epi_n:(j + 1) * tiles.epi_n]
+        if with_bias:
+          bias = bias_smem[wg, pl.ds(j * tiles.epi_n, tiles.epi_n)]
+          y = y + lax.broadcast_in_dim(bias.astype(jnp.float32), y.shape, (1,))
+        h = y.astype(dtype)
+        pieces = [h] + ([act(h.astype(jnp.float32)).astype(dtype)] if act else [])
+        # the copies that last read this slot (two pieces ago) are done
+        plgpu.wait_smem_to_gmem(n_out, wait_read_only=True)
+        for buf, val in zip(out_smem, pieces):
+          buf[wg, slot] = val
+        plgpu.commit_smem()
+        rows = pl.ds(row0 + i * tiles.epi_m, tiles.epi_m)
+        cols = pl.ds(col0 + j * tiles.epi_n, tiles.epi_n)
+        for buf, out in zip(out_smem, outs):
+          plgpu.copy_smem_to_gmem(buf.at[wg, slot], out.at[rows, cols])
+
+  def tile_index(info):
+    (lin,) = info.index
+    return plgpu.planar_snake(lin, (m_tiles, n_tiles), 1, tiles.band)
+
+  def specialized_body(x_gmem, w_gmem, b_gmem, *outs):
     def pipeline(step, context):
-      spec = functools.partial(plgpu.BlockSpec, transforms=in_transforms,
-                               memory_space=plgpu.SMEM, delay_release=tiles.inflight)
       return plgpu.emit_pipeline_warp_specialized(
-          step, grid=(k_steps,), memory_registers=40,
-          in_specs=[spec((tiles.m, tiles.k), lambda s: (0, s)),
-                    spec((tiles.k, cta_n), lambda s: (s, 0))],
-          wg_axis='wg', num_compute_wgs=tiles.wgs, max_concurrent_steps=tiles.stages,
+          step, grid=(k_steps,), memory_registers=40, in_specs=in_specs, wg_axis='wg',
+          num_compute_wgs=tiles.wgs, max_concurrent_steps=tiles.stages,
           compute_context=context)
 
     unused = lambda *_, **__: None  # noqa: E731  (allocations do not depend on the body)
-    piece = (tiles.wgs, 2, tiles.epi_m, tiles.epi_n)  # [warpgroup, slot, rows, cols]
 
-    @functools.partial(
-        pl.run_scoped,
-        allocs=pipeline(unused, unused).get_allocations(x_gmem, w_gmem),
-        out_smem=[plgpu.SMEM(piece, dtype, transforms=out_transforms) for _ in range(n_out)],
-        bias_smem=plgpu.SMEM((tiles.wgs, tiles.n), b.dtype),
-        bias_ready=plgpu.Barrier(num_barriers=tiles.wgs),
-        collective_axes='wg')
+    @functools.partial(pl.run_scoped,
+                       allocs=pipeline(unused, unused).get_allocations(x_gmem, w_gmem),
+                       **scratch, collective_axes='wg')
     def _scope(allocs, out_smem, bias_smem, bias_ready):
       wg = lax.axis_index('wg')
 
       @plgpu.nd_loop((m_tiles * n_tiles,), collective_axes='sm')
       def _tile(info):
-        (lin,) = info.index
-        mi, ni = plgpu.planar_snake(lin, (m_tiles, n_tiles), 1, tiles.band)
+        mi, ni = tile_index(info)
         col0 = ni * cta_n + wg * tiles.n  # this warpgroup's first output column
 
         def step(_, x_smem, w_smem, acc_ref):
@@ -221,36 +264,36 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
           @functools.partial(pl.run_scoped,
                              acc_ref=plgpu.ACC((tiles.m, tiles.n), jnp.float32))
           def _acc(acc_ref):
-            if with_bias:  # lands while the main loop runs
-              plgpu.copy_gmem_to_smem(b_gmem.at[pl.ds(col0, tiles.n)], bias_smem.at[wg],
-                                      bias_ready.at[wg])
+            fetch_bias(b_gmem, wg, col0, bias_smem, bias_ready)
             run(acc_ref)
-            acc = acc_ref[...]
-            if with_bias:
-              plgpu.barrier_wait(bias_ready.at[wg])
-            per_row = tiles.n // tiles.epi_n
-            for i in range(tiles.m // tiles.epi_m):
-              for j in range(per_row):
-                slot = (i * per_row + j) % 2
-                y = acc[i * tiles.epi_m:(i + 1) * tiles.epi_m,
-                        j * tiles.epi_n:(j + 1) * tiles.epi_n]
-                if with_bias:
-                  bias = bias_smem[wg, pl.ds(j * tiles.epi_n, tiles.epi_n)]
-                  y = y + lax.broadcast_in_dim(bias.astype(jnp.float32), y.shape, (1,))
-                h = y.astype(dtype)
-                pieces = [h] + ([act(h.astype(jnp.float32)).astype(dtype)] if act else [])
-                # the copies that last read this slot (two pieces ago) are done
-                plgpu.wait_smem_to_gmem(n_out, wait_read_only=True)
-                for buf, val in zip(out_smem, pieces):
-                  buf[wg, slot] = val
-                plgpu.commit_smem()
-                rows = pl.ds(mi * tiles.m + i * tiles.epi_m, tiles.epi_m)
-                cols = pl.ds(col0 + j * tiles.epi_n, tiles.epi_n)
-                for buf, out in zip(out_smem, outs):
-                  plgpu.copy_smem_to_gmem(buf.at[wg, slot], out.at[rows, cols])
+            store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
 
         pipeline(step, context)(x_gmem.at[pl.ds(mi * tiles.m, tiles.m), :],
                                 w_gmem.at[:, pl.ds(ni * cta_n, cta_n)], allocations=allocs)
+
+      plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+  def plain_body(x_gmem, w_gmem, b_gmem, *outs):
+    @functools.partial(pl.run_scoped, **scratch)
+    def _scope(out_smem, bias_smem, bias_ready):
+      @plgpu.nd_loop((m_tiles * n_tiles,), collective_axes='sm')
+      def _tile(info):
+        mi, ni = tile_index(info)
+        col0 = ni * cta_n
+
+        @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tiles.m, tiles.n), jnp.float32))
+        def _acc(acc_ref):
+          fetch_bias(b_gmem, 0, col0, bias_smem, bias_ready)
+
+          def step(_, x_smem, w_smem):
+            plgpu.wgmma(acc_ref, x_smem, w_smem)
+            plgpu.wgmma_wait(tiles.inflight)
+
+          plgpu.emit_pipeline(step, grid=(k_steps,), in_specs=in_specs,
+                              max_concurrent_steps=tiles.stages)(
+                                  x_gmem.at[pl.ds(mi * tiles.m, tiles.m), :],
+                                  w_gmem.at[:, pl.ds(col0, cta_n)])
+          store(acc_ref, 0, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
 
       plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
@@ -258,10 +301,13 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   if interpret:
     from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
     extra['interpret'] = InterpretGPUParams()
+  if tiles.specialized:
+    body, threads = specialized_body, dict(num_threads=tiles.wgs + 1, thread_name='wg')
+  else:
+    body, threads = plain_body, {}
   kernel = plgpu.kernel(
       body, out_type=tuple(jax.ShapeDtypeStruct((m, n), dtype) for _ in range(n_out)),
-      grid=(num_sms * tiles.blocks,), grid_names=('sm',), num_threads=tiles.wgs + 1,
-      thread_name='wg',
+      grid=(num_sms * tiles.blocks,), grid_names=('sm',), **threads,
       compiler_params=plgpu.CompilerParams(
           lowering_semantics=plgpu.LoweringSemantics.Warpgroup, approx_math=approx_math),
       **extra)
