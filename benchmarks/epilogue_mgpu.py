@@ -56,7 +56,9 @@ class Tiles:
   epilogue stores epi_m x epi_n pieces; `band` is the width of the snake order over output
   tiles (L2 reuse). With `specialized` False a block is one warpgroup (wgs must be 1) that
   issues its own copies and matmuls (plgpu.emit_pipeline): it needs no producer warpgroup's
-  registers, so two such blocks can share an SM.
+  registers, so two such blocks can share an SM. `stagger` (ns): the second block of each SM
+  (block index >= the SM count) sleeps this long before its first tile, so that the two
+  blocks' epilogues need not fall at the same time.
   """
   m: int = 128
   n: int = 128
@@ -69,6 +71,7 @@ class Tiles:
   wgs: int = 2
   blocks: int = 1
   specialized: bool = True
+  stagger: int = 0
 
   def __post_init__(self):
     for name in ('m', 'n', 'k', 'stages', 'epi_m', 'epi_n', 'band'):
@@ -92,24 +95,25 @@ class Tiles:
   def label(self) -> str:
     return (f'm{self.m}n{self.n}k{self.k}s{self.stages}i{self.inflight}'
             f'e{self.epi_m}x{self.epi_n}b{self.band}w{self.wgs}c{self.blocks}'
-            + ('' if self.specialized else 'p'))
+            + (f'd{self.stagger}' if self.stagger else '') + ('' if self.specialized else 'p'))
 
 
 def parse_tiles(text: str) -> Tiles:
-  """'m128n128k64s3i1e64x32b8w1c2p' -> Tiles; the e, b, w, c and p parts may be left out (a
-  final p: no producer warpgroup, `specialized` False)."""
+  """'m128n128k64s3i1e64x32b8w1c2d3000p' -> Tiles; the e, b, w, c, d and p parts may be left
+  out (d: the stagger in ns; a final p: no producer warpgroup, `specialized` False)."""
   hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?'
-                     r'(?:w(\d+))?(?:c(\d+))?(p?)', text)
+                     r'(?:w(\d+))?(?:c(\d+))?(?:d(\d+))?(p?)', text)
   if not hit:
     raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND][wWGS]'
-                     f'[cBLOCKS][p], e.g. m128n128k64s3i1e64x64b8w2c1')
-  m, n, k, s, i, em, en, band, wgs, blocks, plain = hit.groups()
+                     f'[cBLOCKS][dSTAGGER][p], e.g. m128n128k64s3i1e64x64b8w2c1')
+  m, n, k, s, i, em, en, band, wgs, blocks, stagger, plain = hit.groups()
   if plain and not wgs:
     wgs = '1'
   d = Tiles()
   return Tiles(m=int(m), n=int(n), k=int(k), stages=int(s), inflight=int(i),
                epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band),
-               wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks), specialized=not plain)
+               wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks),
+               stagger=int(stagger or 0), specialized=not plain)
 
 
 def gelu_model(x):
@@ -276,6 +280,11 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   def plain_body(x_gmem, w_gmem, b_gmem, *outs):
     @functools.partial(pl.run_scoped, **scratch)
     def _scope(out_smem, bias_smem, bias_ready):
+      if tiles.stagger and not interpret:  # timing only; the interpreter has no delay
+        @pl.when(lax.axis_index('sm') >= num_sms)
+        def _late():
+          pl.delay(tiles.stagger)
+
       @plgpu.nd_loop((m_tiles * n_tiles,), collective_axes='sm')
       def _tile(info):
         mi, ni = tile_index(info)
