@@ -22,7 +22,6 @@ Each case writes one JSON record: kernel time (median over --iterations), TFLOP/
 largest difference from XLA's result, and the kernels one call launched. A case that fails to
 compile or run writes its error instead, and the next case runs.
 """
-from __future__ import annotations
 
 import argparse
 import dataclasses

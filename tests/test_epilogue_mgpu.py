@@ -1,0 +1,126 @@
+"""benchmarks/epilogue_mgpu.py: its Mosaic GPU matmul with the bias and GELU in the epilogue,
+run in Mosaic GPU's interpreter on CPU, gives XLA's result for every epilogue and block
+layout; its GELU is the model's; bad tiles and shapes are refused with the reason."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax import model
+
+
+@pytest.fixture(scope='module')
+def em(load_script):
+  return load_script('epilogue_mgpu')
+
+
+def _inputs(m=256, k=128, n=256, dtype=jnp.bfloat16):
+  kx, kw, kb = jax.random.split(jax.random.PRNGKey(3), 3)
+  x = jax.random.normal(kx, (m, k), jnp.float32).astype(dtype)
+  w = (jax.random.normal(kw, (k, n), jnp.float32) / np.sqrt(k)).astype(dtype)
+  b = jax.random.normal(kb, (n,), jnp.float32).astype(dtype)
+  return x, w, b
+
+
+def _close(got, want):
+  """At most one bf16 rounding apart, or 2^-12 where the value is near zero: the kernel adds
+  the same float32 products as XLA in another order, which can move a rounding."""
+  got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
+  _, exponent = np.frexp(np.abs(want))        # |want| = f 2^e with f in [0.5, 1)
+  step = np.ldexp(1.0, exponent - 8)          # bf16 keeps 8 significant bits
+  return bool(np.all(np.abs(got - want) <= np.maximum(step, 2.0 ** -12)))
+
+
+@pytest.mark.parametrize('tiles', [
+    'm64n64k64s2i0',            # two compute warpgroups and a producer; 4 tiles over 4 blocks
+    'm64n64k64s3i1e64x32b2',    # 3 stages, a matmul left in flight, 64 x 32 pieces
+    'm64n64k64s2i0c2p',         # one warpgroup a block issuing its own copies, 2 blocks an SM
+    'm64n128k64s2i0w1c2d500p',  # with the second block's stagger (a no-op in the interpreter)
+])
+@pytest.mark.parametrize('epilogue', ['none', 'bias', 'gelu'])
+def test_kernel_matches_xla(em, tiles, epilogue):
+  x, w, b = _inputs()
+  t = em.parse_tiles(tiles)
+  got = em.dense_epilogue(x, w, b, epilogue=epilogue, tiles=t, interpret=True)
+  want = em.reference(x, w, b, epilogue)
+  assert len(got) == len(want) == (2 if epilogue == 'gelu' else 1)
+  for g, r in zip(got, want):
+    assert g.shape == r.shape and g.dtype == r.dtype
+    assert _close(g, r)
+
+
+def test_persistent_blocks_cover_every_tile(em):
+  """More output tiles than blocks: each block walks several, in the snake order."""
+  x, w, b = _inputs(m=512, n=512)
+  t = em.Tiles(m=64, n=64, k=64, stages=2, band=2)
+  (h,) = em.dense_epilogue(x, w, b, epilogue='bias', tiles=t, num_sms=3, interpret=True)
+  (want,) = em.reference(x, w, b, 'bias')
+  assert _close(h, want)
+
+
+def test_gelu_is_the_models(em):
+  h = jnp.linspace(-8, 8, 4097, dtype=jnp.float32).astype(jnp.bfloat16)
+  ours = em.gelu_model(h.astype(jnp.float32)).astype(jnp.bfloat16)
+  np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                np.asarray(model._gelu(h), np.float32))
+  # and the exact GELU it stands for, to float32 accuracy
+  x = jnp.linspace(-6, 6, 1001, dtype=jnp.float32)
+  np.testing.assert_allclose(em.gelu_model(x), jax.nn.gelu(x, approximate=False),
+                             rtol=2e-6, atol=1e-6)
+  np.testing.assert_allclose(em.gelu_erf(x), jax.nn.gelu(x, approximate=False),
+                             rtol=2e-6, atol=1e-6)
+
+
+def test_parse_tiles_round_trips(em):
+  for text in ['m128n128k64s3i0', 'm128n128k64s4i1e64x32', 'm128n128k64s2i0e64x64c2p',
+               'm64n256k64s2i0e64x64b4w1c2d4000p']:
+    t = em.parse_tiles(text)
+    assert em.parse_tiles(t.label) == t
+  t = em.parse_tiles('m128n128k64s2i0c2p')
+  assert (t.wgs, t.blocks, t.specialized) == (1, 2, False)
+
+
+@pytest.mark.parametrize('text, words', [
+    ('m128n128', 'want mMnNkK'),
+    ('m96n128k64s3i0', 'multiple of 64'),
+    ('m128n128k64s3i2', 'inflight must be 0 or 1'),
+    ('m128n128k64s3i0e48x64', 'must divide'),
+    ('m128n128k64s3i0w2c2p', 'wgs must be 1'),
+    ('m128n128k64s0i0', 'stages must be positive'),
+])
+def test_bad_tiles_say_why(em, text, words):
+  with pytest.raises(ValueError, match=words):
+    em.parse_tiles(text)
+
+
+@pytest.mark.parametrize('change, words', [
+    (dict(w_shape=(64, 256)), 'shapes do not chain'),
+    (dict(m=200), 'multiples of the tiles'),
+    (dict(dtype=jnp.float32), 'bfloat16 or float16'),
+    (dict(epilogue='relu'), 'epilogue must be one of'),
+])
+def test_bad_inputs_say_why(em, change, words):
+  x, w, b = _inputs(m=change.get('m', 256), dtype=change.get('dtype', jnp.bfloat16))
+  if 'w_shape' in change:
+    w = jnp.zeros(change['w_shape'], x.dtype)
+  call = functools.partial(em.dense_epilogue, epilogue=change.get('epilogue', 'gelu'),
+                           tiles=em.Tiles(m=64, n=64), interpret=True)
+  with pytest.raises(ValueError, match=words):
+    call(x, w, b)
+
+
+def test_command_line_runs_in_the_interpreter(em, tmp_path, capsys):
+  out = tmp_path / 'epi.jsonl'
+  assert em.main(['--interpret', '--m', '128', '--k', '64', '--n', '128', '--tiles',
+                  'm64n64k64s2i0', '--epilogues', 'bias', 'gelu', '--out', str(out)]) == 0
+  import json
+  records = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [r['case'] for r in records] == [
+      'xla_matmul', 'xla_bias_gelu', 'ours_bias[m64n64k64s2i0e64x64b8w2c1]',
+      'ours_gelu[m64n64k64s2i0e64x64b8w2c1]']
+  assert all('error' not in r and r['max_abs_err'] <= 0.0625 for r in records)
+  with pytest.raises(SystemExit):
+    em.main(['--tiles', 'nonsense'])
+  assert 'want mMnNkK' in capsys.readouterr().err
