@@ -390,6 +390,8 @@ def main(argv=None) -> int:
                   help="our kernel with Mosaic GPU's approximate math off, on, or each")
   ap.add_argument('--interpret', action='store_true',
                   help="run the kernels in Mosaic GPU's interpreter (CPU): results, no timing")
+  ap.add_argument('--no-timing', action='store_true',
+                  help='check results only (e.g. under Nsight Compute, which holds CUPTI)')
   ap.add_argument('--out', help='append the records to this JSONL file')
   a = ap.parse_args(argv)
   try:
@@ -410,7 +412,7 @@ def main(argv=None) -> int:
   for name, fn, e in cases(tiles_list, a.epilogues, lib=not (a.no_lib or a.interpret),
                            interpret=a.interpret, approx=approx):
     record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n,
-                         a.iterations, timed=not a.interpret), **common}
+                         a.iterations, timed=not (a.interpret or a.no_timing)), **common}
     line = json.dumps(record)
     print(line[:400], flush=True)
     if sink:
