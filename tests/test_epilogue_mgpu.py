@@ -80,6 +80,8 @@ def test_parse_tiles_round_trips(em):
     assert em.parse_tiles(t.label) == t
   t = em.parse_tiles('m128n128k64s2i0c2p')
   assert (t.wgs, t.blocks, t.specialized) == (1, 2, False)
+  with pytest.raises(ValueError, match='stagger is a delay in ns'):
+    em.Tiles(stagger=-1)
 
 
 @pytest.mark.parametrize('text, words', [
@@ -89,6 +91,7 @@ def test_parse_tiles_round_trips(em):
     ('m128n128k64s3i0e48x64', 'must divide'),
     ('m128n128k64s3i0w2c2p', 'wgs must be 1'),
     ('m128n128k64s0i0', 'stages must be positive'),
+    ('m128n128k64s2i0c3p', 'blocks must be 1 or 2'),
 ])
 def test_bad_tiles_say_why(em, text, words):
   with pytest.raises(ValueError, match=words):
