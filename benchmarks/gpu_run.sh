@@ -612,7 +612,7 @@ stream3)  # 1 GPU, about 5.5 min (entry 74): the padded 2 epochs end to end (qle
   rm -rf "$OUT"/large_*/checkpoints
   train_parts "$OUT"/large_padded_2ep/eval_results.json
   brief "$OUT"/large_*/records.jsonl; pack ;;
-cat1)  # 1 GPU, about 8 min (entry 75, not yet run): the q/k/v gradients joined by one
+cat1)  # 1 GPU, 401 s (entry 75; ran 2026-11-29, no gain): the q/k/v gradients joined by one
   # concatenation written out before the bias sum (profile_step qkv_catbar) against the
   # product at seq 384 batch 32 on SQuAD-like lengths, A B B A, B profiled; then the
   # concatenation alone (qkv_cat); then seq 128 batch 64 base and qkv_catbar
@@ -622,7 +622,7 @@ cat1)  # 1 GPU, about 8 min (entry 75, not yet run): the q/k/v gradients joined 
     --out "$OUT/p0" 2>&1 | show
   timeout $(left) $PS --seq 128 --batch 64 --variants base qkv_catbar --out "$OUT/p1" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-epi1)  # 1 GPU, about 6 min (entry 76): our Mosaic GPU matmul with the bias + GELU in its
+epi1)  # 1 GPU, 68 s (entry 76): our Mosaic GPU matmul with the bias + GELU in its
   # epilogue against XLA's cuBLASLt matmul + GELU pass and jax's example matmul: the FFN-in
   # forward at seq 384 batch 32, then the FFN-out shape, then seq 128 batch 64
   EM="python3 benchmarks/epilogue_mgpu.py --iterations 30"
@@ -632,7 +632,7 @@ epi1)  # 1 GPU, about 6 min (entry 76): our Mosaic GPU matmul with the bias + GE
     m128n128k64s4i1 --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --m 8192 --epilogues none gelu --tiles m128n128k64s3i1 --no-lib \
     --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi2)  # 1 GPU, about 3 min (entry 76): epilogue_mgpu with one compute warpgroup per block
+epi2)  # 1 GPU, 59 s (entry 76): epilogue_mgpu with one compute warpgroup per block
   # and two blocks per SM, so that one block's GELU can run while the other's matmul does;
   # the two-warpgroup block of epi1 again for a same-call comparison; seq 384 then seq 128
   EM="python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib --epilogues none gelu"
@@ -640,13 +640,13 @@ epi2)  # 1 GPU, about 3 min (entry 76): epilogue_mgpu with one compute warpgroup
      m128n128k64s3i0e64x32b8w1c2 m64n128k64s3i0e64x64b8w1c2 m64n256k64s2i0e64x64b8w1c2"
   timeout $(left) $EM --tiles $T --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --m 8192 --tiles $T --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi3)  # 1 GPU, about 2 min (entry 76): epilogue_mgpu with Mosaic GPU's approximate math
+epi3)  # 1 GPU, 52 s (entry 76): epilogue_mgpu with Mosaic GPU's approximate math
   # off and on, at 3 stages and at 4 stages with 64 x 32 pieces; seq 384 then seq 128
   EM="python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib --epilogues none gelu
       --approx both --tiles m128n128k64s3i0 m128n128k64s4i0e64x32"
   timeout $(left) $EM --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --m 8192 --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi4)  # 1 GPU, about 2 min (entry 76): epilogue_mgpu with one warpgroup a block that issues
+epi4)  # 1 GPU, 59 s (entry 76): epilogue_mgpu with one warpgroup a block that issues
   # its own copies (no producer warpgroup), two blocks an SM, approximate math; the
   # specialized block of epi1 again; seq 384 then seq 128
   EM="python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib --epilogues none gelu
@@ -654,21 +654,21 @@ epi4)  # 1 GPU, about 2 min (entry 76): epilogue_mgpu with one warpgroup a block
       m128n128k64s3i1e64x32c2p m64n256k64s2i0e64x64c2p m128n128k64s4i1e64x64c1p"
   timeout $(left) $EM --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --m 8192 --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi5)  # 1 GPU, about 1 min (entry 76): what ptxas and Mosaic GPU give epi4's kernels
-  # (registers, spills, shared memory), to say why two blocks did not share an SM
+epi5)  # 1 GPU, 27 s (entry 76): what ptxas and Mosaic GPU give epi4's kernels
+  # (registers, spills, shared memory), to say whether two blocks fit on an SM
   MOSAIC_GPU_DUMP_PTXAS=1 MOSAIC_GPU_DUMP_RESOURCES=1 timeout $(left) python3 \
     benchmarks/epilogue_mgpu.py --iterations 3 --no-lib --epilogues none gelu --approx on \
     --tiles m128n128k64s3i0 m128n128k64s2i0e64x64c2p m128n128k64s3i0e64x32c2p \
     --out "$OUT/epi.jsonl" > "$OUT/ptxas.txt" 2>&1
   grep -iE "registers|spill|smem|shared|^\{" "$OUT/ptxas.txt" | cut -c1-200 | head -60 ;;
-epi6)  # 1 GPU, about 1 min (entry 76): epi4's fitting two-blocks-an-SM kernel with the
+epi6)  # 1 GPU, 34 s (entry 76): epi4's fitting two-blocks-an-SM kernel with the
   # second block of each SM started 0, 2, 4 or 8 us late, so the blocks' epilogues need not
   # coincide; the specialized block again
   timeout $(left) python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib \
     --epilogues none gelu --approx on --tiles m128n128k64s3i0 m128n128k64s2i0e64x64c2p \
     m128n128k64s2i0e64x64c2d2000p m128n128k64s2i0e64x64c2d4000p \
     m128n128k64s2i0e64x64c2d8000p --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi7)  # 1 GPU, about 2 min (entry 76): Nsight Compute's launch and occupancy sections for
+epi7)  # 1 GPU, 150 s (entry 76): Nsight Compute's launch and occupancy sections for
   # the specialized kernel and the two-blocks-an-SM one, both with the GELU, if ncu is there
   NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu \
     2>/dev/null | head -1)
@@ -678,7 +678,7 @@ epi7)  # 1 GPU, about 2 min (entry 76): Nsight Compute's launch and occupancy se
     --no-timing --no-lib --epilogues gelu --approx on \
     --tiles m128n128k64s3i0 m128n128k64s2i0e64x64c2p > "$OUT/ncu.txt" 2>&1
   grep -vE '^\{' "$OUT/ncu.txt" | grep -E "body_mosaic|Registers|Shared Memory|Block Limit|Occupancy|Waves|Grid Size|Block Size|Throughput|ERR|==PROF==|==WARNING==" | cut -c1-160 | head -70 ;;
-epi8)  # 1 GPU, about 1 min (entry 76): two-blocks-an-SM kernels that leave one matmul in
+epi8)  # 1 GPU, 30 s (entry 76): two-blocks-an-SM kernels that leave one matmul in
   # flight, fitted by 32-wide k steps or 2 stages; the specialized block again
   timeout $(left) python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib \
     --epilogues none gelu --approx on --tiles m128n128k64s3i0 m128n128k32s4i1e64x64c2p \
