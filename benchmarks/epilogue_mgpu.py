@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bert_jax import model
+from bert_jax.precision import PrecisionPolicy
 
 EPILOGUES = ('none', 'bias', 'gelu', 'gelu_erf')
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -149,9 +150,10 @@ def reference(x, w, b, epilogue: str):
 
 
 def _model_forward(x, w, b):
-  """The model's FFN-in forward as the train step writes it (model._dense, model._gelu): XLA
+  """The model's FFN-in forward, by the model's own functions (model._dense, model._gelu): XLA
   gives it a cuBLASLt matmul with a bias epilogue, then a GELU pass."""
-  h = x @ w + b
+  policy = PrecisionPolicy({jnp.bfloat16: 'bf16', jnp.float16: 'fp16'}[x.dtype.type])
+  h = model._dense(x, {'kernel': w, 'bias': b}, policy)
   return h, model._gelu(h)
 
 
