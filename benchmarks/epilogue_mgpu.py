@@ -59,8 +59,12 @@ class Tiles:
   share an SM (1 or 2: with 2, one block's epilogue could run while the other's matmul does,
   where both blocks' shared memory and registers fit; entry 76 found no gain). `stages` input
   tiles are in flight; `inflight` (0 or 1) warpgroup matmuls are left running while the next
-  one is issued; the epilogue stores epi_m x epi_n pieces; `band` is the width of the snake order over output
-  tiles (L2 reuse). With `specialized` False a block is one warpgroup (wgs must be 1) that
+  one is issued; the epilogue stores epi_m x epi_n pieces; `band` is the width of the snake
+  order over output tiles (L2 reuse). With `pingpong` the two compute warpgroups take whole
+  m x n tiles in turn instead of sharing one: the producer fills one ring of `stages` buffers
+  in tile order, so one warpgroup's matmuls run while the other's epilogue does (cuBLAS's
+  ping-pong kernels); each warpgroup waits on barriers of its own for the shared buffers.
+  With `specialized` False a block is one warpgroup (wgs must be 1) that
   issues its own copies and matmuls (plgpu.emit_pipeline): it needs no producer warpgroup's
   registers, so two such blocks can share an SM. `stagger` (ns): the second block of each SM
   (block index >= the SM count) sleeps this long before its first tile, so that the two
@@ -78,6 +82,7 @@ class Tiles:
   blocks: int = 1
   specialized: bool = True
   stagger: int = 0
+  pingpong: bool = False
 
   def __post_init__(self):
     for name in ('m', 'n', 'k', 'stages', 'epi_m', 'epi_n', 'band'):
@@ -95,6 +100,10 @@ class Tiles:
     if not self.specialized and self.wgs != 1:
       raise ValueError(f'a block without a producer warpgroup has one compute warpgroup: '
                        f'Tiles.wgs must be 1, got {self.wgs}')
+    if self.pingpong and (self.wgs != 2 or not self.specialized or self.blocks != 1):
+      raise ValueError(f'a ping-pong block has two compute warpgroups and a producer, one '
+                       f'block an SM: want wgs 2, blocks 1, no p; got wgs={self.wgs}, '
+                       f'blocks={self.blocks}, specialized={self.specialized}')
     if self.m % self.epi_m or self.n % self.epi_n:
       raise ValueError(f'the epilogue piece {self.epi_m}x{self.epi_n} must divide the '
                        f'warpgroup tile {self.m}x{self.n}')
@@ -103,25 +112,33 @@ class Tiles:
   def label(self) -> str:
     return (f'm{self.m}n{self.n}k{self.k}s{self.stages}i{self.inflight}'
             f'e{self.epi_m}x{self.epi_n}b{self.band}w{self.wgs}c{self.blocks}'
-            + (f'd{self.stagger}' if self.stagger else '') + ('' if self.specialized else 'p'))
+            + (f'd{self.stagger}' if self.stagger else '') + ('' if self.specialized else 'p')
+            + ('g' if self.pingpong else ''))
+
+  @property
+  def block_n(self) -> int:
+    """Output columns a block's warpgroups cover at once: side by side, or one tile each."""
+    return self.n if self.pingpong else self.wgs * self.n
 
 
 def parse_tiles(text: str) -> Tiles:
   """'m128n128k64s3i1e64x32b8w1c2d3000p' -> Tiles; the e, b, w, c, d and p parts may be left
-  out (d: the stagger in ns; a final p: no producer warpgroup, `specialized` False)."""
+  out (d: the stagger in ns; a final p: no producer warpgroup, `specialized` False; a final g
+  instead: the compute warpgroups take turns, `pingpong`)."""
   hit = re.fullmatch(r'm(\d+)n(\d+)k(\d+)s(\d+)i(\d+)(?:e(\d+)x(\d+))?(?:b(\d+))?'
-                     r'(?:w(\d+))?(?:c(\d+))?(?:d(\d+))?(p?)', text)
+                     r'(?:w(\d+))?(?:c(\d+))?(?:d(\d+))?([pg]?)', text)
   if not hit:
     raise ValueError(f'--tiles {text!r}: want mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND][wWGS]'
-                     f'[cBLOCKS][dSTAGGER][p], e.g. m128n128k64s3i1e64x64b8w2c1')
-  m, n, k, s, i, em, en, band, wgs, blocks, stagger, plain = hit.groups()
+                     f'[cBLOCKS][dSTAGGER][p|g], e.g. m128n128k64s3i1e64x64b8w2c1')
+  m, n, k, s, i, em, en, band, wgs, blocks, stagger, kind = hit.groups()
+  plain = kind == 'p'
   if plain and not wgs:
     wgs = '1'
   d = Tiles()
   return Tiles(m=int(m), n=int(n), k=int(k), stages=int(s), inflight=int(i),
                epi_m=int(em or d.epi_m), epi_n=int(en or d.epi_n), band=int(band or d.band),
                wgs=int(wgs or d.wgs), blocks=int(blocks or d.blocks),
-               stagger=int(stagger or 0), specialized=not plain)
+               stagger=int(stagger or 0), specialized=not plain, pingpong=kind == 'g')
 
 
 def gelu_model(x):
@@ -167,9 +184,9 @@ def _check(x, w, b, epilogue: str, tiles: Tiles):
     raise ValueError(f'shapes do not chain: x {x.shape} @ w {w.shape} + b {b.shape}')
   if x.dtype != w.dtype or x.dtype not in (jnp.bfloat16, jnp.float16):
     raise ValueError(f'x and w must both be bfloat16 or float16, got {x.dtype}, {w.dtype}')
-  if m % tiles.m or n % (tiles.wgs * tiles.n) or k % tiles.k:
+  if m % tiles.m or n % tiles.block_n or k % tiles.k:
     raise ValueError(f'M={m}, N={n}, K={k} must be multiples of the tiles: m={tiles.m}, '
-                     f'wgs n={tiles.wgs * tiles.n}, k={tiles.k}')
+                     f'block n={tiles.block_n}, k={tiles.k}')
 
 
 def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
@@ -191,7 +208,7 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   _check(x, w, b, epilogue, tiles)
   (m, k), n = x.shape, w.shape[1]
   dtype = x.dtype
-  cta_n = tiles.wgs * tiles.n
+  cta_n = tiles.block_n
   m_tiles, n_tiles, k_steps = m // tiles.m, n // cta_n, k // tiles.k
   with_bias = epilogue != 'none'
   act = _ACTIVATIONS.get(epilogue)
@@ -316,11 +333,96 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
 
       plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
+  def pingpong_body(x_gmem, w_gmem, b_gmem, *outs):
+    stages, grid = tiles.stages, num_sms
+    ring = dict(
+        x_smem=plgpu.SMEM((stages, tiles.m, tiles.k), dtype, transforms=in_transforms),
+        w_smem=plgpu.SMEM((stages, tiles.k, tiles.n), dtype, transforms=in_transforms),
+        # a slot's full barriers are per warpgroup ([owner, slot]), so that each warpgroup
+        # waits on every phase of its own; the ring's buffers are shared
+        x_full=plgpu.Barrier(num_barriers=2 * stages),
+        w_full=plgpu.Barrier(num_barriers=2 * stages),
+        consumed=plgpu.Barrier(num_barriers=stages))
+
+    @functools.partial(pl.run_scoped, **ring, **scratch, collective_axes='wg')
+    def _scope(x_smem, w_smem, x_full, w_full, consumed, out_smem, bias_smem, bias_ready):
+      wg, block = lax.axis_index('wg'), lax.axis_index('sm')
+      # this block's tiles are block, block + grid, ...; the i-th goes to warpgroup i % 2
+      n_block = (m_tiles * n_tiles - block + grid - 1) // grid
+
+      def tile_of(i):
+        return plgpu.planar_snake(block + i * grid, (m_tiles, n_tiles), 1, tiles.band)
+
+      @pl.when(wg == 2)
+      def _producer():
+        plgpu.set_max_registers(40, action='decrease')
+
+        @pl.loop(0, n_block * k_steps)
+        def _step(g):
+          mi, ni = tile_of(g // k_steps)
+          kk, slot = g % k_steps, g % stages
+          full = (g // k_steps) % 2 * stages + slot
+
+          @pl.when(g >= stages)
+          def _wait():  # the warpgroup that read this slot `stages` steps ago is done
+            plgpu.barrier_wait(consumed.at[slot])
+
+          plgpu.copy_gmem_to_smem(
+              x_gmem.at[pl.ds(mi * tiles.m, tiles.m), pl.ds(kk * tiles.k, tiles.k)],
+              x_smem.at[slot], x_full.at[full])
+          plgpu.copy_gmem_to_smem(
+              w_gmem.at[pl.ds(kk * tiles.k, tiles.k), pl.ds(ni * tiles.n, tiles.n)],
+              w_smem.at[slot], w_full.at[full])
+
+        total = n_block * k_steps
+
+        @pl.loop(jnp.maximum(total - stages, 0), total)
+        def _drain(g):  # the last reads of each slot, so that every phase is waited on
+          plgpu.barrier_wait(consumed.at[g % stages])
+
+      @pl.when(wg < 2)
+      def _compute():
+        plgpu.set_max_registers(232, action='increase')
+
+        @pl.loop(0, (n_block - wg + 1) // 2)
+        def _tile(j):
+          i = wg + 2 * j
+          mi, ni = tile_of(i)
+          col0 = ni * tiles.n
+
+          @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tiles.m, tiles.n), jnp.float32))
+          def _acc(acc_ref):
+            fetch_bias(b_gmem, wg, col0, bias_smem, bias_ready)
+
+            @pl.loop(0, k_steps)
+            def _k(kk):
+              g = i * k_steps + kk
+              slot = g % stages
+              plgpu.barrier_wait(x_full.at[wg * stages + slot])
+              plgpu.barrier_wait(w_full.at[wg * stages + slot])
+              plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
+              plgpu.wgmma_wait(tiles.inflight)
+              if tiles.inflight:  # the matmul before this one is done with its slot
+                @pl.when(kk > 0)
+                def _release():
+                  plgpu.barrier_arrive(consumed.at[(g - 1) % stages])
+              else:
+                plgpu.barrier_arrive(consumed.at[slot])
+
+            if tiles.inflight:
+              plgpu.wgmma_wait(0)
+              plgpu.barrier_arrive(consumed.at[(i * k_steps + k_steps - 1) % stages])
+            store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
+
+        plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
   extra = {}
   if interpret:
     from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
     extra['interpret'] = InterpretGPUParams()
-  if tiles.specialized:
+  if tiles.pingpong:
+    body, threads = pingpong_body, dict(num_threads=3, thread_name='wg')
+  elif tiles.specialized:
     body, threads = specialized_body, dict(num_threads=tiles.wgs + 1, thread_name='wg')
   else:
     body, threads = plain_body, {}
@@ -394,7 +496,8 @@ def main(argv=None) -> int:
   ap.add_argument('--dtype', choices=('bfloat16', 'float16'), default='bfloat16')
   ap.add_argument('--iterations', type=int, default=20)
   ap.add_argument('--tiles', nargs='+', default=['m128n128k64s3i0', 'm128n128k64s3i1'],
-                  help='tile sets, each mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND]')
+                  help='tile sets, each mMnNkKsSTAGESiINFLIGHT[eEMxEN][bBAND][wWGS][cBLOCKS]'
+                  '[dSTAGGER][p|g] (see parse_tiles)')
   ap.add_argument('--epilogues', nargs='+', default=list(EPILOGUES), choices=EPILOGUES)
   ap.add_argument('--no-lib', action='store_true', help="skip jax's example matmul")
   ap.add_argument('--approx', choices=('off', 'on', 'both'), default='off',

@@ -38,6 +38,7 @@ def _close(got, want):
     'm64n64k64s3i1e64x32b2',    # 3 stages, a matmul left in flight, 64 x 32 pieces
     'm64n64k64s2i0c2p',         # one warpgroup a block issuing its own copies, 2 blocks an SM
     'm64n128k64s2i0w1c2d500p',  # with the second block's stagger (a no-op in the interpreter)
+    'm64n64k64s2i0g',           # the compute warpgroups taking whole tiles in turn
 ])
 @pytest.mark.parametrize('epilogue', ['none', 'bias', 'gelu'])
 def test_kernel_matches_xla(em, tiles, epilogue):
@@ -60,6 +61,19 @@ def test_persistent_blocks_cover_every_tile(em):
   assert _close(h, want)
 
 
+@pytest.mark.parametrize('tiles, num_sms', [
+    ('m64n64k64s3i1e64x32b2g', 3),  # 20 tiles over 3 blocks (7, 7, 6): odd counts per block,
+    # 3 stages over 4 k steps, so a slot's reads change warpgroup within a tile
+    ('m64n128k64s2i1g', 3),         # 4 tiles over 3 blocks: two blocks' second warpgroup idles
+])
+def test_pingpong_blocks_cover_every_tile(em, tiles, num_sms):
+  x, w, b = _inputs(m=256, k=256, n=320 if 'n64' in tiles else 256)
+  got = em.dense_epilogue(x, w, b, epilogue='gelu', tiles=em.parse_tiles(tiles),
+                          num_sms=num_sms, interpret=True)
+  for g, r in zip(got, em.reference(x, w, b, 'gelu')):
+    assert _close(g, r)
+
+
 def test_gelu_is_the_models(em):
   h = jnp.linspace(-8, 8, 4097, dtype=jnp.float32).astype(jnp.bfloat16)
   ours = em.gelu_model(h.astype(jnp.float32)).astype(jnp.bfloat16)
@@ -75,11 +89,14 @@ def test_gelu_is_the_models(em):
 
 def test_parse_tiles_round_trips(em):
   for text in ['m128n128k64s3i0', 'm128n128k64s4i1e64x32', 'm128n128k64s2i0e64x64c2p',
-               'm64n256k64s2i0e64x64b4w1c2d4000p']:
+               'm64n256k64s2i0e64x64b4w1c2d4000p', 'm128n128k64s4i1e64x32g']:
     t = em.parse_tiles(text)
     assert em.parse_tiles(t.label) == t
   t = em.parse_tiles('m128n128k64s2i0c2p')
-  assert (t.wgs, t.blocks, t.specialized) == (1, 2, False)
+  assert (t.wgs, t.blocks, t.specialized, t.pingpong) == (1, 2, False, False)
+  t = em.parse_tiles('m128n128k64s4i1g')
+  assert (t.wgs, t.specialized, t.pingpong, t.block_n) == (2, True, True, 128)
+  assert em.parse_tiles('m128n128k64s4i1').block_n == 256
   with pytest.raises(ValueError, match='stagger is a delay in ns'):
     em.Tiles(stagger=-1)
 
@@ -92,6 +109,9 @@ def test_parse_tiles_round_trips(em):
     ('m128n128k64s3i0w2c2p', 'wgs must be 1'),
     ('m128n128k64s0i0', 'stages must be positive'),
     ('m128n128k64s2i0c3p', 'blocks must be 1 or 2'),
+    ('m128n128k64s2i0w1g', 'ping-pong block has two compute'),
+    ('m128n128k64s2i0c2g', 'ping-pong block has two compute'),
+    ('m128n128k64s2i0pg', 'want mMnNkK'),
 ])
 def test_bad_tiles_say_why(em, text, words):
   with pytest.raises(ValueError, match=words):
