@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -696,7 +696,7 @@ epi9)  # 1 GPU, 73 s (entry 77): ping-pong blocks (the two compute warpgroups ta
   MOSAIC_GPU_DUMP_PTXAS=1 timeout $(left) $EM --iterations 3 --epilogues gelu \
     --tiles m128n128k64s4i1g > "$OUT/ptxas.txt" 2>&1
   grep -iE "registers|spill|smem|shared" "$OUT/ptxas.txt" | cut -c1-200 | head -20 ;;
-epi10)  # 1 GPU (entry 77): Nsight Compute's throughput, pipe and stall sections for the
+epi10)  # 1 GPU, 278 s (entry 77): Nsight Compute's throughput, pipe and stall sections for the
   # specialized block and the best ping-pong block, each without and with the GELU
   NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
   echo "ncu: ${NCU:-none}"; [ -n "$NCU" ] || exit 0
@@ -707,6 +707,15 @@ epi10)  # 1 GPU (entry 77): Nsight Compute's throughput, pipe and stall sections
     > "$OUT/ncu.txt" 2>&1
   grep -E "body_mosaic|Duration|Throughput|Busy|Pipe|Issue|Stall|Warp Cycles|L2 Hit|Eligible" \
     "$OUT/ncu.txt" | cut -c1-160 | head -90 ;;
+epi11)  # 1 GPU (entry 77): whether ping-pong hides the GELU where a tile's main loop is
+  # longer than its epilogue: K 4096 (4x the k steps a tile), N 1024; then FFN-in again
+  # with 128 x 64 epilogue pieces (more independent work a thread)
+  EM="python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib --epilogues none gelu
+      --approx on"
+  timeout $(left) $EM --k 4096 --n 1024 --tiles m128n128k64s3i0 m128n128k64s5i1e64x32g \
+    m128n128k64s4i1g --out "$OUT/epi.jsonl" 2>&1 | show
+  timeout $(left) $EM --tiles m128n128k64s3i1e128x64g m128n128k64s5i1e64x32g \
+    --out "$OUT/epi.jsonl" 2>&1 | show ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
