@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -707,7 +707,7 @@ epi10)  # 1 GPU, 278 s (entry 77): Nsight Compute's throughput, pipe and stall s
     > "$OUT/ncu.txt" 2>&1
   grep -E "body_mosaic|Duration|Throughput|Busy|Pipe|Issue|Stall|Warp Cycles|L2 Hit|Eligible" \
     "$OUT/ncu.txt" | cut -c1-160 | head -90 ;;
-epi11)  # 1 GPU (entry 77): whether ping-pong hides the GELU where a tile's main loop is
+epi11)  # 1 GPU, 39 s (entry 77): whether ping-pong hides the GELU where a tile's main loop is
   # longer than its epilogue: K 4096 (4x the k steps a tile), N 1024; then FFN-in again
   # with 128 x 64 epilogue pieces (more independent work a thread)
   EM="python3 benchmarks/epilogue_mgpu.py --iterations 30 --no-lib --epilogues none gelu
@@ -716,6 +716,43 @@ epi11)  # 1 GPU (entry 77): whether ping-pong hides the GELU where a tile's main
     m128n128k64s4i1g --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --tiles m128n128k64s3i1e128x64g m128n128k64s5i1e64x32g \
     --out "$OUT/epi.jsonl" 2>&1 | show ;;
+epi12)  # 1 GPU (entry 77): the ping-pong GELU kernel's SASS (its barriers and matmul
+  # waits); then the SM clock and power (nvidia-smi every 100 ms) while each of five kernels
+  # runs alone for 4 s, to say whether the GELU's arithmetic slows the clock
+  MOSAIC_GPU_DUMP_SASS=1 timeout $(left) python3 benchmarks/epilogue_mgpu.py --no-timing \
+    --no-lib --epilogues gelu --approx on --tiles m128n128k64s5i1e64x32g > "$OUT/sass.txt" 2>&1
+  grep -oE "(BAR|WARPGROUP|WARPSYNC|HGMMA|SYNCS)[A-Z0-9._]*" "$OUT/sass.txt" | sort | uniq -c
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader \
+    -lms 100 > "$OUT/smi.csv" & SMI=$!
+  timeout $(left) python3 - > "$OUT/sustain.txt" 2>&1 <<'PY'
+import datetime, functools, sys, time
+import jax, jax.numpy as jnp
+sys.path.insert(0, 'benchmarks')
+import epilogue_mgpu as em
+k = jax.random.split(jax.random.PRNGKey(0), 3)
+x = jax.random.normal(k[0], (12288, 1024)).astype(jnp.bfloat16)
+w = (jax.random.normal(k[1], (1024, 4096)) / 32).astype(jnp.bfloat16)
+b = jax.random.normal(k[2], (4096,)).astype(jnp.bfloat16)
+fns = {name: jax.jit(fn) for name, fn in [
+    ('xla_matmul', lambda x, w, b: x @ w), ('xla_bias_gelu', em._model_forward)]}
+for tiles, epi in [('m128n128k64s5i1e64x32g', 'none'), ('m128n128k64s5i1e64x32g', 'gelu'),
+                   ('m128n128k64s3i0', 'gelu')]:
+  fns[f'ours_{epi}[{tiles}]'] = jax.jit(functools.partial(
+      em.dense_epilogue, epilogue=epi, tiles=em.parse_tiles(tiles), approx_math=True))
+for name, fn in fns.items():
+  jax.block_until_ready(fn(x, w, b))
+  time.sleep(1.0)
+  start, calls = time.time(), 0
+  while time.time() - start < 4.0:
+    for _ in range(50):
+      out = fn(x, w, b)
+    jax.block_until_ready(out)
+    calls += 50
+  took = time.time() - start
+  print(f'{name} from {datetime.datetime.fromtimestamp(start):%H:%M:%S.%f} for {took:.2f} s:'
+        f' {calls} calls, {took / calls * 1e6:.1f} us a call', flush=True)
+PY
+  kill $SMI; cat "$OUT/sustain.txt" | tail -6 ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
