@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, power1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -716,7 +716,7 @@ epi11)  # 1 GPU, 39 s (entry 77): whether ping-pong hides the GELU where a tile'
     m128n128k64s4i1g --out "$OUT/epi.jsonl" 2>&1 | show
   timeout $(left) $EM --tiles m128n128k64s3i1e128x64g m128n128k64s5i1e64x32g \
     --out "$OUT/epi.jsonl" 2>&1 | show ;;
-epi12)  # 1 GPU (entry 77): the ping-pong GELU kernel's SASS (its barriers and matmul
+epi12)  # 1 GPU, 59 s (entry 77): the ping-pong GELU kernel's SASS (its barriers and matmul
   # waits); then the SM clock and power (nvidia-smi every 100 ms) while each of five kernels
   # runs alone for 4 s, to say whether the GELU's arithmetic slows the clock
   MOSAIC_GPU_DUMP_SASS=1 timeout $(left) python3 benchmarks/epilogue_mgpu.py --no-timing \
@@ -753,6 +753,33 @@ for name, fn in fns.items():
         f' {calls} calls, {took / calls * 1e6:.1f} us a call', flush=True)
 PY
   kill $SMI; cat "$OUT/sustain.txt" | tail -6 ;;
+power1)  # 1 GPU (entry 78): the SM clock and board power (nvidia-smi every 100 ms) while the
+  # product trains BERT-Large for 400 steps at seq 384 batch 32 (the large job), then while
+  # the bench times its seq-384 batch-32 bf16 point; summarised per phase
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperature.gpu \
+    --format=csv,noheader -lms 100 > "$OUT/smi.csv" & SMI=$!
+  phase() { echo "$1 $(date +%H:%M:%S.%N)" >> "$OUT/phases.txt"; }
+  phase large; ( STEPS=400 EVAL=100 LARGE_DIR=/tmp/large_power timeout $(left) bash $0 large )
+  phase bench; ours 0 train 384 bf16 '(32,)'; phase end
+  kill $SMI; cp "$OUT"/g0/records.jsonl "$OUT/records.jsonl" 2>/dev/null
+  python3 - "$OUT" <<'PY'
+import datetime, statistics, sys
+out = sys.argv[1]
+clock = lambda s: datetime.datetime.strptime(s.split()[-1][:15], '%H:%M:%S.%f')
+rows = [l.strip().split(', ') for l in open(f'{out}/smi.csv') if l.count(',') == 4]
+phases = [l.split() for l in open(f'{out}/phases.txt')]
+for (name, t0), (_, t1) in zip(phases, phases[1:]):
+  t0, t1 = clock(t0), clock(t1)
+  busy = [r for r in rows if t0 <= clock(r[0]) <= t1 and float(r[2].split()[0]) > 300]
+  if not busy:
+    print(name, 'no samples above 300 W'); continue
+  mhz = [float(r[1].split()[0]) for r in busy]; watts = [float(r[2].split()[0]) for r in busy]
+  q = lambda v, p: sorted(v)[int(p * (len(v) - 1))]
+  print(f'{name}: {len(busy)} samples above 300 W; SM clock MHz p10/p50/p90 {q(mhz, .1):.0f}/'
+        f'{q(mhz, .5):.0f}/{q(mhz, .9):.0f}; power W p10/p50/p90 {q(watts, .1):.0f}/'
+        f'{q(watts, .5):.0f}/{q(watts, .9):.0f}')
+PY
+  grep -E '^\{' "$OUT/records.jsonl" | cut -c1-300 | tail -2 ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
