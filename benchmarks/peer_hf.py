@@ -35,6 +35,7 @@ import torch
 import transformers
 
 from bert_jax.model_config import HF_HIDDEN_ACT  # our activation names -> transformers'
+from bert_jax import gpu_telemetry  # the clock and power the timed steps ran at, as ours
 from bert_jax.records import SCHEMA, percentiles  # the same schema and arithmetic as ours
 
 
@@ -123,11 +124,12 @@ def train_point(args, seq, b, compiled, dtype):
     step()
   torch.cuda.synchronize()
   warm = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for _ in range(args.steps):
-    step()
-  torch.cuda.synchronize()
-  total = time.perf_counter() - t0
+  with gpu_telemetry.sample(1, platform='gpu') as telemetry:
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+      step()
+    torch.cuda.synchronize()
+    total = time.perf_counter() - t0
   step_ms = []
   for _ in range(args.steps):
     t = time.perf_counter()
@@ -139,7 +141,8 @@ def train_point(args, seq, b, compiled, dtype):
           'timed_steps': args.steps,
           'step_time_ms': percentiles(step_ms), 'peak_memory_gb':
           torch.cuda.max_memory_allocated() / 2 ** 30,
-          'sentences_per_s': args.steps * b / total, 'sentences_per_s_per_device': args.steps * b / total}
+          'sentences_per_s': args.steps * b / total,
+          'sentences_per_s_per_device': args.steps * b / total, **telemetry.fields()}
 
 
 
@@ -155,15 +158,17 @@ def infer_point(args, seq, b, compiled, dtype):
     torch.cuda.synchronize()
     warm = time.perf_counter() - t0
     lat = []
-    for i in range(args.iters):
-      t = time.perf_counter()
-      run(**xs[i % len(xs)])
-      torch.cuda.synchronize()
-      lat.append((time.perf_counter() - t) * 1e3)
+    with gpu_telemetry.sample(1, platform='gpu') as telemetry:
+      for i in range(args.iters):
+        t = time.perf_counter()
+        run(**xs[i % len(xs)])
+        torch.cuda.synchronize()
+        lat.append((time.perf_counter() - t) * 1e3)
   total = sum(lat) / 1e3
   return {'kind': 'infer', 'seq_len': seq, 'batch_size': b, 'num_devices': 1, 'warmup_s': warm,
           'sentences': args.iters * b, 'total_inference_s': total,
-          'latency_ms': percentiles(lat), 'sentences_per_s': args.iters * b / total}
+          'latency_ms': percentiles(lat), 'sentences_per_s': args.iters * b / total,
+          **telemetry.fields()}
 
 
 def main():

@@ -20,8 +20,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from bert_jax import (batches, inference, mesh as mesh_lib, model, optim, packing, records,
-                      steps, train as train_lib)
+from bert_jax import (batches, gpu_telemetry, inference, mesh as mesh_lib, model, optim,
+                      packing, records, steps, train as train_lib)
 from bert_jax.loss_scale import LossScale
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
@@ -155,11 +155,12 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
     state, metrics = compiled(state, inputs[i % len(inputs)])
   jax.block_until_ready(state)
   warmup_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for i in range(steps_timed):
-    state, metrics = compiled(state, inputs[i % len(inputs)])
-  jax.block_until_ready(state)
-  total = time.perf_counter() - t0
+  with gpu_telemetry.sample(mesh.size) as telemetry:
+    t0 = time.perf_counter()
+    for i in range(steps_timed):
+      state, metrics = compiled(state, inputs[i % len(inputs)])
+    jax.block_until_ready(state)
+    total = time.perf_counter() - t0
   step_ms, call_ms = [], []
   for i in range(steps_timed):
     t = time.perf_counter()
@@ -193,7 +194,7 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
           'projected_2_epochs_s': 2 * n_feat / rate if n_feat else None,
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention, 'activation': config.activation,
-          'hidden_dropout': config.hidden_dropout, **packed}
+          'hidden_dropout': config.hidden_dropout, **telemetry.fields(), **packed}
 
 
 def wait_until_ready(tree) -> None:
@@ -252,10 +253,11 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
     wait_until_ready(call(inputs[i % len(inputs)]))
   warmup_s = time.perf_counter() - t0
   lat = []
-  for i in range(iterations):
-    t = time.perf_counter()
-    wait_until_ready(call(inputs[i % len(inputs)]))
-    lat.append((time.perf_counter() - t) * 1e3)
+  with gpu_telemetry.sample(mesh.size) as telemetry:
+    for i in range(iterations):
+      t = time.perf_counter()
+      wait_until_ready(call(inputs[i % len(inputs)]))
+      lat.append((time.perf_counter() - t) * 1e3)
   total_s = sum(lat) / 1e3
   sentences = (sum(windows[i % len(inputs)] for i in range(iterations)) if packing_windows
                else iterations * batch)
@@ -273,7 +275,8 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention, 'activation': config.activation,
           'scan_layers': scan_layers, 'params_bound': bound, 'wait': 'spin',
-          'xla_compiler_options': inference.default_compiler_options(mesh), **packed}
+          'xla_compiler_options': inference.default_compiler_options(mesh),
+          **telemetry.fields(), **packed}
 
 
 def is_out_of_memory(error: Exception) -> bool:

@@ -84,7 +84,10 @@ def _latest(recs, key):
 SAME_CALL_MINUTES = 15
 CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps queue). '
              'call ms: how long a step call takes to return, the host\'s work before the GPU '
-             'runs it (median); where it nears the step time, the host sets the pace.')
+             'runs it (median); where it nears the step time, the host sets the pace. '
+             'SM MHz: the median SM clock over the timed steps (nvidia-smi every 100 ms), '
+             'with the share of samples at the board\'s power cap: a point that ends before '
+             'the cap bites runs faster than a long job does.')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
@@ -155,7 +158,7 @@ def train_tables(recs) -> list[str]:
   for seq in sorted({k[0] for k in mine}):
     lines += [f'## Training, seq {seq}: sentences/s', '']
     head = ['precision', 'GPUs', 'batch/GPU', 'sent/s', 'per GPU', 'MFU', 'step p50 ms',
-            'p90', 'p99', 'call ms', 'memory GB', '2 epochs (s)']
+            'p90', 'p99', 'call ms', 'memory GB', '2 epochs (s)', 'SM MHz']
     head += [f'{p} sent/s' for p in peer_systems] + (['ours ÷ best peer'] if peer_systems else [])
     lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
     for key in sorted(k for k in mine if k[0] == seq):
@@ -165,7 +168,7 @@ def train_tables(recs) -> list[str]:
       row = [r['precision'], gpus, r['batch_size_per_device'], r['sentences_per_s'],
              r['sentences_per_s_per_device'], f"{100 * r['mfu']:.1f} %" if r.get('mfu') else None,
              st.get('p50'), st.get('p90'), st.get('p99'), r.get('call_return_ms_p50'),
-             r.get('peak_memory_gb'), r.get('projected_2_epochs_s')]
+             r.get('peak_memory_gb'), r.get('projected_2_epochs_s'), sm_clock(r)]
       if peer_systems:
         peers = [peer.get((seq, r['precision'], r['batch_size'], p)) if r['num_devices'] == 1
                  else None for p in peer_systems]
@@ -287,8 +290,8 @@ def infer_tables(recs) -> list[str]:
   for seq in sorted({k[0] for k in rows}):
     lines += [f'## Inference, seq {seq}: latency (ms) and throughput', '',
               '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
-              '| average | sent/s | p100 ≤ 2 × p99 | compile s (peer: warm-up) |',
-              '|' + ' --- |' * 14]
+              '| average | sent/s | p100 ≤ 2 × p99 | compile s (peer: warm-up) | SM MHz |',
+              '|' + ' --- |' * 15]
     for key in sorted((k for k in rows if k[0] == seq),
                       key=lambda k: (k[1], k[2], not _is_ours(k[3]), k[3])):
       r = rows[key]
@@ -300,10 +303,20 @@ def infer_tables(recs) -> list[str]:
               r.get('total_inference_s'), r.get('sentences')] + [lat[p] for p in PCTS]
              + [lat['mean'], r['sentences_per_s'],
                 'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO',
-                r.get('compile_s', r.get('warmup_s'))])
+                r.get('compile_s', r.get('warmup_s')), sm_clock(r)])
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
     lines.append('')
   return lines + ([APART_NOTE, ''] if apart else [])
+
+
+def sm_clock(rec: dict) -> str | None:
+  """The median SM clock over a record's timed work (bert_jax.gpu_telemetry), with the share
+  of samples at the board's power cap where any were: '1740 (cap 100 %)'."""
+  clock = (rec.get('gpu_sm_clock_mhz') or {}).get('p50')
+  if clock is None:
+    return None
+  cap = rec.get('gpu_at_power_cap') or 0.0
+  return f'{clock:.0f}' + (f' (cap {100 * cap:.0f} %)' if cap else '')
 
 
 def _is_ours(system_name: str) -> bool:

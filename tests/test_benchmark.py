@@ -79,6 +79,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert 0 < r['call_return_ms_p50'] <= r['step_time_ms']['p100']
     assert r['state_arrays'] > 50                     # params, two Adam moments, counters
     assert r['xla_compiler_options'] == {}            # the GPU-only options stay off on CPU
+    assert r['gpu_telemetry'] == 'not sampled (platform cpu)'   # says why, not silent
     assert r['projected_2_epochs_s'] == pytest.approx(
         r['train_features_2_epochs'] / r['sentences_per_s'])
   for r in infer:
@@ -89,6 +90,7 @@ def test_sweep_records_carry_every_field(sweep_dir):
     assert r['scan_layers'] is False          # the bench times the unrolled layers by default
     assert r['wait'] == 'spin'
     assert r['xla_compiler_options'] == {}
+    assert r['gpu_telemetry'] == 'not sampled (platform cpu)'
   assert {r['num_devices'] for r in train} == {1, 2}
   skipped = [r for r in recs if r['status'].startswith('skipped')]
   assert [r['num_devices'] for r in skipped] == [16]
@@ -102,6 +104,7 @@ def test_report_has_tables_and_plots(sweep_dir):
   assert '## Inference, seq 64: latency (ms) and throughput' in text
   assert '| bert_jax | fp32 | 4 |' in text
   assert '| call ms |' in text and 'call ms: how long a step call takes to return' in text
+  assert '| SM MHz |' in text and "the board's power cap" in text
   assert 'skipped: only 8 device(s)' in text
   names = {os.path.basename(p) for p in written['plots']}
   assert names == {'train_throughput_seq64.png', 'train_scaling_seq64.png',
@@ -344,7 +347,9 @@ def test_report_gives_scanned_layers_and_passed_weights_rows_of_their_own(tmp_pa
   assert [r.split(' | ')[0] for r in rows] == [
       '| bert_jax', '| bert_jax, layers scanned', '| bert_jax, weights passed each call',
       '| pytorch-hf compile']   # no †: same call
-  assert [r.split(' | ')[-1] for r in rows] == ['33.50 |', '2.25 |', '3.50 |', '20.50 |']
+  # compile s (the peer's warm-up), then SM MHz: none sampled in these records
+  assert [r.split(' | ')[-2:] for r in rows] == [
+      [c, '— |'] for c in ('33.50', '2.25', '3.50', '20.50')]
   assert 'XLA flags: none; inference compiler options: xla_gpu_enable_triton_gemm=False' in text
 
 

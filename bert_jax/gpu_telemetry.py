@@ -1,0 +1,118 @@
+"""The GPUs' SM clock and board power while a benchmark's timed work runs.
+
+Why: an H200 training BERT-Large holds its 700 W power cap, and its SM clock falls from the
+1,980 MHz boost to about 1,740 MHz (docs/performance_notes.md, entry 78); a short benchmark
+point can end before the cap bites and so read faster than a long job runs. Each timed
+record therefore says what clock and power it ran at, so readers can compare like with like.
+
+    with gpu_telemetry.sample(num_devices) as telemetry:
+      ...timed work...
+    record.update(telemetry.fields())
+
+nvidia-smi, run beside the work, samples every `interval_ms`; where it is missing or fails
+(CPU, other vendors) the fields say why instead and the work is timed as before.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+
+QUERY = 'index,clocks.sm,power.draw,power.limit'
+AT_CAP = 0.97   # a sample within 3 % of the power limit counts as at the cap
+
+
+def _quantile(values, q: float) -> float:
+  ordered = sorted(values)
+  return ordered[round(q * (len(ordered) - 1))]
+
+
+def parse(text: str) -> list[tuple[int, float, float, float]]:
+  """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY -> (index, MHz, W, limit W);
+  lines it could not read ('[N/A]', half-written at the end) are left out."""
+  rows = []
+  for line in text.splitlines():
+    parts = [p.strip() for p in line.split(',')]
+    if len(parts) != 4:
+      continue
+    try:
+      rows.append((int(parts[0]), float(parts[1]), float(parts[2]), float(parts[3])))
+    except ValueError:
+      continue
+  return rows
+
+
+def summarize(rows) -> dict:
+  """Percentiles over every sample of every sampled GPU."""
+  if not rows:
+    return {'gpu_telemetry': 'no samples (the timed work ended before nvidia-smi sampled)'}
+  mhz = [r[1] for r in rows]
+  watts = [r[2] for r in rows]
+  limit = max(r[3] for r in rows)
+  return {
+      'gpu_telemetry': 'nvidia-smi',
+      'gpu_samples': len(rows),
+      'gpu_sm_clock_mhz': {'p10': _quantile(mhz, 0.1), 'p50': _quantile(mhz, 0.5),
+                           'p90': _quantile(mhz, 0.9)},
+      'gpu_power_w': {'p50': _quantile(watts, 0.5), 'max': max(watts)},
+      'gpu_power_limit_w': limit,
+      'gpu_at_power_cap': sum(r[2] >= AT_CAP * r[3] for r in rows) / len(rows),
+  }
+
+
+def visible_ids(num_devices: int) -> str:
+  """nvidia-smi's -i for the first num_devices GPUs this process sees: CUDA_VISIBLE_DEVICES's
+  entries (indices or UUIDs) where it is set, else 0 .. num_devices - 1."""
+  visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+  ids = ([v.strip() for v in visible.split(',') if v.strip()] if visible is not None
+         else [str(i) for i in range(num_devices)])
+  return ','.join(ids[:num_devices])
+
+
+class Telemetry:
+  """What one sample() block saw; fields() gives the record's entries."""
+
+  def __init__(self, reason: str = ''):
+    self.reason = reason
+    self.output = ''
+
+  def fields(self) -> dict:
+    if self.reason:
+      return {'gpu_telemetry': self.reason}
+    return summarize(parse(self.output))
+
+
+@contextlib.contextmanager
+def sample(num_devices: int = 1, interval_ms: int = 100, platform: str | None = None,
+           command: str = 'nvidia-smi'):
+  """Samples the GPUs' clock and power while the block runs (see the module's docstring).
+  platform: jax's ('gpu' samples; anything else records why not); None: jax's default."""
+  if platform is None:
+    import jax
+    platform = jax.devices()[0].platform
+  exe, name = shutil.which(command), os.path.basename(command)
+  if platform != 'gpu' or exe is None or not visible_ids(num_devices):
+    why = (f'platform {platform}' if platform != 'gpu' else f'{name} not found' if exe is None
+           else 'CUDA_VISIBLE_DEVICES names no GPU')
+    yield Telemetry(f'not sampled ({why})')
+    return
+  args = [exe, f'--query-gpu={QUERY}', '--format=csv,noheader,nounits',
+          f'--loop-ms={interval_ms}', f'--id={visible_ids(num_devices)}']
+  try:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  except OSError as e:
+    yield Telemetry(f'not sampled ({name}: {e})')
+    return
+  telemetry = Telemetry()
+  try:
+    yield telemetry
+  finally:
+    proc.terminate()
+    try:
+      out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      out, err = proc.communicate()
+    telemetry.output = out
+    if not parse(out) and err.strip():
+      telemetry.reason = f'not sampled ({name}: {err.strip().splitlines()[0][:200]})'

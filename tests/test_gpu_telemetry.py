@@ -1,0 +1,85 @@
+"""bert_jax.gpu_telemetry: nvidia-smi's samples read and summarised; a fake nvidia-smi on
+PATH stands in for the GPU's; where nothing can be sampled the record says why."""
+import os
+import stat
+import time
+
+import pytest
+
+from bert_jax import gpu_telemetry as gt
+from bert_jax import report
+
+
+def test_parse_keeps_whole_rows_and_drops_the_rest():
+  text = '0, 1740, 691.20, 700.00\n1, [N/A], 80.1, 700.00\n0, 1755, 689.9\n\n0, 1980, 130.5, 700\n'
+  assert gt.parse(text) == [(0, 1740.0, 691.2, 700.0), (0, 1980.0, 130.5, 700.0)]
+
+
+def test_summary_gives_quantiles_and_the_share_at_the_cap():
+  rows = [(0, mhz, watts, 700.0) for mhz, watts in
+          [(1980, 200), (1800, 650), (1740, 690), (1740, 692), (1665, 695)]]
+  s = gt.summarize(rows)
+  assert s['gpu_samples'] == 5 and s['gpu_power_limit_w'] == 700.0
+  assert s['gpu_sm_clock_mhz'] == {'p10': 1665, 'p50': 1740, 'p90': 1980}
+  assert s['gpu_power_w'] == {'p50': 690, 'max': 695}
+  assert s['gpu_at_power_cap'] == pytest.approx(3 / 5)   # 690, 692, 695 >= 0.97 x 700
+  assert 'no samples' in gt.summarize([])['gpu_telemetry']
+
+
+def test_visible_ids_follow_cuda_visible_devices(monkeypatch):
+  monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+  assert gt.visible_ids(3) == '0,1,2'
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,GPU-ab12, 5')
+  assert gt.visible_ids(2) == '2,GPU-ab12'
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+  assert gt.visible_ids(1) == ''
+
+
+def _fake_smi(tmp_path, body: str) -> str:
+  path = tmp_path / 'fake-smi'
+  path.write_text('#!/usr/bin/env bash\n' + body)
+  path.chmod(path.stat().st_mode | stat.S_IEXEC)
+  return str(path)
+
+
+def test_sample_reads_a_running_nvidia_smi(tmp_path, monkeypatch):
+  # the fake prints its arguments' --id and a sample every 20 ms until terminated
+  smi = _fake_smi(tmp_path, 'echo "$@" > "$(dirname "$0")/args"\n'
+                  'while true; do echo "0, 1740, 691.5, 700.00"; sleep 0.02; done\n')
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3')
+  with gt.sample(1, interval_ms=20, platform='gpu', command=smi) as telemetry:
+    time.sleep(0.3)
+  fields = telemetry.fields()
+  assert fields['gpu_telemetry'] == 'nvidia-smi' and fields['gpu_samples'] >= 3
+  assert fields['gpu_sm_clock_mhz']['p50'] == 1740 and fields['gpu_at_power_cap'] == 1.0
+  args = (tmp_path / 'args').read_text()
+  assert '--id=3' in args and '--loop-ms=20' in args and f'--query-gpu={gt.QUERY}' in args
+  assert report.sm_clock(fields) == '1740 (cap 100 %)'
+
+
+def test_sample_says_why_when_nothing_was_sampled(tmp_path):
+  with gt.sample(1, platform='cpu') as telemetry:
+    pass
+  assert telemetry.fields() == {'gpu_telemetry': 'not sampled (platform cpu)'}
+  with gt.sample(1, platform='gpu', command=str(tmp_path / 'missing-smi')) as telemetry:
+    pass
+  assert 'not found' in telemetry.fields()['gpu_telemetry']
+  broken = _fake_smi(tmp_path, 'echo "Failed to initialize NVML: Driver Not Loaded" >&2\nexit 9\n')
+  with gt.sample(1, platform='gpu', command=broken) as telemetry:
+    time.sleep(0.2)
+  assert telemetry.fields() == {
+      'gpu_telemetry': 'not sampled (fake-smi: Failed to initialize NVML: Driver Not Loaded)'}
+  assert report.sm_clock(telemetry.fields()) is None
+
+
+def test_sample_stops_nvidia_smi_when_the_timed_work_fails(tmp_path):
+  smi = _fake_smi(tmp_path, 'echo $$ > "$(dirname "$0")/pid"\n'
+                  'while true; do echo "0, 1980, 120, 700"; sleep 0.02; done\n')
+  with pytest.raises(RuntimeError, match='out of memory'):
+    with gt.sample(1, interval_ms=20, platform='gpu', command=smi):
+      time.sleep(0.1)
+      raise RuntimeError('out of memory')
+  pid = int((tmp_path / 'pid').read_text())
+  time.sleep(0.1)
+  with pytest.raises(ProcessLookupError):
+    os.kill(pid, 0)
