@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, power1, power2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, power1, power2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -753,6 +753,19 @@ for name, fn in fns.items():
         f' {calls} calls, {took / calls * 1e6:.1f} us a call', flush=True)
 PY
   kill $SMI; cat "$OUT/sustain.txt" | tail -6 ;;
+epi13)  # 1 GPU (entry 77): the SASS of the ping-pong and specialized GELU kernels, for
+  # epi10's open question; needs nvdisasm, which the image lacks: carry .gpu/bin/nvdisasm
+  # (from PyPI's nvidia-cuda-nvdisasm wheel). Then which barrier and wait instructions each
+  # kernel holds
+  for T in m128n128k64s5i1e64x32g m128n128k64s3i0; do
+    PATH=$PWD/.gpu/bin:$PATH MOSAIC_GPU_DUMP_SASS=1 MOSAIC_GPU_DUMP_PTX=1 timeout $(left) \
+      python3 benchmarks/epilogue_mgpu.py --no-timing --no-lib --epilogues gelu --approx on \
+      --tiles $T > "$OUT/dump_$T.txt" 2>&1
+    echo "$T: $(wc -l < "$OUT/dump_$T.txt") lines"
+    grep -oE "(BAR|WARPGROUP|WARPSYNC|SYNCS|DEPBAR|HGMMA|MEMBAR|FENCE|ERRBAR|CCTL|UTMA|UBLKCP)[A-Z0-9._]*" \
+      "$OUT/dump_$T.txt" | sort | uniq -c
+    gzip -f "$OUT/dump_$T.txt"
+  done ;;
 power1)  # 1 GPU, 151 s (entry 78): the SM clock and board power (nvidia-smi every 100 ms) while the
   # product trains BERT-Large for 400 steps at seq 384 batch 32 (the large job), then while
   # the bench times its seq-384 batch-32 bf16 point; summarised per phase
@@ -780,7 +793,7 @@ for (name, t0), (_, t1) in zip(phases, phases[1:]):
         f'{q(watts, .5):.0f}/{q(watts, .9):.0f}')
 PY
   grep -E '^\{' "$OUT/records.jsonl" | cut -c1-300 | tail -2 ;;
-power2)  # 1 GPU, about 6 min (entry 79): the bench's records with the clock and power they
+power2)  # 1 GPU, 220 s (entry 79): the bench's records with the clock and power they
   # ran at (bert_jax.gpu_telemetry): seq-384 batch-32 bf16 training on real windows timed
   # over 20 steps (the default) and over 200, then the compiled peer on the same windows
   mkdir -p "$OUT"/g0
