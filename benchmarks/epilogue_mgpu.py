@@ -32,8 +32,10 @@ an SM (the `c`/`p` options below) did not change that. Not used by the model.
 import argparse
 import dataclasses
 import functools
+import glob
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -47,6 +49,7 @@ from bert_jax import model
 from bert_jax.precision import PrecisionPolicy
 
 EPILOGUES = ('none', 'bias', 'gelu', 'gelu_erf')
+TRACE_EVENTS = 512   # profiler ranges a warpgroup may record a call (--trace)
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
@@ -191,7 +194,7 @@ def _check(x, w, b, epilogue: str, tiles: Tiles):
 
 def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
                    approx_math: bool = False, num_sms: int | None = None,
-                   interpret: bool = False):
+                   interpret: bool = False, trace_dir: str = ''):
   """x @ w with the bias and GELU in the epilogue, as one Mosaic GPU kernel.
 
   Returns (h,) for the epilogues none and bias, (h, GELU(h)) for gelu and gelu_erf, each
@@ -200,7 +203,11 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
   snake order. With tiles.specialized one more warpgroup per block feeds its compute
   warpgroups through `stages` shared-memory buffers; without, the block's one warpgroup issues
   its own copies. approx_math lets Mosaic GPU use the fast approximate exp and rsqrt
-  (as XLA's own GELU pass does on an H200; see model._normal_cdf_pdf).
+  (as XLA's own GELU pass does on an H200; see model._normal_cdf_pdf). trace_dir: each call
+  writes a Chrome trace there of every compute warpgroup's ranges (Mosaic GPU's in-kernel
+  profiler; read by trace_summary): 'mma', each k step's matmul issued and waited for (the
+  tensor cores' work); 'wait', a ping-pong warpgroup waiting for its k step's data;
+  'epilogue'. A TRACE_EVENTS budget of ranges a warpgroup: a longer trace is cut short.
   """
   import jax.experimental.pallas as pl
   import jax.experimental.pallas.mosaic_gpu as plgpu
@@ -287,8 +294,9 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
         col0 = ni * cta_n + wg * tiles.n  # this warpgroup's first output column
 
         def step(_, x_smem, w_smem, acc_ref):
-          plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tiles.n, tiles.n)])
-          plgpu.wgmma_wait(tiles.inflight)
+          with jax.named_scope('mma'):
+            plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tiles.n, tiles.n)])
+            plgpu.wgmma_wait(tiles.inflight)
           return acc_ref
 
         def context(run):
@@ -297,7 +305,8 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
           def _acc(acc_ref):
             fetch_bias(b_gmem, wg, col0, bias_smem, bias_ready)
             run(acc_ref)
-            store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
+            with jax.named_scope('epilogue'):  # a range of its own under --trace
+              store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
 
         pipeline(step, context)(x_gmem.at[pl.ds(mi * tiles.m, tiles.m), :],
                                 w_gmem.at[:, pl.ds(ni * cta_n, cta_n)], allocations=allocs)
@@ -398,21 +407,25 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
             def _k(kk):
               g = i * k_steps + kk
               slot = g % stages
-              plgpu.barrier_wait(x_full.at[wg * stages + slot])
-              plgpu.barrier_wait(w_full.at[wg * stages + slot])
-              plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
-              plgpu.wgmma_wait(tiles.inflight)
-              if tiles.inflight:  # the matmul before this one is done with its slot
-                @pl.when(kk > 0)
-                def _release():
-                  plgpu.barrier_arrive(consumed.at[(g - 1) % stages])
-              else:
-                plgpu.barrier_arrive(consumed.at[slot])
+              with jax.named_scope('wait'):  # ranges of their own under --trace
+                plgpu.barrier_wait(x_full.at[wg * stages + slot])
+                plgpu.barrier_wait(w_full.at[wg * stages + slot])
+              with jax.named_scope('mma'):
+                plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
+                plgpu.wgmma_wait(tiles.inflight)
+                if tiles.inflight:  # the matmul before this one is done with its slot
+                  @pl.when(kk > 0)
+                  def _release():
+                    plgpu.barrier_arrive(consumed.at[(g - 1) % stages])
+                else:
+                  plgpu.barrier_arrive(consumed.at[slot])
 
             if tiles.inflight:
-              plgpu.wgmma_wait(0)
-              plgpu.barrier_arrive(consumed.at[(i * k_steps + k_steps - 1) % stages])
-            store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
+              with jax.named_scope('mma'):
+                plgpu.wgmma_wait(0)
+                plgpu.barrier_arrive(consumed.at[(i * k_steps + k_steps - 1) % stages])
+            with jax.named_scope('epilogue'):
+              store(acc_ref, wg, mi * tiles.m, col0, outs, out_smem, bias_smem, bias_ready)
 
         plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
@@ -430,7 +443,9 @@ def dense_epilogue(x, w, b, *, epilogue: str = 'gelu', tiles: Tiles = Tiles(),
       body, out_type=tuple(jax.ShapeDtypeStruct((m, n), dtype) for _ in range(n_out)),
       grid=(num_sms * tiles.blocks,), grid_names=('sm',), **threads,
       compiler_params=plgpu.CompilerParams(
-          lowering_semantics=plgpu.LoweringSemantics.Warpgroup, approx_math=approx_math),
+          lowering_semantics=plgpu.LoweringSemantics.Warpgroup, approx_math=approx_math,
+          **(dict(profile_space=TRACE_EVENTS, profile_dir=trace_dir, profile_bounds_check=True)
+             if trace_dir else {})),
       **extra)
   return tuple(kernel(x, w, b))
 
@@ -444,6 +459,84 @@ def _lib_matmul(x, w, tiles: Tiles):
       epi_tile_m=tiles.epi_m, epi_tile_n=tiles.epi_n, grid_minor_dim=dim.N,
       grid_tile_width=tiles.band, wg_dimension=dim.N)
   return (lib.matmul(x, w, None, config),)
+
+
+def _intervals(events):
+  """Chrome-trace B/E events of one thread -> {name: [(begin, end), ...]} in µs."""
+  out, open_at = {}, {}
+  for e in sorted(events, key=lambda e: e['ts']):
+    if e['ph'] == 'B':
+      open_at[e['name']] = e['ts']
+    elif e['name'] in open_at:
+      out.setdefault(e['name'], []).append((open_at.pop(e['name']), e['ts']))
+  return out
+
+
+def _length(intervals) -> float:
+  """Total length of the union of (begin, end) intervals."""
+  total, end = 0.0, float('-inf')
+  for b, e in sorted(intervals):
+    if e > end:
+      total += e - max(b, end)
+      end = e
+  return total
+
+
+def _intersect(a, b):
+  return [(max(x0, y0), min(x1, y1)) for x0, x1 in a for y0, y1 in b if max(x0, y0) < min(x1, y1)]
+
+
+def trace_summary(trace: dict, threads_per_block: int = 3) -> dict:
+  """How a block's compute warpgroups spent a call, from Mosaic GPU's trace (thread id - 1
+  = warpgroup + threads_per_block x block; ranges 'mma' and 'epilogue', see
+  dense_epilogue), as shares of each block's span, averaged over blocks:
+    main_busy      some warpgroup in an 'mma' range (the tensor cores can be busy)
+    both_main      both warpgroups in 'mma' ranges at once
+    epi_beside_main  one warpgroup's epilogue while the other is in an 'mma' range
+    epi_alone      epilogue time with no 'mma' range beside it (tensor cores idle)
+  and `epilogue_hidden`: the share of all epilogue time spent beside another's 'mma'."""
+  by_block = {}
+  for e in trace.get('traceEvents', []):
+    block, wg = divmod(e['tid'] - 1, threads_per_block)
+    by_block.setdefault(block, {}).setdefault(wg, []).append(e)
+  shares, epi_total, epi_hidden = [], 0.0, 0.0
+  for threads in by_block.values():
+    ranges = {wg: _intervals(ev) for wg, ev in threads.items()}
+    mains = {wg: r.get('mma', []) for wg, r in ranges.items()}
+    epis = {wg: r.get('epilogue', []) for wg, r in ranges.items()}
+    every = [iv for wg in ranges for iv in mains[wg] + epis[wg]]
+    if not every:
+      continue
+    span = max(e for _, e in every) - min(b for b, _ in every)
+    if span <= 0:
+      continue
+    all_main = [iv for ivs in mains.values() for iv in ivs]
+    all_epi = [iv for ivs in epis.values() for iv in ivs]
+    beside = [iv for wg in epis for other in mains if other != wg
+              for iv in _intersect(epis[wg], mains[other])]
+    both = [iv for a in mains for b in mains if a < b for iv in _intersect(mains[a], mains[b])]
+    main_busy = _length(all_main)
+    # epilogue time not covered by any main loop: |epi ∪ main| - |main|
+    alone = _length(all_epi + all_main) - main_busy
+    shares.append((main_busy / span, _length(both) / span, _length(beside) / span,
+                   alone / span, span))
+    epi_total += sum(e - b for b, e in all_epi)
+    epi_hidden += _length(beside)
+  if not shares:
+    return {'trace_blocks': 0}
+  mean = lambda i: sum(s[i] for s in shares) / len(shares)  # noqa: E731
+  return {'trace_blocks': len(shares), 'span_us': mean(4), 'main_busy': mean(0),
+          'both_main': mean(1), 'epi_beside_main': mean(2), 'epi_alone': mean(3),
+          'epilogue_hidden': epi_hidden / epi_total if epi_total else None}
+
+
+def _read_traces(folder: str) -> dict:
+  """The summary of the first trace a case wrote into folder (its first call's)."""
+  files = sorted(glob.glob(os.path.join(folder, '*-trace.json')))
+  if not files:
+    return {'trace_error': f'no trace in {folder}'}
+  with open(files[0]) as f:
+    return {'trace_file': files[0], **trace_summary(json.load(f))}
 
 
 def _time(fn, args, iterations: int):
@@ -472,7 +565,8 @@ def run_case(name, fn, args, want, flops: float, iterations: int, timed: bool) -
   return record
 
 
-def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,)):
+def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,),
+          trace_dir: str = ''):
   """(name, jitted function of (x, w, b), the epilogue whose reference it must match)."""
   out = [('xla_matmul', jax.jit(lambda x, w, b: (x @ w,)), 'none'),
          ('xla_bias_gelu', jax.jit(_model_forward), 'gelu')]
@@ -482,9 +576,11 @@ def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,))
                   jax.jit(lambda x, w, b, t=t: _lib_matmul(x, w, t)), 'none'))
     for e in epilogues:
       for fast in approx:
-        out.append((f'ours_{e}[{t.label}]' + ('+approx' if fast else ''),
-                    jax.jit(functools.partial(dense_epilogue, epilogue=e, tiles=t,
-                                              approx_math=fast, interpret=interpret)), e))
+        name = f'ours_{e}[{t.label}]' + ('+approx' if fast else '')
+        where = os.path.join(trace_dir, re.sub(r'[^\w.+-]', '_', name)) if trace_dir else ''
+        out.append((name, jax.jit(functools.partial(
+            dense_epilogue, epilogue=e, tiles=t, approx_math=fast, interpret=interpret,
+            trace_dir=where)), e))
   return out
 
 
@@ -506,6 +602,10 @@ def main(argv=None) -> int:
                   help="run the kernels in Mosaic GPU's interpreter (CPU): results, no timing")
   ap.add_argument('--no-timing', action='store_true',
                   help='check results only (e.g. under Nsight Compute, which holds CUPTI)')
+  ap.add_argument('--trace', metavar='DIR',
+                  help="Mosaic GPU's in-kernel trace of our kernels' 'mma', 'wait' and "
+                  "'epilogue' ranges: one call a case, its trace in DIR/<case>/, its summary "
+                  '(trace_summary) in the record; no timing')
   ap.add_argument('--out', help='append the records to this JSONL file')
   a = ap.parse_args(argv)
   try:
@@ -523,10 +623,14 @@ def main(argv=None) -> int:
             'k': a.k, 'n': a.n, 'dtype': a.dtype}
   sink = open(a.out, 'a') if a.out else None
   approx = {'off': (False,), 'on': (True,), 'both': (False, True)}[a.approx]
+  if a.trace and a.interpret:
+    ap.error('--trace needs a GPU: the interpreter has no in-kernel profiler')
   for name, fn, e in cases(tiles_list, a.epilogues, lib=not (a.no_lib or a.interpret),
-                           interpret=a.interpret, approx=approx):
-    record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n,
-                         a.iterations, timed=not (a.interpret or a.no_timing)), **common}
+                           interpret=a.interpret, approx=approx, trace_dir=a.trace or ''):
+    record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n, a.iterations,
+                         timed=not (a.interpret or a.no_timing or a.trace)), **common}
+    if a.trace and name.startswith('ours_'):
+      record.update(_read_traces(os.path.join(a.trace, re.sub(r'[^\w.+-]', '_', name))))
     line = json.dumps(record)
     print(line[:400], flush=True)
     if sink:

@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, power1, power2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -753,7 +753,7 @@ for name, fn in fns.items():
         f' {calls} calls, {took / calls * 1e6:.1f} us a call', flush=True)
 PY
   kill $SMI; cat "$OUT/sustain.txt" | tail -6 ;;
-epi13)  # 1 GPU (entry 77): the SASS of the ping-pong and specialized GELU kernels, for
+epi13)  # 1 GPU, 33 s (entry 77): the SASS of the ping-pong and specialized GELU kernels, for
   # epi10's open question; needs nvdisasm, which the image lacks: carry .gpu/bin/nvdisasm
   # (from PyPI's nvidia-cuda-nvdisasm wheel). Then which barrier and wait instructions each
   # kernel holds
@@ -766,6 +766,16 @@ epi13)  # 1 GPU (entry 77): the SASS of the ping-pong and specialized GELU kerne
       "$OUT/dump_$T.txt" | sort | uniq -c
     gzip -f "$OUT/dump_$T.txt"
   done ;;
+epi14)  # 1 GPU (entry 77): Mosaic GPU's in-kernel trace (epilogue_mgpu --trace) of each
+  # compute warpgroup's k steps ('mma', 'wait') and epilogues, one call a case, summarised in
+  # the records (trace_summary): ping-pong and specialized, FFN-in without and with the GELU,
+  # then ping-pong at K 4096; the traces packed in trace.tgz
+  EM="python3 benchmarks/epilogue_mgpu.py --no-lib --approx on --trace $OUT/trace"
+  timeout $(left) $EM --epilogues none gelu --tiles m128n128k64s5i1e64x32g m128n128k64s3i0 \
+    --out "$OUT/epi.jsonl" 2>&1 | show
+  timeout $(left) $EM --epilogues gelu --k 4096 --n 1024 --tiles m128n128k64s5i1e64x32g \
+    --out "$OUT/epi.jsonl" 2>&1 | show
+  tar czf "$OUT/trace.tgz" -C "$OUT" trace && rm -r "$OUT/trace"; ls -la "$OUT" ;;
 power1)  # 1 GPU, 151 s (entry 78): the SM clock and board power (nvidia-smi every 100 ms) while the
   # product trains BERT-Large for 400 steps at seq 384 batch 32 (the large job), then while
   # the bench times its seq-384 batch-32 bf16 point; summarised per phase

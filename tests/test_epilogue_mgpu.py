@@ -147,3 +147,41 @@ def test_command_line_runs_in_the_interpreter(em, tmp_path, capsys):
   with pytest.raises(SystemExit):
     em.main(['--tiles', 'nonsense'])
   assert 'want mMnNkK' in capsys.readouterr().err
+
+
+def _events(tid, ranges):
+  out = []
+  for name, b, e in ranges:
+    out += [{'name': name, 'ph': 'B', 'ts': b, 'pid': 1, 'tid': tid},
+            {'name': name, 'ph': 'E', 'ts': e, 'pid': 1, 'tid': tid}]
+  return out
+
+
+def test_trace_summary_measures_how_the_warpgroups_overlap(em):
+  # block 0 (threads 1, 2; the producer, thread 3, records nothing): a perfect ping-pong,
+  # each epilogue (4 µs) beside the other warpgroup's matmuls (10 µs); waits do not count
+  ping = (_events(1, [('mma', 0, 10), ('epilogue', 10, 14), ('mma', 20, 30),
+                      ('epilogue', 30, 34)])
+          + _events(2, [('wait', 0, 10), ('mma', 10, 20), ('epilogue', 20, 24)]))
+  # block 1 (threads 4, 5): side by side, both epilogues together with nothing beside them
+  side = (_events(4, [('mma', 0, 10), ('epilogue', 10, 14)])
+          + _events(5, [('mma', 0, 10), ('epilogue', 10, 14)]))
+  s = em.trace_summary({'traceEvents': ping})
+  assert s['trace_blocks'] == 1 and s['span_us'] == 34
+  assert s['main_busy'] == pytest.approx(30 / 34) and s['both_main'] == 0
+  assert s['epi_beside_main'] == pytest.approx(8 / 34)   # two of the three epilogues
+  assert s['epi_alone'] == pytest.approx(4 / 34)          # the last one
+  assert s['epilogue_hidden'] == pytest.approx(8 / 12)
+  s = em.trace_summary({'traceEvents': side})
+  assert (s['main_busy'], s['both_main'], s['epi_beside_main']) == (
+      pytest.approx(10 / 14), pytest.approx(10 / 14), 0)
+  assert s['epi_alone'] == pytest.approx(4 / 14) and s['epilogue_hidden'] == 0
+  both = em.trace_summary({'traceEvents': ping + side})
+  assert both['trace_blocks'] == 2 and both['span_us'] == 24
+  assert em.trace_summary({'traceEvents': []}) == {'trace_blocks': 0}
+
+
+def test_trace_needs_a_gpu(em, capsys):
+  with pytest.raises(SystemExit):
+    em.main(['--interpret', '--trace', '/tmp/unused'])
+  assert '--trace needs a GPU' in capsys.readouterr().err
