@@ -578,6 +578,8 @@ def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,),
       for fast in approx:
         name = f'ours_{e}[{t.label}]' + ('+approx' if fast else '')
         where = os.path.join(trace_dir, re.sub(r'[^\w.+-]', '_', name)) if trace_dir else ''
+        if where:
+          os.makedirs(where, exist_ok=True)   # the profiler writes there, creating no folder
         out.append((name, jax.jit(functools.partial(
             dense_epilogue, epilogue=e, tiles=t, approx_math=fast, interpret=interpret,
             trace_dir=where)), e))

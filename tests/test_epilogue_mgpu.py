@@ -2,6 +2,7 @@
 run in Mosaic GPU's interpreter on CPU, gives XLA's result for every epilogue and block
 layout; its GELU is the model's; bad tiles and shapes are refused with the reason."""
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -185,3 +186,12 @@ def test_trace_needs_a_gpu(em, capsys):
   with pytest.raises(SystemExit):
     em.main(['--interpret', '--trace', '/tmp/unused'])
   assert '--trace needs a GPU' in capsys.readouterr().err
+
+
+def test_trace_folders_are_made_for_the_profiler(em, tmp_path):
+  """Mosaic GPU's profiler opens its trace file in the case's folder, which must exist."""
+  names = [name for name, _, _ in em.cases([em.parse_tiles('m64n64k64s2i0g')], ['gelu'],
+                                             lib=False, interpret=False,
+                                             trace_dir=str(tmp_path / 'trace'))]
+  assert names[-1] == 'ours_gelu[m64n64k64s2i0e64x64b8w2c1g]'
+  assert os.path.isdir(tmp_path / 'trace' / 'ours_gelu_m64n64k64s2i0e64x64b8w2c1g_')
