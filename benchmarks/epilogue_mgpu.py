@@ -531,12 +531,14 @@ def trace_summary(trace: dict, threads_per_block: int = 3) -> dict:
 
 
 def _read_traces(folder: str) -> dict:
-  """The summary of the first trace a case wrote into folder (its first call's)."""
-  files = sorted(glob.glob(os.path.join(folder, '*-trace.json')))
+  """The summary of the newest trace in folder: this run's one call of the case (an earlier
+  run with the same case name, e.g. at another shape, leaves its own there too)."""
+  files = glob.glob(os.path.join(folder, '*-trace.json'))
   if not files:
     return {'trace_error': f'no trace in {folder}'}
-  with open(files[0]) as f:
-    return {'trace_file': files[0], **trace_summary(json.load(f))}
+  newest = max(files, key=os.path.getmtime)
+  with open(newest) as f:
+    return {'trace_file': newest, **trace_summary(json.load(f))}
 
 
 def _time(fn, args, iterations: int):

@@ -195,3 +195,16 @@ def test_trace_folders_are_made_for_the_profiler(em, tmp_path):
                                              trace_dir=str(tmp_path / 'trace'))]
   assert names[-1] == 'ours_gelu[m64n64k64s2i0e64x64b8w2c1g]'
   assert os.path.isdir(tmp_path / 'trace' / 'ours_gelu_m64n64k64s2i0e64x64b8w2c1g_')
+
+
+def test_read_traces_takes_this_runs_trace(em, tmp_path):
+  import json
+  import time
+  old = _events(1, [('mma', 0, 10), ('epilogue', 10, 30)])
+  new = _events(1, [('mma', 0, 10), ('epilogue', 10, 14)])
+  (tmp_path / '9-trace.json').write_text(json.dumps({'traceEvents': old}))
+  time.sleep(0.05)
+  (tmp_path / '1-trace.json').write_text(json.dumps({'traceEvents': new}))
+  got = em._read_traces(str(tmp_path))
+  assert got['trace_file'].endswith('1-trace.json') and got['span_us'] == 14
+  assert 'no trace in' in em._read_traces(str(tmp_path / 'none'))['trace_error']
