@@ -17,6 +17,7 @@ where T names the tiles (see Tiles and parse_tiles).
 
   python benchmarks/epilogue_mgpu.py --out epi.jsonl                        # Hopper GPU
   python benchmarks/epilogue_mgpu.py --interpret --m 256 --k 128 --n 512    # CPU, no timing
+  python benchmarks/epilogue_mgpu.py --trace traces --tiles m128n128k64s5i1e64x32g  # ranges
 
 Each case writes one JSON record: kernel time (median over --iterations), TFLOP/s, the
 largest difference from XLA's result, and the kernels one call launched. A case that fails to
@@ -26,7 +27,9 @@ Measured on an H200 (docs/performance_notes.md, entry 76; gpu_run.sh groups epi1
 at seq 384 batch 32: ours with the bias and GELU 192-194 µs (tiles m128n128k64s3i0, approximate
 math) against XLA's matmul + GELU pass 215-217 µs, while ours without the epilogue is 141-144
 against cuBLAS's 126-129. The GELU's arithmetic runs while the tensor cores wait; two blocks
-an SM (the `c`/`p` options below) did not change that. Not used by the model.
+an SM (the `c`/`p` options below) did not change that, nor did ping-pong blocks (`g`, entry
+77: 194-200 µs): their in-kernel trace (--trace) shows each k step waiting for its operands
+and the GELU epilogue outlasting the other warpgroup's main loop. Not used by the model.
 """
 
 import argparse

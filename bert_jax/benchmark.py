@@ -155,7 +155,7 @@ def time_train(config: ModelConfig, policy: PrecisionPolicy, num_devices: int,
     state, metrics = compiled(state, inputs[i % len(inputs)])
   jax.block_until_ready(state)
   warmup_s = time.perf_counter() - t0
-  with gpu_telemetry.sample(mesh.size) as telemetry:
+  with gpu_telemetry.sample(min(mesh.size, jax.local_device_count())) as telemetry:
     t0 = time.perf_counter()
     for i in range(steps_timed):
       state, metrics = compiled(state, inputs[i % len(inputs)])
@@ -253,7 +253,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
     wait_until_ready(call(inputs[i % len(inputs)]))
   warmup_s = time.perf_counter() - t0
   lat = []
-  with gpu_telemetry.sample(mesh.size) as telemetry:
+  with gpu_telemetry.sample(min(mesh.size, jax.local_device_count())) as telemetry:
     for i in range(iterations):
       t = time.perf_counter()
       wait_until_ready(call(inputs[i % len(inputs)]))
