@@ -533,6 +533,12 @@ def trace_summary(trace: dict, threads_per_block: int = 3) -> dict:
           'epilogue_hidden': epi_hidden / epi_total if epi_total else None}
 
 
+def trace_folder(trace_dir: str, case: str) -> str:
+  """Where --trace puts a case's traces: its name with characters a path should not hold
+  replaced, e.g. 'ours_gelu[m64n64k64s2i0...g]' -> 'ours_gelu_m64n64k64s2i0..._'."""
+  return os.path.join(trace_dir, re.sub(r'[^\w.+-]', '_', case))
+
+
 def _read_traces(folder: str) -> dict:
   """The summary of the newest trace in folder: this run's one call of the case (an earlier
   run with the same case name, e.g. at another shape, leaves its own there too)."""
@@ -582,7 +588,7 @@ def cases(tiles_list, epilogues, *, lib: bool, interpret: bool, approx=(False,),
     for e in epilogues:
       for fast in approx:
         name = f'ours_{e}[{t.label}]' + ('+approx' if fast else '')
-        where = os.path.join(trace_dir, re.sub(r'[^\w.+-]', '_', name)) if trace_dir else ''
+        where = trace_folder(trace_dir, name) if trace_dir else ''
         if where:
           os.makedirs(where, exist_ok=True)   # the profiler writes there, creating no folder
         out.append((name, jax.jit(functools.partial(
@@ -637,7 +643,7 @@ def main(argv=None) -> int:
     record = {**run_case(name, fn, (x, w, b), want[e], 2.0 * a.m * a.k * a.n, a.iterations,
                          timed=not (a.interpret or a.no_timing or a.trace)), **common}
     if a.trace and name.startswith('ours_'):
-      record.update(_read_traces(os.path.join(a.trace, re.sub(r'[^\w.+-]', '_', name))))
+      record.update(_read_traces(trace_folder(a.trace, name)))
     line = json.dumps(record)
     print(line[:400], flush=True)
     if sink:
