@@ -766,7 +766,7 @@ epi13)  # 1 GPU, 33 s (entry 77): the SASS of the ping-pong and specialized GELU
       "$OUT/dump_$T.txt" | sort | uniq -c
     gzip -f "$OUT/dump_$T.txt"
   done ;;
-epi14)  # 1 GPU (entry 77): Mosaic GPU's in-kernel trace (epilogue_mgpu --trace) of each
+epi14)  # 1 GPU, 54 s (entry 77): Mosaic GPU's in-kernel trace (epilogue_mgpu --trace) of each
   # compute warpgroup's k steps ('mma', 'wait') and epilogues, one call a case, summarised in
   # the records (trace_summary): ping-pong and specialized, FFN-in without and with the GELU,
   # then ping-pong at K 4096; the traces packed in trace.tgz. (The specialized block takes
