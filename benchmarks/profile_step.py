@@ -31,6 +31,10 @@ backward instead of the model's Pallas kernel (bert_jax/layer_norm_kernel.py); l
 Pallas forward (the product before entry 56 of docs/performance_notes.md); gelu_lax_erf =
 the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_shared = the
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
+gelu_slope = the erfc GELU keeping its derivative in the compute dtype (bf16) for the backward
+pass instead of its input (one more array written forward, no erfc recomputed backward);
+ln_joint = the LayerNorm kernel's two partial gradient sums added in one reduction
+(layer_norm_kernel.JOINT_SUMS);
 ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the model's
 before entry 50 of docs/performance_notes.md, which takes E[x^2] - E[x]^2 in one; train and
 infer; ln_fastvar was that change as a variant, in the grid2 calls);
@@ -268,6 +272,27 @@ def _gelu_shared_bwd(h, g):
 _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
 
 
+@jax.custom_vjp
+def _gelu_slope_kept(h):
+  """The model's erfc GELU, keeping its derivative (in h's dtype) for the backward pass
+  instead of h: the forward pass writes one more array where it has Phi and phi at hand, and
+  the backward only multiplies the incoming gradient by it (no erfc to recompute)."""
+  return ORIGINALS['_gelu'](h)
+
+
+def _gelu_slope_kept_fwd(h):
+  x = h.astype(jnp.float32)
+  cdf, pdf = model._normal_cdf_pdf(x)
+  return (x * cdf).astype(h.dtype), model._gelu_slope(x, cdf, pdf).astype(h.dtype)
+
+
+def _gelu_slope_kept_bwd(slope, g):
+  return ((g.astype(jnp.float32) * slope.astype(jnp.float32)).astype(slope.dtype),)
+
+
+_gelu_slope_kept.defvjp(_gelu_slope_kept_fwd, _gelu_slope_kept_bwd)
+
+
 def _ln_stats_twopass(x32, eps):
   """LayerNorm's row statistics as the model took them before entry 50: the mean, then
   E[(x - mean)^2] in a second pass over x."""
@@ -382,6 +407,8 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
                                                                   bias_on_side=False))},
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
+           'gelu_slope': {'_gelu': _gelu_slope_kept},
+           'ln_joint': {'layer_norm_kernel.JOINT_SUMS': True},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_fwd_xla': {'_use_ln_fwd_kernel': lambda x: False},

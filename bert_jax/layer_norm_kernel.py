@@ -38,6 +38,10 @@ ROWS, NUM_WARPS = 4, 4  # 4 rows x 4 warps: 518.9 sent/s; 16 x 8: 516.8 (same ca
 # add (0.91 ms a step at 1); profile_step's ln_blocks4 / ln_blocks8 variants set it. Not yet
 # measured on a GPU, so the model keeps the measured 1.
 BLOCKS = 1
+# The two gradients' partial sums added in one reduction (XLA then runs one kernel over both,
+# not two: 98 kernels of about 9 us a BERT-Large step at seq 384 batch 32); profile_step's
+# ln_joint variant sets it. Not yet measured on a GPU, so the model keeps two sums.
+JOINT_SUMS = False
 # The forward's programs: FWD_ROWS rows each, FWD_NUM_WARPS warps (not yet swept on a GPU)
 FWD_ROWS, FWD_NUM_WARPS = 4, 4
 
@@ -228,4 +232,7 @@ def layer_norm_bwd(x, g, mean, rstd, scale, *, rows: int | None = None,
     return dx.reshape(x.shape), dscale, dbias
 
   dx, dscale, dbias = per_device(local, x.shape[0], 4, 1, 3)(*args)
+  if JOINT_SUMS:
+    dscale, dbias = jnp.sum(jnp.stack([dscale, dbias]), axis=1)
+    return dx.reshape(x.shape), dscale, dbias
   return dx.reshape(x.shape), jnp.sum(dscale, axis=0), jnp.sum(dbias, axis=0)

@@ -33,10 +33,12 @@ def _vjp(x, p, g, dtype):
   return jax.vjp(lambda x, p: model._layer_norm(x, p, 1e-12, dtype), x, p)[1](g)
 
 
-@pytest.mark.parametrize('dtype,blocks', [(jnp.float32, 1), (jnp.bfloat16, 1),
-                                          (jnp.float32, 4), (jnp.bfloat16, 2)])
-def test_kernel_matches_xla_backward(dtype, blocks, monkeypatch):
+@pytest.mark.parametrize('dtype,blocks,joint', [(jnp.float32, 1, False), (jnp.bfloat16, 1, False),
+                                                (jnp.float32, 4, False), (jnp.bfloat16, 2, False),
+                                                (jnp.float32, 1, True), (jnp.bfloat16, 2, True)])
+def test_kernel_matches_xla_backward(dtype, blocks, joint, monkeypatch):
   monkeypatch.setattr(lnk, 'BLOCKS', blocks)     # blocks of rows per program (a loop if > 1)
+  monkeypatch.setattr(lnk, 'JOINT_SUMS', joint)  # both partial sums in one reduction
   x, p, g = _inputs(dtype)
   monkeypatch.setattr(model, '_use_ln_kernel', lambda x: False)
   ref = _vjp(x, p, g, dtype)
