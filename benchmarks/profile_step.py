@@ -33,6 +33,7 @@ the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
 gelu_slope = the erfc GELU keeping its derivative in the compute dtype (bf16) for the backward
 pass instead of its input (one more array written forward, no erfc recomputed backward);
+gelu_slope_bar = the same with the forward's outputs pinned by an optimization barrier;
 ln_joint = the LayerNorm kernel's two partial gradient sums added in one reduction
 (layer_norm_kernel.JOINT_SUMS);
 ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the model's
@@ -293,6 +294,18 @@ def _gelu_slope_kept_bwd(slope, g):
 _gelu_slope_kept.defvjp(_gelu_slope_kept_fwd, _gelu_slope_kept_bwd)
 
 
+@jax.custom_vjp
+def _gelu_slope_barrier(h):
+  """gelu_slope with the forward's outputs behind an optimization barrier: unpinned, XLA
+  wrote a float32 intermediate in the forward pass and finished the slope in the backward
+  (slope1, entry 81), so the kept array was float32 and the backward still did arithmetic."""
+  return ORIGINALS['_gelu'](h)
+
+
+_gelu_slope_barrier.defvjp(
+    lambda h: jax.lax.optimization_barrier(_gelu_slope_kept_fwd(h)), _gelu_slope_kept_bwd)
+
+
 def _ln_stats_twopass(x32, eps):
   """LayerNorm's row statistics as the model took them before entry 50: the mean, then
   E[(x - mean)^2] in a second pass over x."""
@@ -408,6 +421,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'gelu_slope': {'_gelu': _gelu_slope_kept},
+           'gelu_slope_bar': {'_gelu': _gelu_slope_barrier},
            'ln_joint': {'layer_norm_kernel.JOINT_SUMS': True},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
