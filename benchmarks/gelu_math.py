@@ -99,9 +99,10 @@ CANDIDATES = {   # name: fn(x) -> (Phi(x), phi(x)) in float32; profile_step's ge
 
 
 def custom_gelu(cdf_pdf):
-  """A GELU like model._gelu (float32 math, h's dtype out, the pre-activation kept in its own
-  dtype, Phi(x) recomputed behind a barrier in the backward) on another Phi/phi formula:
-  profile_step's gelu_<candidate> variants."""
+  """A GELU like model._gelu before entry 81 of docs/performance_notes.md (float32 math, h's
+  dtype out, the pre-activation kept in its own dtype, Phi(x) recomputed behind a barrier in
+  the backward) on another Phi/phi formula: profile_step's gelu_<candidate> variants, and
+  gelu_input on the model's own formula."""
   @jax.custom_vjp
   def gelu(h):
     x = h.astype(jnp.float32)

@@ -33,9 +33,11 @@ the GELU with jax's erf instead of the model's erfc fit (train and infer); gelu_
 erfc GELU without the backward's optimization barrier (XLA then stores Phi(x) in float32);
 gelu_slope = the erfc GELU keeping its derivative in the compute dtype (bf16) for the backward
 pass instead of its input (one more array written forward, no erfc recomputed backward);
-gelu_slope_bar = the same with the forward's outputs pinned by an optimization barrier;
+gelu_slope_bar = the same with the forward's outputs pinned by an optimization barrier (the
+model's since entry 81); gelu_input = the model's GELU before it (the input kept, the slope
+recomputed in the backward);
 ln_joint = the LayerNorm kernel's two partial gradient sums added in one reduction
-(layer_norm_kernel.JOINT_SUMS);
+(layer_norm_kernel.JOINT_SUMS; the model's since entry 81); ln_apart = in two (before it);
 ln_twopass = LayerNorm's variance as E[(x - mean)^2], a second pass over x (the model's
 before entry 50 of docs/performance_notes.md, which takes E[x^2] - E[x]^2 in one; train and
 infer; ln_fastvar was that change as a variant, in the grid2 calls);
@@ -276,7 +278,7 @@ _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
 @jax.custom_vjp
 def _gelu_slope_kept(h):
   """The model's erfc GELU, keeping its derivative (in h's dtype) for the backward pass
-  instead of h: the forward pass writes one more array where it has Phi and phi at hand, and
+  instead of h (the model before entry 81 kept h): the forward pass writes one more array where it has Phi and phi at hand, and
   the backward only multiplies the incoming gradient by it (no erfc to recompute)."""
   return ORIGINALS['_gelu'](h)
 
@@ -422,7 +424,9 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_shared': {'_gelu': _gelu_shared},
            'gelu_slope': {'_gelu': _gelu_slope_kept},
            'gelu_slope_bar': {'_gelu': _gelu_slope_barrier},
+           'gelu_input': {'_gelu': gelu_math.custom_gelu(model._normal_cdf_pdf)},
            'ln_joint': {'layer_norm_kernel.JOINT_SUMS': True},
+           'ln_apart': {'layer_norm_kernel.JOINT_SUMS': False},
            'ln_autodiff': {'_layer_norm': _layer_norm_autodiff},
            'ln_xla': {'_use_ln_kernel': lambda x: False},
            'ln_fwd_xla': {'_use_ln_fwd_kernel': lambda x: False},

@@ -5,8 +5,8 @@ and the input to recompute the row sums, one of them writing g * xhat as float32
 for the scale gradient: about 120 us per LayerNorm of BERT-Large at seq 384, batch 32. This
 kernel reads g and x once per block of rows, computes both row sums in registers, and writes
 dx plus one float32 [1, D] partial sum per block for the scale and bias gradients (XLA adds
-the partials): 37 us per LayerNorm in blocks of 4 rows, and the step went from 497 to 519
-sent/s on one H200 (docs/performance_notes.md, 20).
+the partials, both in one reduction): 37 us per LayerNorm in blocks of 4 rows, and the step
+went from 497 to 519 sent/s on one H200 (docs/performance_notes.md, 20).
 
 On GPU it lowers through Triton, whose block shapes must be powers of two: it runs where D
 is one (BERT-Large's 1024, not Base's 768) and the rows split into blocks; elsewhere, on CPU,
@@ -38,10 +38,11 @@ ROWS, NUM_WARPS = 4, 4  # 4 rows x 4 warps: 518.9 sent/s; 16 x 8: 516.8 (same ca
 # add (0.91 ms a step at 1); profile_step's ln_blocks4 / ln_blocks8 variants set it. Not yet
 # measured on a GPU, so the model keeps the measured 1.
 BLOCKS = 1
-# The two gradients' partial sums added in one reduction (XLA then runs one kernel over both,
-# not two: 98 kernels of about 9 us a BERT-Large step at seq 384 batch 32); profile_step's
-# ln_joint variant sets it. Not yet measured on a GPU, so the model keeps two sums.
-JOINT_SUMS = False
+# The two gradients' partial sums added in one reduction: XLA then runs one kernel over both,
+# not two (49 kernels of 12.6 us in place of 98 of 8.8 a BERT-Large step at seq 384 batch 32;
+# +0.6 % there, +1.0 % at seq 128 batch 64 on an H200, docs/performance_notes.md, 81).
+# profile_step's ln_apart variant turns it off.
+JOINT_SUMS = True
 # The forward's programs: FWD_ROWS rows each, FWD_NUM_WARPS warps (not yet swept on a GPU)
 FWD_ROWS, FWD_NUM_WARPS = 4, 4
 

@@ -45,7 +45,7 @@ def _grads(ps, variant, precision):
                                      'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared',
                                      'gelu_kernel', 'gelu_kernel_fwd', 'dwstream',
                                      'dwstream_w', 'qkv_cat', 'qkv_catbar', 'gelu_slope',
-                                     'gelu_slope_bar'])
+                                     'gelu_slope_bar', 'gelu_input', 'ln_apart'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
@@ -77,23 +77,26 @@ def test_gelu_keeps_a_bf16_residual_and_matches_autodiff(ps):
                              jax.grad(lambda v: jnp.sum(ps._gelu_autodiff(v)))(x), atol=1e-6)
 
 
-@pytest.mark.parametrize('name', ['_gelu_slope_kept', '_gelu_slope_barrier'])
-def test_gelu_slope_keeps_the_derivative_in_bf16_and_matches_the_model(ps, name):
-  gelu = getattr(ps, name)
+@pytest.mark.parametrize('name', ['model', 'gelu_slope', 'gelu_slope_bar'])
+def test_the_kept_gelu_slope_stays_bf16_and_matches_the_recomputed_one(ps, name):
+  """The model's GELU (since entry 81) and profile_step's slope variants keep the derivative in
+  bf16; the gradient is within two bf16 steps of the slope recomputed in float32 (gelu_input,
+  the model before), and mostly the same bits."""
+  gelu = model._gelu if name == 'model' else ps.PATCHES[name]['_gelu']
+  recomputed = ps.PATCHES['gelu_input']['_gelu']
   h = jax.random.normal(jax.random.PRNGKey(1), (8, 256), jnp.bfloat16) * 3
   y, vjp = jax.vjp(gelu, h)
-  y_ref, vjp_ref = jax.vjp(model._gelu, h)
+  y_ref, vjp_ref = jax.vjp(recomputed, h)
   assert [r.dtype for r in jax.tree.leaves(vjp)] == [jnp.bfloat16]
   np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
   g = jax.random.normal(jax.random.PRNGKey(2), h.shape, jnp.bfloat16)
-  dx, dx_ref = (np.asarray(f(g)[0], np.float32) for f in (vjp, vjp_ref))
   assert vjp(g)[0].dtype == jnp.bfloat16
-  # the kept slope adds one bf16 rounding to the model's: within two bf16 steps
+  dx, dx_ref = (np.asarray(f(g)[0], np.float32) for f in (vjp, vjp_ref))
   np.testing.assert_allclose(dx, dx_ref, rtol=2 ** -7, atol=1e-6)
-  assert np.mean(dx != dx_ref) < 0.5  # mostly the same bits, not merely close
-  x = jnp.linspace(-6, 6, 101)  # float32 keeps a float32 slope: the model's gradient
+  assert 0 < np.mean(dx != dx_ref) < 0.5  # one more rounding shows, in a minority of elements
+  x = jnp.linspace(-6, 6, 101)  # float32 keeps a float32 slope: the recomputed gradient
   np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(gelu(v)))(x),
-                             jax.grad(lambda v: jnp.sum(model._gelu(v)))(x), rtol=1e-6)
+                             jax.grad(lambda v: jnp.sum(recomputed(v)))(x), rtol=1e-6)
 
 
 def test_erfc_gelu_matches_the_exact_gelu(ps):
