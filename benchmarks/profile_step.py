@@ -13,7 +13,8 @@ on dq, dk, dv (no concatenation of the three); qkv_bwd3b = the same with x kept 
 merger (which joined the three dW matmuls again); qkv_cat = that backward with dq, dk, dv
 joined by one concatenation (autodiff's form is pads and adds, into which XLA fuses the bias
 gradient's sums); qkv_catbar = the same with the joined gradient written out before the bias
-sum reads it;
+sum reads it; qkv_join = the join and the bias gradient's sums as one Pallas kernel
+(benchmarks/qkv_join_pallas.py);
 gelu_tanh = the model's tanh GELU (model.activation='gelu_tanh': written so that XLA folds it
 into the FFN-in matmul's cuBLASLt epilogue; train and infer); gelu_tanh_autodiff = jax.nn.gelu's
 tanh form left to autodiff (what gelu_tanh meant before entry 58 of docs/performance_notes.md);
@@ -153,6 +154,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gelu_math  # noqa: E402  (benchmarks/gelu_math.py: the gelu_<candidate> variants)
 import gelu_pallas  # noqa: E402  (benchmarks/gelu_pallas.py: the gelu_kernel variant)
 import hash_dropout  # noqa: E402  (benchmarks/hash_dropout.py: the hashdrop variant)
+import qkv_join_pallas  # noqa: E402  (benchmarks/qkv_join_pallas.py: the qkv_join variant)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -217,6 +219,19 @@ def _qkv_proj_concat_bwd(num_heads, precision, res, grads, barrier=False):
           _bias_grad(g))
 
 
+def _qkv_proj_join_bwd(num_heads, precision, res, grads):
+  """The fused projection's backward on dq, dk, dv joined, with the bias gradient's column
+  sums, by one Pallas kernel (benchmarks/qkv_join_pallas.py); as qkv_cat where it does not
+  fit."""
+  x, w = res
+  if not qkv_join_pallas.usable(grads[0]):
+    return _qkv_proj_concat_bwd(num_heads, precision, res, grads)
+  g, db = qkv_join_pallas.join(*grads)
+  dx = jnp.einsum('ne,de->nd', g, w, precision=precision)
+  return (dx.reshape(x.shape), _weight_grad(x.reshape(-1, x.shape[-1]), g, precision),
+          db.astype(w.dtype))
+
+
 def _qkv_proj_with(bwd):
   proj = jax.custom_vjp(_qkv_proj_math, nondiff_argnums=(3, 4))
   proj.defvjp(_qkv_proj_fwd, bwd)
@@ -227,6 +242,7 @@ _qkv_proj = _qkv_proj_with(_qkv_proj_bwd)
 _qkv_proj_apart = _qkv_proj_with(functools.partial(_qkv_proj_bwd, apart=True))
 _qkv_proj_concat = _qkv_proj_with(_qkv_proj_concat_bwd)
 _qkv_proj_concat_barrier = _qkv_proj_with(functools.partial(_qkv_proj_concat_bwd, barrier=True))
+_qkv_proj_join = _qkv_proj_with(_qkv_proj_join_bwd)
 
 
 def _qkv_bwd3(x_BTD, p, config, policy, proj=_qkv_proj):
@@ -415,6 +431,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
            'qkv_cat': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat)},
            'qkv_catbar': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat_barrier)},
+           'qkv_join': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_join)},
            'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
            'biasmm': {'_dense': _dense_with(_grads_biasmm)},
            'dwstream': {'_dense': _dense_with(_grads_side)},

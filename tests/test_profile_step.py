@@ -45,7 +45,7 @@ def _grads(ps, variant, precision):
                                      'ln_xla', 'ln_twopass', 'gelu_lax_erf', 'gelu_shared',
                                      'gelu_kernel', 'gelu_kernel_fwd', 'dwstream',
                                      'dwstream_w', 'qkv_cat', 'qkv_catbar', 'gelu_slope',
-                                     'gelu_slope_bar', 'gelu_input', 'ln_apart'])
+                                     'gelu_slope_bar', 'gelu_input', 'ln_apart', 'qkv_join'])
 def test_exact_variants_give_the_same_gradients(ps, variant):
   base, other = _grads(ps, 'base', 'fp32'), _grads(ps, variant, 'fp32')
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(other)):
