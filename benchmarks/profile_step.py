@@ -294,8 +294,9 @@ _gelu_shared.defvjp(lambda h: (_gelu_shared(h), h), _gelu_shared_bwd)
 @jax.custom_vjp
 def _gelu_slope_kept(h):
   """The model's erfc GELU, keeping its derivative (in h's dtype) for the backward pass
-  instead of h (the model before entry 81 kept h): the forward pass writes one more array where it has Phi and phi at hand, and
-  the backward only multiplies the incoming gradient by it (no erfc to recompute)."""
+  instead of h (the model before entry 81 kept h): the forward pass writes one more array
+  where it has Phi and phi at hand, and the backward only multiplies the incoming gradient
+  by it (no erfc to recompute)."""
   return ORIGINALS['_gelu'](h)
 
 
