@@ -14,7 +14,8 @@ merger (which joined the three dW matmuls again); qkv_cat = that backward with d
 joined by one concatenation (autodiff's form is pads and adds, into which XLA fuses the bias
 gradient's sums); qkv_catbar = the same with the joined gradient written out before the bias
 sum reads it; qkv_join = the join and the bias gradient's sums as one Pallas kernel
-(benchmarks/qkv_join_pallas.py);
+(benchmarks/qkv_join_pallas.py; join_rows8 / join_rows32 / join_warps4 set its rows a
+program, 16, and its warps, 8);
 gelu_tanh = the model's tanh GELU (model.activation='gelu_tanh': written so that XLA folds it
 into the FFN-in matmul's cuBLASLt epilogue; train and infer); gelu_tanh_autodiff = jax.nn.gelu's
 tanh form left to autodiff (what gelu_tanh meant before entry 58 of docs/performance_notes.md);
@@ -433,6 +434,9 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'qkv_cat': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat)},
            'qkv_catbar': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat_barrier)},
            'qkv_join': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_join)},
+           # its blocks: rows a program (16) and warps (8), e.g. qkv_join+join_rows32+join_warps4
+           **{f'join_rows{n}': {'qkv_join_pallas.ROWS': n} for n in (8, 32)},
+           'join_warps4': {'qkv_join_pallas.NUM_WARPS': 4},
            'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
            'biasmm': {'_dense': _dense_with(_grads_biasmm)},
            'dwstream': {'_dense': _dense_with(_grads_side)},
@@ -512,10 +516,12 @@ BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'u
 
 def _target(name):
   """(object, attribute) a patch name refers to: 'x' is bert_jax.model.x, 'mod.x' is x in the
-  module bert_jax.model imports as mod, 'gelu_pallas.x' is x in benchmarks/gelu_pallas.py."""
+  module bert_jax.model imports as mod, 'gelu_pallas.x' is x in benchmarks/gelu_pallas.py
+  (and so for qkv_join_pallas)."""
   owner, _, attr = name.rpartition('.')
-  if owner == 'gelu_pallas':
-    return gelu_pallas, attr
+  scripts = {'gelu_pallas': gelu_pallas, 'qkv_join_pallas': qkv_join_pallas}
+  if owner in scripts:
+    return scripts[owner], attr
   return (getattr(model, owner) if owner else model), attr
 
 

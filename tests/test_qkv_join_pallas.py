@@ -80,6 +80,16 @@ def test_qkv_join_variant_takes_the_kernel_and_gives_the_projections_gradients(q
     np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
 
 
+def test_block_variants_reach_the_kernel_module(load_script):
+  ps = load_script('profile_step')
+  try:
+    ps.apply_variant('qkv_join+join_rows32+join_warps4')
+    assert (ps.qkv_join_pallas.ROWS, ps.qkv_join_pallas.NUM_WARPS) == (32, 4)
+  finally:
+    ps.apply_variant('base')
+  assert (ps.qkv_join_pallas.ROWS, ps.qkv_join_pallas.NUM_WARPS) == (16, 8)
+
+
 def test_lowers_to_one_triton_kernel_for_cuda(qj, monkeypatch):
   """On this CPU machine: BERT-Large's shape (seq 384, batch 32) lowers through Pallas'
   Triton path into a single kernel; compiling and timing it needs a GPU."""
