@@ -842,9 +842,9 @@ slope2)  # 1 GPU, 525 s (entry 81): slope1 again with the GELU's kept derivative
     --profile squadlen squadlen+gelu_slope_bar+ln_joint --out "$OUT/p0" 2>&1 | show
   timeout $(left) $PS --seq 128 --batch 64 --variants base ln_joint --out "$OUT/p1" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
-slope3)  # 1 GPU, 311 s (entry 82): the bench with entry 81's GELU and LayerNorm sums adopted, seq 384
-  # batch 32 then seq 128 batch 64, bf16 on real windows, each with the compiled peer on the
-  # same windows right after it
+slope3)  # 1 GPU, 311 s (entry 82): the bench with entry 81's GELU and LayerNorm sums
+  # adopted, seq 384 batch 32 then seq 128 batch 64, bf16 on real windows, each with the
+  # compiled peer on the same windows right after it
   mkdir -p "$OUT"/g0
   ours 0 train 384 bf16 '(32,)'
   peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
