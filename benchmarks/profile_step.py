@@ -307,23 +307,9 @@ def _gelu_slope_kept_fwd(h):
   return (x * cdf).astype(h.dtype), model._gelu_slope(x, cdf, pdf).astype(h.dtype)
 
 
-def _gelu_slope_kept_bwd(slope, g):
-  return ((g.astype(jnp.float32) * slope.astype(jnp.float32)).astype(slope.dtype),)
-
-
-_gelu_slope_kept.defvjp(_gelu_slope_kept_fwd, _gelu_slope_kept_bwd)
-
-
-@jax.custom_vjp
-def _gelu_slope_barrier(h):
-  """gelu_slope with the forward's outputs behind an optimization barrier: unpinned, XLA
-  wrote a float32 intermediate in the forward pass and finished the slope in the backward
-  (slope1, entry 81), so the kept array was float32 and the backward still did arithmetic."""
-  return ORIGINALS['_gelu'](h)
-
-
-_gelu_slope_barrier.defvjp(
-    lambda h: jax.lax.optimization_barrier(_gelu_slope_kept_fwd(h)), _gelu_slope_kept_bwd)
+# the model's forward without its optimization barrier: unpinned, XLA wrote a float32
+# intermediate in the forward pass and finished the slope in the backward (slope1, entry 81)
+_gelu_slope_kept.defvjp(_gelu_slope_kept_fwd, model._gelu_bwd)
 
 
 def _ln_stats_twopass(x32, eps):
@@ -445,7 +431,7 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'gelu_autodiff': {'_gelu': _gelu_autodiff}, 'gelu_lax_erf': {'_gelu': _gelu_lax_erf},
            'gelu_shared': {'_gelu': _gelu_shared},
            'gelu_slope': {'_gelu': _gelu_slope_kept},
-           'gelu_slope_bar': {'_gelu': _gelu_slope_barrier},
+           'gelu_slope_bar': {'_gelu': model._gelu},  # slope2's variant: the model's since 81
            'gelu_input': {'_gelu': gelu_math.custom_gelu(model._normal_cdf_pdf)},
            'ln_joint': {'layer_norm_kernel.JOINT_SUMS': True},
            'ln_apart': {'layer_norm_kernel.JOINT_SUMS': False},

@@ -31,11 +31,16 @@ def fits(n: int, d: int) -> bool:
   return lnk._interpret() or (lnk._triton_available() and d & (d - 1) == 0)
 
 
+def _width(g) -> int:
+  """D of a gradient [B, T, N, H] or [B, T, D]: what each of its B T rows holds."""
+  return g.size // (g.shape[0] * g.shape[1])
+
+
 def usable(g) -> bool:
-  """Whether join takes gradients like g ([B, ..., D] or [B, T, N, H]) here, per device
-  under the data mesh."""
-  d = g.shape[-2] * g.shape[-1] if g.ndim == 4 else g.shape[-1]
-  return g.ndim >= 2 and fits(g.size // d // lnk._data_shards(g.shape[0]), d)
+  """Whether join takes gradients like g ([B, T, N, H] or [B, T, D]) here, per device under
+  the data mesh."""
+  return g.ndim >= 3 and fits(g.shape[0] * g.shape[1] // lnk._data_shards(g.shape[0]),
+                              _width(g))
 
 
 def _kernel(q_ref, k_ref, v_ref, out_ref, part_ref):
@@ -70,8 +75,7 @@ def _blocks(q, k, v):
 def join(dq, dk, dv):
   """(g [B T, 3D] in the gradients' dtype, whose rows are dq | dk | dv, and the column sums
   of g in float32 [3D]) for dq, dk, dv [B, T, N, H] (or [B, T, D]). Check `usable(dq)`."""
-  b = dq.shape[0]
-  d = dq.size // (b * dq.shape[1])
+  b, d = dq.shape[0], _width(dq)
   flat = lambda g: g.reshape(b, -1, d)                                 # [B, T, D]
 
   def local(q, k, v):
@@ -85,6 +89,5 @@ def join(dq, dk, dv):
 
 def reference(dq, dk, dv):
   """join's result as XLA computes it (a stack, then the column sums)."""
-  d = dq.shape[-2] * dq.shape[-1] if dq.ndim == 4 else dq.shape[-1]
-  g = jnp.stack([dq, dk, dv], axis=2).reshape(-1, 3 * d)
+  g = jnp.stack([dq, dk, dv], axis=2).reshape(-1, 3 * _width(dq))
   return g, jnp.sum(g.astype(jnp.float32), axis=0)
