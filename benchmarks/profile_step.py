@@ -301,15 +301,9 @@ def _gelu_slope_kept(h):
   return ORIGINALS['_gelu'](h)
 
 
-def _gelu_slope_kept_fwd(h):
-  x = h.astype(jnp.float32)
-  cdf, pdf = model._normal_cdf_pdf(x)
-  return (x * cdf).astype(h.dtype), model._gelu_slope(x, cdf, pdf).astype(h.dtype)
-
-
 # the model's forward without its optimization barrier: unpinned, XLA wrote a float32
 # intermediate in the forward pass and finished the slope in the backward (slope1, entry 81)
-_gelu_slope_kept.defvjp(_gelu_slope_kept_fwd, model._gelu_bwd)
+_gelu_slope_kept.defvjp(model._gelu_and_slope, model._gelu_bwd)
 
 
 def _ln_stats_twopass(x32, eps):

@@ -25,10 +25,9 @@ ROWS, NUM_WARPS = 16, 8   # 16 x 1,024 bf16 a program (not yet swept on a GPU)
 
 
 def fits(n: int, d: int) -> bool:
-  """Whether n rows of width d split into the kernel's blocks on this backend."""
-  if n % ROWS:
-    return False
-  return lnk._interpret() or (lnk._triton_available() and d & (d - 1) == 0)
+  """Whether n rows of width d split into the kernel's blocks on this backend (the
+  LayerNorm kernel's rule: Triton wants power-of-two block shapes)."""
+  return lnk.fits(n, d, rows=ROWS, blocks=1)
 
 
 def _width(g) -> int:

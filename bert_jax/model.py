@@ -247,13 +247,17 @@ def _gelu_slope(x, cdf, pdf):
   return cdf + x * pdf
 
 
-def _gelu_fwd(h):
+def _gelu_and_slope(h):
+  """(GELU(h), its derivative), both in h's dtype, from one float32 Phi(x) and phi(x)."""
   x = h.astype(jnp.float32)
   cdf, pdf = _normal_cdf_pdf(x)
-  out = ((x * cdf).astype(h.dtype), _gelu_slope(x, cdf, pdf).astype(h.dtype))
+  return (x * cdf).astype(h.dtype), _gelu_slope(x, cdf, pdf).astype(h.dtype)
+
+
+def _gelu_fwd(h):
   # The barrier keeps the slope as computed here, in h's dtype: without it XLA wrote a
   # float32 intermediate [B, T, F] and finished the slope in the backward pass (entry 81).
-  return jax.lax.optimization_barrier(out)
+  return jax.lax.optimization_barrier(_gelu_and_slope(h))
 
 
 def _gelu_bwd(slope, g):
