@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -860,15 +860,39 @@ slope4)  # 1 GPU, 236 s (entry 82): the bench at seq 384 batch 32, bf16 on real 
   ours 0 train 384 bf16 '(32,)'
   WD=$OUT/g0old OLD=.gpu/old ours 0 train 384 bf16 '(32,)'
   brief "$OUT"/g0/records.jsonl "$OUT"/g0old/records.jsonl; pack ;;
-join1)  # 1 GPU, about 8 min (entry 83; not yet run: no device time was left): the q/k/v
-  # gradients joined with the bias gradient's sums by one Pallas kernel (profile_step
-  # qkv_join) against the product at seq 384 batch 32 on SQuAD-like lengths, A B B A, B
-  # profiled; then seq 128 batch 64, base and B
+join1)  # 1 GPU, 361 s (entry 83; ran 2026-11-29 at 2e205e7, +2.0 %): the q/k/v gradients
+  # joined with the bias gradient's sums by one Pallas kernel (profile_step qkv_join, the
+  # model's since entry 84: now base, and the product before it qkv_autodiff) against the
+  # product at seq 384 batch 32 on SQuAD-like lengths, A B B A, B profiled; then seq 128
+  # batch 64, base and B
   PS="python3 benchmarks/profile_step.py --kind train --steps 30"
   timeout $(left) $PS --seq 384 --batch 32 --variants squadlen squadlen+qkv_join \
     squadlen+qkv_join squadlen --profile squadlen+qkv_join --out "$OUT/p0" 2>&1 | show
   timeout $(left) $PS --seq 128 --batch 64 --variants base qkv_join --out "$OUT/p1" 2>&1 | show
   rm -rf "$OUT"/p*/trace_*/plugins/profile/*/*.xplane.pb; pack ;;
+join2)  # 1 GPU, about 8.5 min (entry 84): the join kernel adopted. The bench at seq 384 batch 32
+  # then seq 128 batch 64, bf16 on real windows, each with the compiled peer on the same
+  # windows right after it (as slope3); then MiniLM-L6 with the peer's recipe (F1; carry the
+  # whole .gpu/minilm)
+  mkdir -p "$OUT"/g0
+  ours 0 train 384 bf16 '(32,)'
+  peer 0 --train 384:32 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
+  ours 0 train 128 bf16 '(64,)'
+  peer 0 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
+  brief "$OUT"/g0/records.jsonl; merge
+  DEADLINE=$(left) CACHE=/tmp/cache_m bash $0 minilm; pack ;;
+join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
+  # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
+  # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process)
+  ( BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l LARGE_DIR="$OUT/large_padded_2ep" \
+    timeout $(left) bash $0 large )
+  rm -rf "$OUT"/large_*/checkpoints
+  train_parts "$OUT"/large_padded_2ep/eval_results.json
+  brief "$OUT"/large_*/records.jsonl
+  timeout $(left) python3 benchmarks/profile_step.py --kind train --steps 30 --seq 384 \
+    --batch 32 --variants squadlen squadlen+join_rows32 squadlen+join_warps4 \
+    --out "$OUT/p0" 2>&1 | show
+  pack ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at

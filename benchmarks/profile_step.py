@@ -14,8 +14,10 @@ merger (which joined the three dW matmuls again); qkv_cat = that backward with d
 joined by one concatenation (autodiff's form is pads and adds, into which XLA fuses the bias
 gradient's sums); qkv_catbar = the same with the joined gradient written out before the bias
 sum reads it; qkv_join = the join and the bias gradient's sums as one Pallas kernel
-(benchmarks/qkv_join_pallas.py; join_rows8 / join_rows32 / join_warps4 set its rows a
-program, 16, and its warps, 8);
+(bert_jax/qkv_join_kernel.py; the model's on GPU since entry 84, so base; join_rows8 /
+join_rows32 / join_warps4 set its rows a program, 16, and its warps, 8); qkv_autodiff = the
+projection's backward left to autodiff (the product before entry 84; since then biasmm
+and dwstream, which patch _dense, no longer reach the q/k/v projection);
 gelu_tanh = the model's tanh GELU (model.activation='gelu_tanh': written so that XLA folds it
 into the FFN-in matmul's cuBLASLt epilogue; train and infer); gelu_tanh_autodiff = jax.nn.gelu's
 tanh form left to autodiff (what gelu_tanh meant before entry 58 of docs/performance_notes.md);
@@ -155,7 +157,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gelu_math  # noqa: E402  (benchmarks/gelu_math.py: the gelu_<candidate> variants)
 import gelu_pallas  # noqa: E402  (benchmarks/gelu_pallas.py: the gelu_kernel variant)
 import hash_dropout  # noqa: E402  (benchmarks/hash_dropout.py: the hashdrop variant)
-import qkv_join_pallas  # noqa: E402  (benchmarks/qkv_join_pallas.py: the qkv_join variant)
 
 
 def _bernoulli_dropout(x, rate, rng):
@@ -173,15 +174,8 @@ def _qkv_three_dots(x_BTD, p, config, policy):
                .reshape(b, t, config.num_heads, config.head_dim) for i in range(3))
 
 
-def _qkv_proj_math(x, w, b, num_heads, precision):
-  """q, k, v [B, T, N, H] from the fused [D, 3D] projection, as model._qkv computes them."""
-  y = jnp.einsum('btd,de->bte', x, w, precision=precision) + b
-  y = y.reshape(*x.shape[:2], 3, num_heads, -1)
-  return y[:, :, 0], y[:, :, 1], y[:, :, 2]
-
-
 def _qkv_proj_fwd(x, w, b, num_heads, precision):
-  return _qkv_proj_math(x, w, b, num_heads, precision), (x, w)
+  return model._qkv_math(x, w, b, num_heads, precision), (x, w)
 
 
 def _qkv_proj_bwd(num_heads, precision, res, grads, apart=False):
@@ -220,21 +214,8 @@ def _qkv_proj_concat_bwd(num_heads, precision, res, grads, barrier=False):
           _bias_grad(g))
 
 
-def _qkv_proj_join_bwd(num_heads, precision, res, grads):
-  """The fused projection's backward on dq, dk, dv joined, with the bias gradient's column
-  sums, by one Pallas kernel (benchmarks/qkv_join_pallas.py); as qkv_cat where it does not
-  fit."""
-  x, w = res
-  if not qkv_join_pallas.usable(grads[0]):
-    return _qkv_proj_concat_bwd(num_heads, precision, res, grads)
-  g, db = qkv_join_pallas.join(*grads)
-  dx = jnp.einsum('ne,de->nd', g, w, precision=precision)
-  return (dx.reshape(x.shape), _weight_grad(x.reshape(-1, x.shape[-1]), g, precision),
-          db.astype(w.dtype))
-
-
 def _qkv_proj_with(bwd):
-  proj = jax.custom_vjp(_qkv_proj_math, nondiff_argnums=(3, 4))
+  proj = jax.custom_vjp(model._qkv_math, nondiff_argnums=(3, 4))
   proj.defvjp(_qkv_proj_fwd, bwd)
   return proj
 
@@ -243,7 +224,6 @@ _qkv_proj = _qkv_proj_with(_qkv_proj_bwd)
 _qkv_proj_apart = _qkv_proj_with(functools.partial(_qkv_proj_bwd, apart=True))
 _qkv_proj_concat = _qkv_proj_with(_qkv_proj_concat_bwd)
 _qkv_proj_concat_barrier = _qkv_proj_with(functools.partial(_qkv_proj_concat_bwd, barrier=True))
-_qkv_proj_join = _qkv_proj_with(_qkv_proj_join_bwd)
 
 
 def _qkv_bwd3(x_BTD, p, config, policy, proj=_qkv_proj):
@@ -413,10 +393,12 @@ PATCHES = {'bern': {'_dropout': _bernoulli_dropout}, 'hashdrop': {'_dropout': ha
            'qkv_bwd3b': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_apart)},
            'qkv_cat': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat)},
            'qkv_catbar': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_concat_barrier)},
-           'qkv_join': {'_qkv': functools.partial(_qkv_bwd3, proj=_qkv_proj_join)},
+           # join1's variant, the model's own since entry 84; qkv_autodiff: the product before
+           'qkv_join': {'_use_qkv_join_kernel': model._use_qkv_join_kernel},
+           'qkv_autodiff': {'_use_qkv_join_kernel': lambda x: False},
            # its blocks: rows a program (16) and warps (8), e.g. qkv_join+join_rows32+join_warps4
-           **{f'join_rows{n}': {'qkv_join_pallas.ROWS': n} for n in (8, 32)},
-           'join_warps4': {'qkv_join_pallas.NUM_WARPS': 4},
+           **{f'join_rows{n}': {'qkv_join_kernel.ROWS': n} for n in (8, 32)},
+           'join_warps4': {'qkv_join_kernel.NUM_WARPS': 4},
            'gelu_tanh_autodiff': {'_gelu': _gelu_tanh_autodiff},
            'biasmm': {'_dense': _dense_with(_grads_biasmm)},
            'dwstream': {'_dense': _dense_with(_grads_side)},
@@ -496,12 +478,10 @@ BUILD_PARTS = ('base', 'gelu_tanh', 'scan', 'noscan', 'nodrop', 'rbg', 'xla', 'u
 
 def _target(name):
   """(object, attribute) a patch name refers to: 'x' is bert_jax.model.x, 'mod.x' is x in the
-  module bert_jax.model imports as mod, 'gelu_pallas.x' is x in benchmarks/gelu_pallas.py
-  (and so for qkv_join_pallas)."""
+  module bert_jax.model imports as mod, 'gelu_pallas.x' is x in benchmarks/gelu_pallas.py."""
   owner, _, attr = name.rpartition('.')
-  scripts = {'gelu_pallas': gelu_pallas, 'qkv_join_pallas': qkv_join_pallas}
-  if owner in scripts:
-    return scripts[owner], attr
+  if owner == 'gelu_pallas':
+    return gelu_pallas, attr
   return (getattr(model, owner) if owner else model), attr
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from bert_jax import attention as attn
 from bert_jax import layer_norm_kernel
+from bert_jax import qkv_join_kernel
 from bert_jax.model_config import ModelConfig
 from bert_jax.packing import Segments
 from bert_jax.precision import PrecisionPolicy
@@ -186,10 +187,45 @@ def _cudnn_suits(dtype) -> bool:
 
 
 def _qkv(x_BTD, p, config, policy):
-  """Queries, keys and values [B, T, N, H] from one fused [D, 3D] projection."""
-  b, t, _ = x_BTD.shape
-  qkv = _dense(x_BTD, p, policy).reshape(b, t, 3, config.num_heads, config.head_dim)
+  """Queries, keys and values [B, T, N, H] from one fused [D, 3D] projection.
+
+  On GPU in bf16 or fp16, where the shape suits it, a custom VJP joins the three gradients
+  into the projection's [B T, 3D] gradient, with the bias gradient's column sums, in one
+  Pallas kernel (qkv_join_kernel.py): the train step 2.0 % faster than autodiff's join at
+  seq 384 on an H200 (docs/performance_notes.md, 84). Elsewhere autodiff's. The forward
+  pass is the same arithmetic either way."""
+  dtype = policy.compute_dtype
+  args = (x_BTD, p['kernel'].astype(dtype), p['bias'].astype(dtype), config.num_heads,
+          policy.matmul_precision)
+  return (_qkv_joined if _use_qkv_join_kernel(x_BTD) else _qkv_math)(*args)
+
+
+def _qkv_math(x_BTD, w_DE, b_E, num_heads, precision):
+  qkv = jnp.einsum('...d,de->...e', x_BTD, w_DE, precision=precision) + b_E
+  qkv = qkv.reshape(*x_BTD.shape[:2], 3, num_heads, -1)
   return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+
+def _use_qkv_join_kernel(x_BTD) -> bool:
+  # q, k, v and so their gradients have x's [B T] rows of width D and x's compute dtype
+  return (jax.default_backend() == 'gpu' and x_BTD.dtype in (jnp.bfloat16, jnp.float16)
+          and qkv_join_kernel.usable(x_BTD))
+
+
+_qkv_joined = jax.custom_vjp(_qkv_math, nondiff_argnums=(3, 4))
+
+
+def _qkv_joined_bwd(num_heads, precision, res, grads):
+  x_BTD, w_DE = res
+  g_NE, db_E = qkv_join_kernel.join(*grads)                # N = B T rows, E = 3D
+  x_ND = x_BTD.reshape(-1, x_BTD.shape[-1])
+  dx_ND = jnp.einsum('ne,de->nd', g_NE, w_DE, precision=precision)
+  dw_DE = jnp.einsum('nd,ne->de', x_ND, g_NE, precision=precision)
+  return dx_ND.reshape(x_BTD.shape), dw_DE, db_E.astype(w_DE.dtype)
+
+
+_qkv_joined.defvjp(lambda x, w, b, n, prec: (_qkv_math(x, w, b, n, prec), (x, w)),
+                   _qkv_joined_bwd)
 
 
 # erfc(z) ~ t exp(-z^2) Q(t), t = 1 / (1 + z / 2), z >= 0: the form of Numerical Recipes' erfcc

@@ -1,17 +1,17 @@
-"""The q/k/v gradients joined, with the projection's bias gradient, by one Pallas kernel:
-profile_step's `qkv_join` variant. Not the model's default: not yet measured on a GPU.
+"""The q/k/v gradients joined, with the projection's bias gradient, by one Pallas kernel: the
+backward pass of model._qkv's fused projection on GPU (docs/performance_notes.md, 83, 84).
 
 cuDNN's attention backward writes dq, dk and dv as three [B, T, N, H] arrays (laid out
 [B, T, N, H] in memory). The fused q/k/v projection's backward needs them as one [B T, 3D]
-gradient, whose rows are q | k | v. In the training step XLA joins them with the bias
-gradient's column sums fused in: 84 µs a layer at seq 384 batch 32 on an H200 (2.03 ms a
-step, 1.8 TB/s over its 150 MB; slope2's profile, docs/performance_notes.md, 81), and as a
-concatenation of its own 61 µs plus a 25 µs sum (cat1, entry 75). Here each program copies
-a [ROWS, D] block of one of the three into its place in the joined rows and writes its
-column sums as one float32 [1, D] partial (XLA adds the partials, ROWS times fewer rows than
-the gradient). It runs through Triton on GPU where D is a power of two and the rows divide
-into blocks, per device under the data mesh (as bert_jax/layer_norm_kernel.py does), and in
-Pallas' interpret mode on CPU (tests/test_qkv_join_pallas.py).
+gradient, whose rows are q | k | v. Left to XLA, that join with the bias gradient's column
+sums fused in took 84 us a layer at seq 384 batch 32 on an H200 (2.03 ms a step, 1.8 TB/s
+over its 150 MB; slope2's profile). Here each program copies a [ROWS, D] block of one of the
+three into its place in the joined rows and writes its column sums as one float32 [1, D]
+partial (XLA adds the partials, ROWS times fewer rows than the gradient): 41 us a layer,
+and the train step 2.0 % faster at seq 384, 1.2 % at seq 128 (join1). It runs through Triton
+on GPU where D is a power of two and the rows divide into blocks, per device under the data
+mesh (as layer_norm_kernel.py does), and in Pallas' interpret mode on CPU
+(tests/test_qkv_join_kernel.py).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from jax.experimental import pallas as pl
 
 from bert_jax import layer_norm_kernel as lnk
 
-ROWS, NUM_WARPS = 16, 8   # 16 x 1,024 bf16 a program (not yet swept on a GPU)
+ROWS, NUM_WARPS = 16, 8   # 16 x 1,024 bf16 a program (the only shape measured, join1)
 
 
 def fits(n: int, d: int) -> bool:
