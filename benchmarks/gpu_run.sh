@@ -883,7 +883,10 @@ join2)  # 1 GPU, about 8.5 min (entry 84): the join kernel adopted. The bench at
   DEADLINE=$(left) CACHE=/tmp/cache_m bash $0 minilm; pack ;;
 join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
-  # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process)
+  # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
+  # power, temperature and clock-event reasons every 500 ms throughout (smi.csv)
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_event_reasons.active \
+    --format=csv -lms 500 > "$OUT/smi.csv" 2>&1 & smi=$!
   ( BATCH=64 STEPS=0 EVAL=100 CACHE=/tmp/cache_l LARGE_DIR="$OUT/large_padded_2ep" \
     timeout $(left) bash $0 large )
   rm -rf "$OUT"/large_*/checkpoints
@@ -892,7 +895,7 @@ join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with e
   timeout $(left) python3 benchmarks/profile_step.py --kind train --steps 30 --seq 384 \
     --batch 32 --variants squadlen squadlen+join_rows32 squadlen+join_warps4 \
     --out "$OUT/p0" 2>&1 | show
-  pack ;;
+  kill $smi; pack ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
