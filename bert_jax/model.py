@@ -192,7 +192,7 @@ def _qkv(x_BTD, p, config, policy):
   On GPU in bf16 or fp16, where the shape suits it, a custom VJP joins the three gradients
   into the projection's [B T, 3D] gradient, with the bias gradient's column sums, in one
   Pallas kernel (qkv_join_kernel.py): the train step 2.0 % faster than autodiff's join at
-  seq 384 on an H200 (docs/performance_notes.md, 84). Elsewhere autodiff's. The forward
+  seq 384 on an H200 (docs/performance_notes.md, 83 and 84). Elsewhere autodiff's. The forward
   pass is the same arithmetic either way."""
   dtype = policy.compute_dtype
   args = (x_BTD, p['kernel'].astype(dtype), p['bias'].astype(dtype), config.num_heads,
