@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -903,6 +903,18 @@ join4)  # 1 GPU, about 4.5 min (entry 84): join3's two block changes together (3
     --batch 32 --variants squadlen squadlen+join_rows32+join_warps4 \
     squadlen+join_rows32+join_warps4 squadlen --out "$OUT/p0" 2>&1 | show
   pack ;;
+clock1)  # 1 GPU, about 5 min (entry 85; not yet run): why our seq-128 bench point clocks
+  # 180 MHz under the peer's on the same card (join2, slope3). nvidia-smi every 100 ms (clock,
+  # power, temperature, clock-event reasons) beside: ours seq 128 batch 64, the peer, ours
+  # again (a cooler card or a hotter one), then ours at seq 384 batch 32; smi.csv
+  mkdir -p "$OUT"/g0
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+    --format=csv -lms 100 > "$OUT/smi.csv" 2>&1 & smi=$!
+  ours 0 train 128 bf16 '(64,)'
+  peer 0 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
+  ours 0 train 128 bf16 '(64,)'
+  ours 0 train 384 bf16 '(32,)'
+  kill $smi; brief "$OUT"/g0/records.jsonl; merge; pack ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at

@@ -115,6 +115,8 @@ def test_the_kernel_is_the_models_choice_only_on_gpu_in_16_bits(monkeypatch):
   assert model._use_qkv_join_kernel(x.astype(jnp.float16))
   assert not model._use_qkv_join_kernel(x.astype(jnp.float32))
   assert not model._use_qkv_join_kernel(jnp.zeros((3, 5, 1024), jnp.bfloat16))   # 15 rows
+  monkeypatch.setattr(lnk, '_triton_available', lambda: False)  # a jax without Pallas Triton
+  assert not model._use_qkv_join_kernel(x)
 
 
 def test_train_step_with_the_kernel_matches_autodiffs_on_a_mesh(monkeypatch):
