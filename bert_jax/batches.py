@@ -125,13 +125,24 @@ def prefetch(make, steps, depth: int = 2) -> Iterator:
     yield queue.popleft()
 
 
-def eval_batches(features: Features, global_batch: int, sharding: NamedSharding):
-  """Fixed-shape batches over all features (the last one padded), with the real row count."""
+def eval_batches(features: Features, global_batch: int, sharding: NamedSharding,
+                 bucket_width: int = 0):
+  """Fixed-shape batches over all features (the last one padded), with the real row count.
+  bucket_width > 0: each batch cut to the multiple of it that holds the batch's longest
+  window (at most the windows' width), the same on every process."""
   n_proc, pid = jax.process_count(), jax.process_index()
   local = global_batch // n_proc
+  full = features.input_ids.shape[1]
+  if bucket_width:   # each window's extent: its last unmasked position + 1
+    mask = np.asarray(features.attention_mask) > 0
+    lengths = np.where(mask.any(axis=1), full - np.argmax(mask[:, ::-1], axis=1), 0)
   for start in range(0, len(features), global_batch):
     idx = np.arange(start, min(start + global_batch, len(features)))
     count = len(idx)
     idx = np.concatenate([idx, np.full(global_batch - count, idx[-1])])
     rows = idx[pid * local:(pid + 1) * local]
-    yield to_device(features.model_inputs(rows), sharding), count
+    inputs = features.model_inputs(rows)
+    if bucket_width:
+      width = min(-(-int(lengths[idx].max()) // bucket_width) * bucket_width, full)
+      inputs = {k: v[:, :width] for k, v in inputs.items()}
+    yield to_device(inputs, sharding), count

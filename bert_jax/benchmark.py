@@ -214,39 +214,50 @@ def wait_until_ready(tree) -> None:
 def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, batch: int,
                seq_len: int, *, iterations: int = 100, warmup: int = 5, seed: int = 0,
                features: Features | None = None, scan_layers: bool = False,
-               bind_params: bool = True, packing_windows: int = 0) -> dict:
+               bind_params: bool = True, packing_windows: int = 0,
+               bucket_width: int = 0) -> dict:
   """Latency percentiles (each batch synchronised: wait_until_ready) and throughput of
   eval_step.
   packing_windows > 0: the features' windows packed into rows of at most that many
   (packing.PackedEval, as eval.packing predicts): `batch` counts rows a call, sentences/s the
   windows the timed calls held, and MFU the rows' work.
+  bucket_width > 0: each call's batch of real windows cut to the multiple of it that holds
+  its longest window (batches.eval_batches), one program compiled a width; compile_s adds
+  them up, MFU counts the widths called.
   bind_params: the weights compiled into the program (inference.compile_bound_eval), so a
   call passes the batch alone; where they cannot be (inference.can_bind), passed as before.
   The record's params_bound says which."""
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=num_devices))
   data = mesh_lib.batch_sharding(mesh)
   params = random_params(mesh, config, policy, jax.random.PRNGKey(seed), scan_layers)
+  if (packing_windows or bucket_width) and features is None:
+    raise ValueError('time_infer: packed rows and buckets need real windows (features)')
   if packing_windows:
-    if features is None:
-      raise ValueError('time_infer: packed rows need real windows (features)')
     source = packing.PackedEval(features, batch, data, packing_windows)
     calls = range(min(iterations, 16, len(source)))
     inputs, windows = [source.device_batch(i) for i in calls], [source.windows(i) for i in calls]
   elif features is not None:
-    inputs = [b for b, _ in itertools.islice(batches.eval_batches(features, batch, data),
-                                             min(iterations, 16))]
+    inputs = [b for b, _ in itertools.islice(
+        batches.eval_batches(features, batch, data, bucket_width), min(iterations, 16))]
   else:
     host = synthetic(np.random.default_rng(seed), batch, seq_len, config.vocab_size)
     inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]
   bound = bind_params and inference.can_bind(params)
+  width = lambda inputs: inputs['input_ids'].shape[1]
   t0 = time.perf_counter()
-  if bound:
-    compiled = inference.compile_bound_eval(mesh, config, policy, params, inputs[0], scan_layers)
-    call = compiled
-  else:
-    fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
-    compiled = fn.lower(params, inputs[0]).compile()
-    call = functools.partial(compiled, params)
+  programs = {}   # one a width: more than one only with buckets
+  for example in inputs:
+    if width(example) in programs:
+      continue
+    if bound:
+      compiled = inference.compile_bound_eval(mesh, config, policy, params, example, scan_layers)
+      programs[width(example)] = compiled
+    else:
+      fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
+      compiled = fn.lower(params, example).compile()
+      programs[width(example)] = functools.partial(compiled, params)
+  call = (programs[width(inputs[0])] if len(programs) == 1
+          else lambda inputs: programs[width(inputs)](inputs))
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   for i in range(warmup):
@@ -262,10 +273,14 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
   sentences = (sum(windows[i % len(inputs)] for i in range(iterations)) if packing_windows
                else iterations * batch)
   rate, row_rate = sentences / total_s, iterations * batch / total_s
-  flops = records.infer_flops_per_sequence(config.num_layers, config.hidden_size,
-                                           config.intermediate_size, seq_len)
+  widths = [width(inputs[i % len(inputs)]) for i in range(iterations)]
+  flops = np.mean([records.infer_flops_per_sequence(config.num_layers, config.hidden_size,
+                                                    config.intermediate_size, w)
+                   for w in widths])
   packed = {'packing': True, 'max_windows_per_row': packing_windows, 'rows_per_s': row_rate,
             'windows_per_call_mean': sentences / iterations} if packing_windows else {}
+  bucketed = {'bucket_width': bucket_width, 'widths': sorted(programs),
+              'width_mean': float(np.mean(widths))} if bucket_width else {}
   return {'kind': 'infer', 'precision': policy.name, 'seq_len': seq_len, 'batch_size': batch,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
           'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': sentences,
@@ -276,7 +291,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'attention': config.attention, 'activation': config.activation,
           'scan_layers': scan_layers, 'params_bound': bound, 'wait': 'spin',
           'xla_compiler_options': inference.default_compiler_options(mesh),
-          **telemetry.fields(), **packed}
+          **telemetry.fields(), **packed, **bucketed}
 
 
 def is_out_of_memory(error: Exception) -> bool:
@@ -365,10 +380,13 @@ def run(config, workdir: str) -> list[dict]:
   out = []
   feats = {seq: squad_features(s.data, b.kind, seq, s.source.vocab_dir) for seq in b.seq_lens}
   spec = s.data.train_file if b.kind == 'train' else s.data.dev_file
-  if b.packing and any(f is None for f in feats.values()):
-    raise settings_lib.ConfigError(
-        'bench.packing', True, f'packs real SQuAD windows, and the {b.kind} file {spec!r} is '
-        f"not there: give data.{'train' if b.kind == 'train' else 'dev'}_file, or drop packing")
+  for field, value, what in (('packing', b.packing, 'packs'), ('bucket_width', b.bucket_width,
+                                                                'cuts')):
+    if value and any(f is None for f in feats.values()):
+      raise settings_lib.ConfigError(
+          f'bench.{field}', value, f'{what} real SQuAD windows, and the {b.kind} file {spec!r} '
+          f"is not there: give data.{'train' if b.kind == 'train' else 'dev'}_file, or drop "
+          f'bench.{field}')
   top_id = max((int(f.input_ids.max()) for f in feats.values() if f is not None), default=-1)
   if top_id >= shape.vocab_size:  # a small preset with a bigger real vocabulary
     logging.info('bench: vocab_size %d -> %d to hold the tokenizer ids', shape.vocab_size,
@@ -395,7 +413,7 @@ def run(config, workdir: str) -> list[dict]:
                          shard_state=s.mesh.shard_state)
           else:
             point.update(batch=bs, iterations=b.steps, scan_layers=b.scan_layers,
-                         bind_params=b.bind_params)
+                         bind_params=b.bind_params, bucket_width=b.bucket_width)
           todo.append(point)
   with tqdm(total=len(todo), unit='point', disable=jax.process_index() != 0) as bar:
     out += sweep(todo, measure, path, common, bar)

@@ -66,10 +66,13 @@ def infer_system(rec: dict) -> str:
   """system(rec), and rows of their own for our inference with the layers as one lax.scan
   (model.encode's scan_layers: 'bert_jax, layers scanned') and with the weights passed to
   each call where the bench now compiles them into the program (bench.bind_params False:
-  'bert_jax, weights passed each call'; records from before the option have no such field)."""
+  'bert_jax, weights passed each call'; records from before the option have no such field),
+  on packed rows, and with each call cut to its longest window (bench.bucket_width)."""
   return (system(rec) + (', layers scanned' if rec.get('scan_layers') else '')
           + (', weights passed each call' if rec.get('params_bound') is False else '')
-          + (', packed rows (batch: rows a call)' if rec.get('packing') else ''))
+          + (', packed rows (batch: rows a call)' if rec.get('packing') else '')
+          + (f", calls cut to buckets of {rec['bucket_width']}" if rec.get('bucket_width')
+             else ''))
 
 
 def _latest(recs, key):

@@ -71,10 +71,7 @@ class DataSettings:
 
   def __post_init__(self):
     _at_least('data.max_seq_length', self.max_seq_length, 16)
-    _at_least('data.bucket_width', self.bucket_width, 0)
-    if self.bucket_width and self.bucket_width % 8:
-      raise ConfigError('data.bucket_width', self.bucket_width,
-                        'must be a multiple of 8 (tensor-core tiles), e.g. 64; 0 turns buckets off')
+    _bucket_width('data.bucket_width', self.bucket_width)
     if self.packing and self.bucket_width:
       raise ConfigError('data.bucket_width', self.bucket_width,
                         'cannot be combined with data.packing=True (packed rows are full '
@@ -160,7 +157,10 @@ class BenchSettings:
   call at batches 1 and 8 (5-11 %) for 10-20 s more compile a point (H200,
   docs/performance_notes.md, 57). packing: real SQuAD windows packed into rows of at most
   data.max_windows_per_row (bert_jax.packing, as data.packing trains and eval.packing
-  predicts): batch_sizes count rows, sentences/s the windows; records say packing."""
+  predicts): batch_sizes count rows, sentences/s the windows; records say packing.
+  bucket_width (inference): each call's batch of real SQuAD windows cut to the multiple of
+  this that holds its longest window (one compiled program a width), so a short window's
+  call skips its padding; records say bucket_width and the widths called."""
   kind: str = 'train'
   batch_sizes: tuple = (1, 2, 4, 8, 16, 32, 64)
   seq_lens: tuple = (128, 384)
@@ -170,6 +170,7 @@ class BenchSettings:
   scan_layers: bool = False
   bind_params: bool = True
   packing: bool = False
+  bucket_width: int = 0
 
   def __post_init__(self):
     _choice('bench.kind', self.kind, ('train', 'infer'))
@@ -192,6 +193,14 @@ class BenchSettings:
                           'give each value once (the same --config.bench.* flag given twice '
                           'appends to the tuple instead of replacing it)')
     _at_least('bench.steps', self.steps, 1)
+    _bucket_width('bench.bucket_width', self.bucket_width)
+    if self.bucket_width and self.kind != 'infer':
+      raise ConfigError('bench.bucket_width', self.bucket_width,
+                        "cuts inference calls (bench.kind='infer'); training buckets are "
+                        'data.bucket_width in a train_and_evaluate job, or set it to 0')
+    if self.bucket_width and self.packing:
+      raise ConfigError('bench.bucket_width', self.bucket_width,
+                        'bench.packing already leaves the padding out; use one of the two')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,6 +277,13 @@ def _coerce(field, value, default):
 def _at_least(field, value, low):
   if value < low:
     raise ConfigError(field, value, f'must be >= {low}')
+
+
+def _bucket_width(field, value):
+  _at_least(field, value, 0)
+  if value % 8:
+    raise ConfigError(field, value,
+                      'must be a multiple of 8 (tensor-core tiles), e.g. 64; 0 turns buckets off')
 
 
 def _choice(field, value, choices):

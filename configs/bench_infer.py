@@ -35,4 +35,6 @@ def get_config():
   #                              a point
   c.bench.packing = False      # True: the real dev windows packed into rows (eval.packing's
   #                              PackedEval): batch_sizes count rows, sentences/s windows
+  c.bench.bucket_width = 0     # e.g. 64: each call's real dev windows cut to the multiple of 64
+  #                              holding its longest (one program a width; 0 = padded)
   return c

@@ -397,6 +397,93 @@ def test_packed_bench_without_real_windows_names_the_setting_and_the_file(tmp_pa
     benchmark.run(cfg, str(tmp_path))
 
 
+def test_bucketed_inference_cuts_each_call_to_its_longest_window(tmp_path):
+  from bert_jax.model_config import ModelConfig
+  """bench.bucket_width on the sample's real windows at 160 (67-74 tokens): every call is cut
+  to 96 (buckets of 32), compiled once; MFU counts the 96-token work; the report gives the
+  point a row of its own beside the padded one."""
+  cache = str(tmp_path / 'cache')
+  for width in (0, 32):
+    cfg = _tiny(bench_infer.get_config(), batch_sizes=(2,), seq_lens=(160,),
+                precisions=('fp32',), num_devices=(1,), steps=3, bucket_width=width)
+    cfg.data.cache_dir = cache
+    benchmark.run(cfg, str(tmp_path))
+  padded, cut = {}, {}
+  for rec in records.read(str(tmp_path / 'records.jsonl')):
+    (cut if rec.get('bucket_width') else padded)[rec['batch_size']] = rec
+  assert sorted(cut) == sorted(padded) == [2]
+  for batch, rec in cut.items():
+    assert rec['bucket_width'] == 32 and rec['widths'] == [96] and rec['width_mean'] == 96
+    assert rec['seq_len'] == 160 and rec['sentences'] == 3 * batch
+    tiny = ModelConfig.preset('tiny')
+    flops = records.infer_flops_per_sequence(tiny.num_layers, tiny.hidden_size,
+                                             tiny.intermediate_size, 96)
+    assert rec['mfu'] == pytest.approx(records.mfu(flops, rec['sentences_per_s']))
+    assert rec['mfu'] < padded[batch]['mfu'] * rec['sentences_per_s'] / padded[batch][
+        'sentences_per_s']                                    # 96 tokens' work, not 160's
+    assert 'bucket_width' not in padded[batch]
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '| bert_jax, calls cut to buckets of 32 | fp32 | 2 |' in text
+  assert '| bert_jax | fp32 | 2 |' in text
+
+
+def test_bucketed_batches_hold_the_padded_ones_real_tokens_and_give_their_logits(tmp_path):
+  """batches.eval_batches with buckets: each batch is the padded one cut after its longest
+  window (the same width on every row), and the model's logits on the real tokens are the
+  padded batch's."""
+  import itertools
+  import types
+  from bert_jax import batches, inference, mesh as mesh_lib
+  from bert_jax.model_config import ModelConfig
+  from bert_jax.precision import PrecisionPolicy
+  from bert_jax.settings import MeshSettings
+  data = types.SimpleNamespace(train_file='sample', dev_file='sample', version_2=False,
+                               max_query_length=64, cache_dir=str(tmp_path))
+  dev = benchmark.squad_features(data, 'infer', 160, '')
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=2))
+  sharding = mesh_lib.batch_sharding(mesh)
+  config = ModelConfig.preset('tiny').replace(attention='xla',
+                                              vocab_size=int(dev.input_ids.max()) + 1)
+  policy = PrecisionPolicy('fp32')
+  params = benchmark.random_params(mesh, config, policy, jax.random.PRNGKey(0))
+  fn = inference.make_eval_fn(mesh, config, policy)
+  pairs = itertools.islice(zip(batches.eval_batches(dev, 2, sharding),
+                               batches.eval_batches(dev, 2, sharding, bucket_width=32)), 4)
+  for (full, n_full), (cut, n_cut) in pairs:
+    assert n_full == n_cut
+    mask = np.asarray(full['attention_mask'])
+    width = cut['input_ids'].shape[1]
+    longest = int(mask.sum(axis=1).max())
+    assert width % 32 == 0 and longest <= width < longest + 32
+    assert not mask[:, width:].any()
+    for k in full:
+      np.testing.assert_array_equal(np.asarray(cut[k]), np.asarray(full[k])[:, :width])
+    got, want = np.asarray(fn(params, cut)), np.asarray(fn(params, full))
+    real = mask[:, :width] > 0
+    np.testing.assert_allclose(got[real], want[:, :width][real], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('fields,match', [
+    ({'kind': 'train', 'bucket_width': 64}, r"bench.bucket_width.*data.bucket_width"),
+    ({'kind': 'infer', 'bucket_width': 60}, r"bench.bucket_width.*multiple of 8"),
+    ({'kind': 'infer', 'bucket_width': -8}, r"bench.bucket_width"),
+    ({'kind': 'infer', 'bucket_width': 64, 'packing': True}, r"bench.bucket_width.*packing"),
+])
+def test_bad_bucket_width_names_the_field_and_the_fix(fields, match):
+  from bert_jax.settings import BenchSettings, ConfigError
+  with pytest.raises(ConfigError, match=match):
+    BenchSettings(**fields)
+
+
+def test_bucketed_bench_without_real_windows_names_the_setting_and_the_file(tmp_path):
+  from bert_jax.settings import ConfigError
+  cfg = _tiny(bench_infer.get_config(), batch_sizes=(2,), seq_lens=(64,), precisions=('fp32',),
+              num_devices=(1,), bucket_width=32)
+  cfg.data.dev_file = str(tmp_path / 'absent.json')
+  with pytest.raises(ConfigError, match=r"bench.bucket_width.*absent.json.*data.dev_file"):
+    benchmark.run(cfg, str(tmp_path))
+
+
 def test_code_fingerprint_names_the_files_and_their_contents(tmp_path):
   base = {'model.py': b'a = 1\n', 'steps.py': b'b = 2\n'}
   fp = records.fingerprint(base)
