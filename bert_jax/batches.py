@@ -26,6 +26,13 @@ def process_rows(global_batch: int, sharding: NamedSharding,
   return local, jax.process_index() * local
 
 
+def bucket_widths(features: Features, bucket_width: int) -> np.ndarray:
+  """Each window's length rounded up to a multiple of bucket_width, at most max_seq_length
+  (a window's tokens come first, its padding after)."""
+  lengths = features.attention_mask.sum(axis=1)
+  return np.minimum(-(-lengths // bucket_width) * bucket_width, features.max_seq_length)
+
+
 class TrainBatches:
   """Epoch e visits the features in the order permutation(seed, e); step s is a pure function
   of (seed, s), so a resumed run sees exactly the batches an uninterrupted run would.
@@ -48,9 +55,7 @@ class TrainBatches:
     self.steps_per_epoch = len(features) // global_batch
     self.bucket_width = bucket_width
     if bucket_width:
-      full = features.max_seq_length
-      lengths = features.attention_mask.sum(axis=1)
-      self.widths = np.minimum(-(-lengths // bucket_width) * bucket_width, full)
+      self.widths = bucket_widths(features, bucket_width)
     self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
 
   def _bucketed_epoch(self, epoch: int) -> list[np.ndarray]:
@@ -132,10 +137,7 @@ def eval_batches(features: Features, global_batch: int, sharding: NamedSharding,
   window (at most the windows' width), the same on every process."""
   n_proc, pid = jax.process_count(), jax.process_index()
   local = global_batch // n_proc
-  full = features.input_ids.shape[1]
-  if bucket_width:   # each window's extent: its last unmasked position + 1
-    mask = np.asarray(features.attention_mask) > 0
-    lengths = np.where(mask.any(axis=1), full - np.argmax(mask[:, ::-1], axis=1), 0)
+  widths = bucket_widths(features, bucket_width) if bucket_width else None
   for start in range(0, len(features), global_batch):
     idx = np.arange(start, min(start + global_batch, len(features)))
     count = len(idx)
@@ -143,6 +145,6 @@ def eval_batches(features: Features, global_batch: int, sharding: NamedSharding,
     rows = idx[pid * local:(pid + 1) * local]
     inputs = features.model_inputs(rows)
     if bucket_width:
-      width = min(-(-int(lengths[idx].max()) // bucket_width) * bucket_width, full)
+      width = int(widths[idx].max())
       inputs = {k: v[:, :width] for k, v in inputs.items()}
     yield to_device(inputs, sharding), count

@@ -244,18 +244,19 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
     inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]
   bound = bind_params and inference.can_bind(params)
   width = lambda inputs: inputs['input_ids'].shape[1]
+  fn = None if bound else inference.make_eval_fn(mesh, config, policy, scan_layers)
   t0 = time.perf_counter()
-  programs = {}   # one a width: more than one only with buckets
+  compiled, programs = {}, {}   # one a width: more than one only with buckets
   for example in inputs:
-    if width(example) in programs:
+    w = width(example)
+    if w in compiled:
       continue
     if bound:
-      compiled = inference.compile_bound_eval(mesh, config, policy, params, example, scan_layers)
-      programs[width(example)] = compiled
+      compiled[w] = programs[w] = inference.compile_bound_eval(mesh, config, policy, params,
+                                                               example, scan_layers)
     else:
-      fn = inference.make_eval_fn(mesh, config, policy, scan_layers)
-      compiled = fn.lower(params, example).compile()
-      programs[width(example)] = functools.partial(compiled, params)
+      compiled[w] = fn.lower(params, example).compile()
+      programs[w] = functools.partial(compiled[w], params)
   call = (programs[width(inputs[0])] if len(programs) == 1
           else lambda inputs: programs[width(inputs)](inputs))
   compile_s = time.perf_counter() - t0
@@ -279,14 +280,15 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
                    for w in widths])
   packed = {'packing': True, 'max_windows_per_row': packing_windows, 'rows_per_s': row_rate,
             'windows_per_call_mean': sentences / iterations} if packing_windows else {}
-  bucketed = {'bucket_width': bucket_width, 'widths': sorted(programs),
+  memory = [m for m in map(_memory_gb, compiled.values()) if m is not None]
+  bucketed = {'bucket_width': bucket_width, 'widths': sorted(compiled),
               'width_mean': float(np.mean(widths))} if bucket_width else {}
   return {'kind': 'infer', 'precision': policy.name, 'seq_len': seq_len, 'batch_size': batch,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
           'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': sentences,
           'total_inference_s': total_s, 'latency_ms': records.percentiles(lat),
           'sentences_per_s': rate, 'mfu': records.mfu(flops, row_rate / mesh.size),
-          'peak_memory_gb': _memory_gb(compiled),
+          'peak_memory_gb': max(memory, default=None),   # the widest program's
           'model_layers': config.num_layers, 'model_hidden': config.hidden_size,
           'attention': config.attention, 'activation': config.activation,
           'scan_layers': scan_layers, 'params_bound': bound, 'wait': 'spin',
