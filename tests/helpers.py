@@ -62,3 +62,38 @@ def cuda_mlir(fn, *args) -> str:
       jax.sharding.AbstractMesh((1,), ('cuda_target',), abstract_device=gpu)):
     return jax.export.export(jax.jit(fn), platforms=['cuda'],
                              disabled_checks=[triton])(*args).mlir_module()
+
+
+def train_step_with_and_without(monkeypatch, switch, use_kernel):
+  """The whole jitted train step of the tiny model in float32, without dropout, on 4 of the
+  fake devices, 2 micro-batches accumulated in a scan: once with bert_jax.model's `switch`
+  (a predicate choosing a kernel) always false, then with it set to `use_kernel`. Returns
+  the model config and ((loss, grad_norm), params) for each, without first."""
+  import jax
+
+  from bert_jax import batches, benchmark, mesh as mesh_lib, model, optim, train
+  from bert_jax.settings import MeshSettings, TrainSettings
+  config = ModelConfig.preset('tiny').replace(hidden_dropout=0.0, attention_dropout=0.0)
+  policy = PrecisionPolicy('fp32')
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=min(4, jax.device_count())))
+  opt = optim.make_optimizer(TrainSettings(), 1000)
+  key = jax.random.PRNGKey(0)
+  batch = batches.to_device(benchmark.synthetic(np.random.default_rng(0), 16, 32,
+                                                config.vocab_size), mesh_lib.batch_sharding(mesh))
+  results = []
+  for use in (lambda x: False, use_kernel):
+    monkeypatch.setattr(model, switch, use)
+    state = benchmark.random_train_state(mesh, config, policy, opt, key, key)
+    new, metrics = train.jit_train_step(mesh, config, policy, opt, accumulation=2)(state, batch)
+    results.append(((metrics['loss'], metrics['grad_norm']), new.params))
+  return config, results
+
+
+def assert_same_step(ours, ref):
+  """Two train_step_with_and_without results agree: loss and gradient norm within float32
+  rounding, every updated parameter too."""
+  import jax
+  np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ref[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+

@@ -11,7 +11,7 @@ from bert_jax import layer_norm_kernel as lnk
 from bert_jax import mesh as mesh_lib
 from bert_jax import model
 from bert_jax.settings import MeshSettings
-from helpers import cuda_mlir
+from helpers import assert_same_step, cuda_mlir, train_step_with_and_without
 
 
 def _inputs(dtype, shape=(4, 16, 64)):
@@ -110,30 +110,12 @@ def test_lowers_to_one_triton_kernel_for_cuda(blocks, monkeypatch):
 def test_train_step_with_the_kernel_matches_xla_on_a_mesh(monkeypatch):
   """The whole jitted train step (4 devices, 2 accumulated micro-batches in a scan): the
   kernel's step gives XLA's loss, gradient norm and updated params."""
-  from bert_jax import batches, benchmark, optim, train
-  from bert_jax.model_config import ModelConfig
-  from bert_jax.precision import PrecisionPolicy
-  from bert_jax.settings import TrainSettings
-  config = ModelConfig.preset('tiny').replace(hidden_dropout=0.0, attention_dropout=0.0)
-  policy = PrecisionPolicy('fp32')
-  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=min(4, jax.device_count())))
-  opt = optim.make_optimizer(TrainSettings(), 1000)
-  key = jax.random.PRNGKey(0)
-  batch = batches.to_device(benchmark.synthetic(np.random.default_rng(0), 16, 32,
-                                                config.vocab_size), mesh_lib.batch_sharding(mesh))
-  results, calls = {}, []
+  calls = []
   kernel = lnk.layer_norm_bwd
   monkeypatch.setattr(lnk, 'layer_norm_bwd', lambda *a, **k: calls.append(1) or kernel(*a, **k))
-  for name, use in (('xla', lambda x: False), ('kernel', lnk.usable)):
-    monkeypatch.setattr(model, '_use_ln_kernel', use)
-    state = benchmark.random_train_state(mesh, config, policy, opt, key, key)
-    new, metrics = train.jit_train_step(mesh, config, policy, opt, accumulation=2)(state, batch)
-    results[name] = (metrics, new.params)
+  config, (xla, ours) = train_step_with_and_without(monkeypatch, '_use_ln_kernel', lnk.usable)
   assert len(calls) == 1 + 2 * config.num_layers     # every LayerNorm, traced once in the scan
-  for k in ('loss', 'grad_norm'):
-    np.testing.assert_allclose(results['kernel'][0][k], results['xla'][0][k], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(results['kernel'][1]), jax.tree.leaves(results['xla'][1])):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert_same_step(ours, xla)
 
 
 # The forward kernel, used where no gradient is taken (inference)

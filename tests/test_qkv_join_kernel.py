@@ -16,7 +16,7 @@ from bert_jax import qkv_join_kernel as qj
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import MeshSettings
-from helpers import cuda_mlir
+from helpers import assert_same_step, cuda_mlir, train_step_with_and_without
 
 
 def _grads(dtype, shape=(2, 16, 4, 32)):
@@ -122,29 +122,14 @@ def test_the_kernel_is_the_models_choice_only_on_gpu_in_16_bits(monkeypatch):
 def test_train_step_with_the_kernel_matches_autodiffs_on_a_mesh(monkeypatch):
   """The whole jitted train step (4 devices, 2 accumulated micro-batches in a scan): the
   kernel's step, per device, gives autodiff's loss, gradient norm and updated params."""
-  from bert_jax import batches, benchmark, optim, train
-  from bert_jax.settings import TrainSettings
-  config = ModelConfig.preset('tiny').replace(hidden_dropout=0.0, attention_dropout=0.0)
-  policy = PrecisionPolicy('fp32')
-  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=min(4, jax.device_count())))
-  opt = optim.make_optimizer(TrainSettings(), 1000)
-  key = jax.random.PRNGKey(0)
-  batch = batches.to_device(benchmark.synthetic(np.random.default_rng(0), 16, 32,
-                                                config.vocab_size), mesh_lib.batch_sharding(mesh))
-  results, calls = {}, []
+  calls = []
   monkeypatch.setattr(qj, '_blocks', lambda *a, f=qj._blocks: calls.append(a[0].shape) or f(*a))
-  for name, use in (('autodiff', lambda x: False), ('kernel', qj.usable)):
-    monkeypatch.setattr(model, '_use_qkv_join_kernel', use)
-    state = benchmark.random_train_state(mesh, config, policy, opt, key, key)
-    new, metrics = train.jit_train_step(mesh, config, policy, opt, accumulation=2)(state, batch)
-    results[name] = (metrics, new.params)
+  config, (autodiff, kernel) = train_step_with_and_without(monkeypatch, '_use_qkv_join_kernel',
+                                                           qj.usable)
   shards = min(4, jax.device_count())
   # per device (8 windows of 32 a micro-batch over the shards), once a layer
   assert calls == [(8 * 32 // shards, config.hidden_size)] * config.num_layers
-  for k in ('loss', 'grad_norm'):
-    np.testing.assert_allclose(results['kernel'][0][k], results['autodiff'][0][k], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(results['kernel'][1]), jax.tree.leaves(results['autodiff'][1])):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert_same_step(kernel, autodiff)
 
 
 def test_block_variants_reach_the_kernel_module(load_script):
