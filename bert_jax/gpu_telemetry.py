@@ -11,6 +11,11 @@ record therefore says what clock and power it ran at, so readers can compare lik
 
 nvidia-smi, run beside the work, samples every `interval_ms`; where it is missing or fails
 (CPU, other vendors) the fields say why instead and the work is timed as before.
+
+Whether a sample is at the power cap is read from the driver's clock-event reasons (the SW
+power cap bit), not from power.draw: that is an average over about a second, so in a point of
+under a second it still reads 150-500 W while the driver already holds the clock down for the
+cap (clock1, docs/performance_notes.md entry 85).
 """
 
 import contextlib
@@ -18,8 +23,14 @@ import os
 import shutil
 import subprocess
 
-QUERY = 'index,clocks.sm,power.draw,power.limit'
-AT_CAP = 0.97   # a sample within 3 % of the power limit counts as at the cap
+QUERY = 'index,clocks.sm,power.draw,power.limit,clocks_event_reasons.active'
+AT_CAP = 0.97   # without reasons: a sample's draw within 3 % of the limit counts as at the cap
+# NVML's clock-event reason bits (nvmlClocksEventReason*), as nvidia-smi prints them in hex
+REASONS = {0x1: 'gpu_idle', 0x2: 'applications_clocks_setting', 0x4: 'sw_power_cap',
+           0x8: 'hw_slowdown', 0x10: 'sync_boost', 0x20: 'sw_thermal_slowdown',
+           0x40: 'hw_thermal_slowdown', 0x80: 'hw_power_brake_slowdown',
+           0x100: 'display_clock_setting'}
+SW_POWER_CAP = 0x4
 
 
 def _quantile(values, q: float) -> float:
@@ -27,28 +38,47 @@ def _quantile(values, q: float) -> float:
   return ordered[round(q * (len(ordered) - 1))]
 
 
-def parse(text: str) -> list[tuple[int, float, float, float]]:
-  """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY -> (index, MHz, W, limit W);
-  lines it could not read ('[N/A]', half-written at the end) are left out."""
+def _reasons(text: str) -> int | None:
+  try:
+    return int(text, 16)
+  except ValueError:   # '[N/A]', '[Not Supported]'
+    return None
+
+
+def parse(text: str) -> list[tuple[int, float, float, float, int | None]]:
+  """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY -> (index, MHz, W, limit W,
+  clock-event reason bits or None where the driver gives none); lines it could not read
+  ('[N/A]' numbers, half-written at the end) are left out."""
   rows = []
   for line in text.splitlines():
     parts = [p.strip() for p in line.split(',')]
-    if len(parts) != 4:
+    if len(parts) != 5:
       continue
     try:
-      rows.append((int(parts[0]), float(parts[1]), float(parts[2]), float(parts[3])))
+      rows.append((int(parts[0]), float(parts[1]), float(parts[2]), float(parts[3]),
+                   _reasons(parts[4])))
     except ValueError:
       continue
   return rows
 
 
 def summarize(rows) -> dict:
-  """Percentiles over every sample of every sampled GPU."""
+  """Percentiles over every sample of every sampled GPU. gpu_at_power_cap: the share of
+  samples with the driver's SW power cap reason set (gpu_power_cap_from says so), or, where no
+  sample carries reasons, with the averaged draw within 3 % of the limit.
+  gpu_clock_reasons: each reason seen, with the share of samples that carried it."""
   if not rows:
     return {'gpu_telemetry': 'no samples (the timed work ended before nvidia-smi sampled)'}
   mhz = [r[1] for r in rows]
   watts = [r[2] for r in rows]
   limit = max(r[3] for r in rows)
+  known = [r[4] for r in rows if r[4] is not None]
+  if known:
+    capped, source = sum(bool(b & SW_POWER_CAP) for b in known) / len(known), 'clock-event reason'
+  else:
+    capped, source = sum(r[2] >= AT_CAP * r[3] for r in rows) / len(rows), 'averaged draw'
+  seen = {name: sum(bool(b & bit) for b in known) / len(known)
+          for bit, name in REASONS.items() if any(b & bit for b in known)}
   return {
       'gpu_telemetry': 'nvidia-smi',
       'gpu_samples': len(rows),
@@ -56,7 +86,9 @@ def summarize(rows) -> dict:
                            'p90': _quantile(mhz, 0.9)},
       'gpu_power_w': {'p50': _quantile(watts, 0.5), 'max': max(watts)},
       'gpu_power_limit_w': limit,
-      'gpu_at_power_cap': sum(r[2] >= AT_CAP * r[3] for r in rows) / len(rows),
+      'gpu_at_power_cap': capped,
+      'gpu_power_cap_from': source,
+      'gpu_clock_reasons': seen,
   }
 
 

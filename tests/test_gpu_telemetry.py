@@ -11,19 +11,34 @@ from bert_jax import report
 
 
 def test_parse_keeps_whole_rows_and_drops_the_rest():
-  text = '0, 1740, 691.20, 700.00\n1, [N/A], 80.1, 700.00\n0, 1755, 689.9\n\n0, 1980, 130.5, 700\n'
-  assert gt.parse(text) == [(0, 1740.0, 691.2, 700.0), (0, 1980.0, 130.5, 700.0)]
+  text = ('0, 1740, 691.20, 700.00, 0x0000000000000004\n1, [N/A], 80.1, 700.00, 0x0\n'
+          '0, 1755, 689.9, 700.00\n\n0, 1980, 130.5, 700, [N/A]\n')
+  assert gt.parse(text) == [(0, 1740.0, 691.2, 700.0, 4), (0, 1980.0, 130.5, 700.0, None)]
 
 
-def test_summary_gives_quantiles_and_the_share_at_the_cap():
-  rows = [(0, mhz, watts, 700.0) for mhz, watts in
-          [(1980, 200), (1800, 650), (1740, 690), (1740, 692), (1665, 695)]]
+def test_the_power_cap_is_the_drivers_reason_not_the_averaged_draw():
+  """clock1: power.draw averages over about a second and read 150-500 W through the first
+  half of a 0.75 s point the driver already held at its power cap (reason 0x4)."""
+  rows = [(0, mhz, watts, 700.0, bits) for mhz, watts, bits in
+          [(1965, 147, 0x4), (1800, 440, 0x4), (1725, 506, 0x4 | 0x20), (1890, 690, 0x4),
+           (1980, 493, 0x0)]]
   s = gt.summarize(rows)
   assert s['gpu_samples'] == 5 and s['gpu_power_limit_w'] == 700.0
-  assert s['gpu_sm_clock_mhz'] == {'p10': 1665, 'p50': 1740, 'p90': 1980}
-  assert s['gpu_power_w'] == {'p50': 690, 'max': 695}
-  assert s['gpu_at_power_cap'] == pytest.approx(3 / 5)   # 690, 692, 695 >= 0.97 x 700
+  assert s['gpu_sm_clock_mhz'] == {'p10': 1725, 'p50': 1890, 'p90': 1980}
+  assert s['gpu_power_w'] == {'p50': 493, 'max': 690}
+  assert s['gpu_at_power_cap'] == pytest.approx(4 / 5)   # by the draw rule: 1 / 5
+  assert s['gpu_power_cap_from'] == 'clock-event reason'
+  assert s['gpu_clock_reasons'] == {'sw_power_cap': pytest.approx(4 / 5),
+                                    'sw_thermal_slowdown': pytest.approx(1 / 5)}
   assert 'no samples' in gt.summarize([])['gpu_telemetry']
+
+
+def test_without_reasons_the_cap_falls_back_to_the_draw():
+  rows = [(0, mhz, watts, 700.0, None) for mhz, watts in
+          [(1980, 200), (1800, 650), (1740, 690), (1740, 692), (1665, 695)]]
+  s = gt.summarize(rows)
+  assert s['gpu_at_power_cap'] == pytest.approx(3 / 5)   # 690, 692, 695 >= 0.97 x 700
+  assert s['gpu_power_cap_from'] == 'averaged draw' and s['gpu_clock_reasons'] == {}
 
 
 def test_visible_ids_follow_cuda_visible_devices(monkeypatch):
@@ -45,7 +60,8 @@ def _fake_smi(tmp_path, body: str) -> str:
 def test_sample_reads_a_running_nvidia_smi(tmp_path, monkeypatch):
   # the fake prints its arguments' --id and a sample every 20 ms until terminated
   smi = _fake_smi(tmp_path, 'echo "$@" > "$(dirname "$0")/args"\n'
-                  'while true; do echo "0, 1740, 691.5, 700.00"; sleep 0.02; done\n')
+                  'while true; do echo "0, 1740, 691.5, 700.00, 0x0000000000000004"\n'
+                  'sleep 0.02; done\n')
   monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3')
   with gt.sample(1, interval_ms=20, platform='gpu', command=smi) as telemetry:
     time.sleep(0.3)
@@ -74,7 +90,7 @@ def test_sample_says_why_when_nothing_was_sampled(tmp_path):
 
 def test_sample_stops_nvidia_smi_when_the_timed_work_fails(tmp_path):
   smi = _fake_smi(tmp_path, 'echo $$ > "$(dirname "$0")/pid"\n'
-                  'while true; do echo "0, 1980, 120, 700"; sleep 0.02; done\n')
+                  'while true; do echo "0, 1980, 120, 700, 0x0"; sleep 0.02; done\n')
   with pytest.raises(RuntimeError, match='out of memory'):
     with gt.sample(1, interval_ms=20, platform='gpu', command=smi):
       time.sleep(0.1)
