@@ -2,8 +2,9 @@
 
 Why: an H200 training BERT-Large holds its 700 W power cap, and its SM clock falls from the
 1,980 MHz boost to about 1,740 MHz (docs/performance_notes.md, entry 78); a short benchmark
-point can end before the cap bites and so read faster than a long job runs. Each timed
-record therefore says what clock and power it ran at, so readers can compare like with like.
+point can hold a higher clock than a long job and so read faster than the job runs. Each
+timed record therefore says what clock and power it ran at, so readers can compare like
+with like.
 
     with gpu_telemetry.sample(num_devices) as telemetry:
       ...timed work...

@@ -91,8 +91,8 @@ CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps qu
              'SM MHz: the median SM clock over the timed steps (nvidia-smi every 100 ms), '
              'with the share of samples where the driver held it down for the board\'s '
              'power cap (its SW power cap clock-event reason; records before 2026-11-29\'s '
-             'clock1 call: the averaged draw within 3 % of the limit): a point that ends '
-             'before the cap bites runs faster than a long job does.')
+             'clock1 call: the averaged draw within 3 % of the limit): a short point can '
+             'hold a higher clock than a long job does.')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
