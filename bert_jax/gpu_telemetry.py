@@ -20,11 +20,15 @@ cap (clock1, docs/performance_notes.md entry 85).
 """
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 
-QUERY = 'index,clocks.sm,power.draw,power.limit,clocks_event_reasons.active'
+BASE_QUERY = 'index,clocks.sm,power.draw,power.limit'
+# the clock-event reasons' field, under its name since driver R535 and its older one
+REASON_FIELDS = ('clocks_event_reasons.active', 'clocks_throttle_reasons.active')
+QUERY = f'{BASE_QUERY},{REASON_FIELDS[0]}'
 AT_CAP = 0.97   # without reasons: a sample's draw within 3 % of the limit counts as at the cap
 # NVML's clock-event reason bits (nvmlClocksEventReason*), as nvidia-smi prints them in hex
 REASONS = {0x1: 'gpu_idle', 0x2: 'applications_clocks_setting', 0x4: 'sw_power_cap',
@@ -48,16 +52,17 @@ def _reasons(text: str) -> int | None:
 
 def parse(text: str) -> list[tuple[int, float, float, float, int | None]]:
   """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY -> (index, MHz, W, limit W,
-  clock-event reason bits or None where the driver gives none); lines it could not read
+  clock-event reason bits or None where the driver gives none; QUERY's lines or
+  BASE_QUERY's); lines it could not read
   ('[N/A]' numbers, half-written at the end) are left out."""
   rows = []
   for line in text.splitlines():
     parts = [p.strip() for p in line.split(',')]
-    if len(parts) != 5:
+    if len(parts) not in (4, 5):   # 4: a driver that gives no reasons (query_for)
       continue
     try:
       rows.append((int(parts[0]), float(parts[1]), float(parts[2]), float(parts[3]),
-                   _reasons(parts[4])))
+                   _reasons(parts[4]) if len(parts) == 5 else None))
     except ValueError:
       continue
   return rows
@@ -102,6 +107,21 @@ def visible_ids(num_devices: int) -> str:
   return ','.join(ids[:num_devices])
 
 
+@functools.cache
+def query_for(exe: str, ids: str) -> str:
+  """The query this nvidia-smi answers: QUERY, or the reasons under their pre-R535 name, or
+  BASE_QUERY where it knows neither (an unknown field fails the whole query)."""
+  for field in REASON_FIELDS:
+    try:
+      probe = subprocess.run([exe, f'--query-gpu={field}', '--format=csv,noheader',
+                              f'--id={ids}'], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+      break
+    if probe.returncode == 0:
+      return f'{BASE_QUERY},{field}'
+  return BASE_QUERY
+
+
 class Telemetry:
   """What one sample() block saw; fields() gives the record's entries."""
 
@@ -129,7 +149,8 @@ def sample(num_devices: int = 1, interval_ms: int = 100, platform: str | None = 
            else 'CUDA_VISIBLE_DEVICES names no GPU')
     yield Telemetry(f'not sampled ({why})')
     return
-  args = [exe, f'--query-gpu={QUERY}', '--format=csv,noheader,nounits',
+  args = [exe, f'--query-gpu={query_for(exe, visible_ids(num_devices))}',
+          '--format=csv,noheader,nounits',
           f'--loop-ms={interval_ms}', f'--id={visible_ids(num_devices)}']
   try:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

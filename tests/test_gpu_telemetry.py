@@ -12,8 +12,9 @@ from bert_jax import report
 
 def test_parse_keeps_whole_rows_and_drops_the_rest():
   text = ('0, 1740, 691.20, 700.00, 0x0000000000000004\n1, [N/A], 80.1, 700.00, 0x0\n'
-          '0, 1755, 689.9, 700.00\n\n0, 1980, 130.5, 700, [N/A]\n')
-  assert gt.parse(text) == [(0, 1740.0, 691.2, 700.0, 4), (0, 1980.0, 130.5, 700.0, None)]
+          '0, 1755, 689.9\n\n0, 1980, 130.5, 700, [N/A]\n1, 1965, 120.0, 700\n')
+  assert gt.parse(text) == [(0, 1740.0, 691.2, 700.0, 4), (0, 1980.0, 130.5, 700.0, None),
+                            (1, 1965.0, 120.0, 700.0, None)]   # the last: BASE_QUERY's
 
 
 def test_the_power_cap_is_the_drivers_reason_not_the_averaged_draw():
@@ -50,9 +51,12 @@ def test_visible_ids_follow_cuda_visible_devices(monkeypatch):
   assert gt.visible_ids(1) == ''
 
 
-def _fake_smi(tmp_path, body: str) -> str:
+def _fake_smi(tmp_path, body: str, prelude: str = '') -> str:
+  """A fake nvidia-smi running `body`; called without --loop-ms (gpu_telemetry.query_for's
+  probe of a field) it answers once and exits, as the real one does, after `prelude`."""
   path = tmp_path / 'fake-smi'
-  path.write_text('#!/usr/bin/env bash\n' + body)
+  path.write_text('#!/usr/bin/env bash\n' + prelude +
+                  '[[ "$*" == *--loop-ms* ]] || { echo "0x0000000000000000"; exit 0; }\n' + body)
   path.chmod(path.stat().st_mode | stat.S_IEXEC)
   return str(path)
 
@@ -71,6 +75,35 @@ def test_sample_reads_a_running_nvidia_smi(tmp_path, monkeypatch):
   args = (tmp_path / 'args').read_text()
   assert '--id=3' in args and '--loop-ms=20' in args and f'--query-gpu={gt.QUERY}' in args
   assert report.sm_clock(fields) == '1740 (cap 100 %)'
+
+
+@pytest.mark.parametrize('known, query, cap_from', [
+    ('clocks_event_reasons', gt.QUERY, 'clock-event reason'),
+    ('clocks_throttle_reasons', gt.BASE_QUERY + ',clocks_throttle_reasons.active',
+     'clock-event reason'),
+    ('none', gt.BASE_QUERY, 'averaged draw')])
+def test_an_older_driver_is_asked_what_it_knows(tmp_path, monkeypatch, known, query, cap_from):
+  """Drivers before R535 name the reasons 'throttle reasons', and an unknown field fails the
+  whole query: the sampler asks which name this nvidia-smi knows, and samples without the
+  reasons (the cap judged by the averaged draw) where it knows neither."""
+  smi = _fake_smi(tmp_path, prelude=f"""
+case "$1" in
+  --query-gpu=*{known}*) ;;
+  --query-gpu=*reasons*) echo "Field ${{1#--query-gpu=}} is not a valid field to query."
+                         exit 2 ;;
+esac
+""", body="""echo "$1" > "$(dirname "$0")/query"
+while true; do
+  if [[ "$1" == *reasons* ]]; then echo "0, 1755, 300, 700, 0x4"; else echo "0, 1755, 690, 700"; fi
+  sleep 0.02
+done
+""")
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
+  with gt.sample(1, interval_ms=20, platform='gpu', command=smi) as telemetry:
+    time.sleep(0.3)
+  assert (tmp_path / 'query').read_text().strip() == f'--query-gpu={query}'
+  fields = telemetry.fields()
+  assert fields['gpu_power_cap_from'] == cap_from and fields['gpu_at_power_cap'] == 1.0
 
 
 def test_sample_says_why_when_nothing_was_sampled(tmp_path):
