@@ -924,7 +924,8 @@ trim1)  # 1 GPU, about 6 min (entry 86; not yet run): fp16 seq-384 inference on 
   XB=--config.bench.bucket_width=64 ours 0 infer 384 fp16 '(1,8)'
   peer 0 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g0
   brief "$OUT"/g0/records.jsonl; merge; pack ;;
-trim2)  # 1 GPU, about 5 min (entry 87): trim1 with every width run once in the warm-up
+trim2)  # 1 GPU, over 6 min (entry 87; at DEADLINE=330 it ended after the cut points, and
+  # trim3 ran the rest): trim1 with every width run once in the warm-up
   # (benchmark.warmup_inputs; trim1's batch-8 cut point ran two widths first in its timed
   # calls, 250 ms each): fp16 seq-384 inference cut to buckets of 64 at batches 1 and 8,
   # padded at batch 8, then the compiled peer on the same windows at 1 and 8

@@ -51,10 +51,9 @@ def _reasons(text: str) -> int | None:
 
 
 def parse(text: str) -> list[tuple[int, float, float, float, int | None]]:
-  """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY -> (index, MHz, W, limit W,
-  clock-event reason bits or None where the driver gives none; QUERY's lines or
-  BASE_QUERY's); lines it could not read
-  ('[N/A]' numbers, half-written at the end) are left out."""
+  """nvidia-smi's `--format=csv,noheader,nounits` lines of QUERY (or BASE_QUERY) ->
+  (index, MHz, W, limit W, clock-event reason bits or None where the driver gives none);
+  lines it could not read ('[N/A]' numbers, half-written at the end) are left out."""
   rows = []
   for line in text.splitlines():
     parts = [p.strip() for p in line.split(',')]

@@ -90,9 +90,10 @@ CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps qu
              'runs it (median); where it nears the step time, the host sets the pace. '
              'SM MHz: the median SM clock over the timed steps (nvidia-smi every 100 ms), '
              'with the share of samples where the driver held it down for the board\'s '
-             'power cap (its SW power cap clock-event reason; records before 2026-11-29\'s '
-             'clock1 call: the averaged draw within 3 % of the limit): a short point can '
-             'hold a higher clock than a long job does.')
+             'power cap (its SW power cap clock-event reason; in records without '
+             'gpu_power_cap_from, made before 2026-11-29\'s cap1 call, the averaged draw '
+             'within 3 % of the limit, which lags the work by about a second): a short '
+             'point can hold a higher clock than a long job does.')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
