@@ -15,14 +15,14 @@ PyTorch kernel), to stand beside bert_jax's model.activation=gelu_tanh; records 
 'activation' (those from before the option have none and ran the exact 'gelu').
 
 --train-file / --dev-file (with --vocab-dir) give the peer the real SQuAD windows bert_jax's
-bench takes for the same point (train: its first batches, seed 0; inference: the dev windows
-in order), where it otherwise runs synthetic full windows; records say which in 'data'.
+bench takes for the same point (train: its first batches, seed 0; inference: batches spread
+over the dev set, 'timed_windows': 'spread'; before 2026-11-29's trim calls the first dev
+windows in order), where it otherwise runs synthetic full windows; records say which in 'data'.
 bert_jax's fused attention skips a real window's padding, so this is the like-for-like peer
 for its real-window records.
 """
 import argparse
 import datetime
-import itertools
 import json
 import os
 import time
@@ -36,7 +36,7 @@ import transformers
 
 from bert_jax.model_config import HF_HIDDEN_ACT  # our activation names -> transformers'
 from bert_jax import gpu_telemetry  # the clock and power the timed steps ran at, as ours
-from bert_jax.records import SCHEMA, percentiles  # the same schema and arithmetic as ours
+from bert_jax.records import SCHEMA, percentiles, real_tokens_mean  # the same as ours
 
 
 def bert_config(layers, hidden, heads, ff, attention_dropout=0.0, activation='gelu'):
@@ -70,7 +70,8 @@ def squad_file(args, kind):
 def squad_windows(args, kind, seq, b, count):
   """`count` batches of the real windows bert_jax's bench times at this point, as CPU tensors:
   for training the first batches of batches.TrainBatches (seed 0, as benchmark.time_train),
-  for inference the dev windows in order (as benchmark.time_infer)."""
+  for inference batches spread over the dev set (batches.spread_eval_batches, as
+  benchmark.time_infer)."""
   from bert_jax import batches, benchmark, mesh
   from bert_jax.settings import MeshSettings
   data = types.SimpleNamespace(train_file=args.train_file, dev_file=args.dev_file,
@@ -83,7 +84,7 @@ def squad_windows(args, kind, seq, b, count):
     source = batches.TrainBatches(features, b, 0, sharding)
     hosts = [source.host_batch(i % source.steps_per_epoch) for i in range(count)]
   else:
-    hosts = [x for x, _ in itertools.islice(batches.eval_batches(features, b, sharding), count)]
+    hosts = [x for x, _ in batches.spread_eval_batches(features, b, sharding, count)]
   return [{k: torch.from_numpy(np.asarray(v, np.int64)) for k, v in h.items()} for h in hosts]
 
 
@@ -165,10 +166,13 @@ def infer_point(args, seq, b, compiled, dtype):
         torch.cuda.synchronize()
         lat.append((time.perf_counter() - t) * 1e3)
   total = sum(lat) / 1e3
+  real = {'timed_windows': 'spread', 'real_tokens_mean': real_tokens_mean(
+      [xs[i % len(xs)]['attention_mask'].cpu().numpy() for i in range(args.iters)])
+          } if squad_file(args, 'infer') else {}
   return {'kind': 'infer', 'seq_len': seq, 'batch_size': b, 'num_devices': 1, 'warmup_s': warm,
           'sentences': args.iters * b, 'total_inference_s': total,
           'latency_ms': percentiles(lat), 'sentences_per_s': args.iters * b / total,
-          **telemetry.fields()}
+          **telemetry.fields(), **real}
 
 
 def main():

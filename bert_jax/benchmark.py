@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import logging
 import os
 import time
@@ -247,11 +246,11 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
     raise ValueError('time_infer: packed rows and buckets need real windows (features)')
   if packing_windows:
     source = packing.PackedEval(features, batch, data, packing_windows)
-    calls = range(min(iterations, 16, len(source)))
+    calls = batches.spread(len(source), min(iterations, 16))
     inputs, windows = [source.device_batch(i) for i in calls], [source.windows(i) for i in calls]
   elif features is not None:
-    inputs = [b for b, _ in itertools.islice(
-        batches.eval_batches(features, batch, data, bucket_width), min(iterations, 16))]
+    inputs = [b for b, _ in batches.spread_eval_batches(features, batch, data,
+                                                        min(iterations, 16), bucket_width)]
   else:
     host = synthetic(np.random.default_rng(seed), batch, seq_len, config.vocab_size)
     inputs = [batches.to_device({k: host[k] for k in steps.INPUT_KEYS}, data)]
@@ -296,6 +295,11 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
   memory = [m for m in map(_memory_gb, compiled.values()) if m is not None]
   bucketed = {'bucket_width': bucket_width, 'widths': sorted(compiled),
               'width_mean': float(np.mean(widths))} if bucket_width else {}
+  real = {}
+  if features is not None and not packing_windows:   # the windows the timed calls held
+    masks = [_local_rows(x['attention_mask']) for x in inputs]
+    real = {'timed_windows': 'spread', 'real_tokens_mean': records.real_tokens_mean(
+        [masks[i % len(inputs)] for i in range(iterations)])}
   return {'kind': 'infer', 'precision': policy.name, 'seq_len': seq_len, 'batch_size': batch,
           'num_devices': mesh.size, 'data': 'squad' if features is not None else 'synthetic',
           'compile_s': compile_s, 'warmup_s': warmup_s, 'sentences': sentences,
@@ -306,7 +310,12 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
           'attention': config.attention, 'activation': config.activation,
           'scan_layers': scan_layers, 'params_bound': bound, 'wait': 'spin',
           'xla_compiler_options': inference.default_compiler_options(mesh),
-          **telemetry.fields(), **packed, **bucketed}
+          **telemetry.fields(), **packed, **bucketed, **real}
+
+
+def _local_rows(x: jax.Array) -> np.ndarray:
+  """This process's rows of a batch-sharded array (another host's are not addressable)."""
+  return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
 
 
 def is_out_of_memory(error: Exception) -> bool:

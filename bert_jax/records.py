@@ -34,6 +34,12 @@ def mfu(flops_per_sequence: float, sequences_per_second_per_device: float) -> fl
   return flops_per_sequence * sequences_per_second_per_device / (PEAK_BF16_TFLOPS * 1e12)
 
 
+def real_tokens_mean(masks) -> float:
+  """The real (unmasked) tokens of a window, on average over the timed calls' masks; with
+  'timed_windows': 'spread' (batches.spread_eval_batches), what readers compare calls by."""
+  return float(np.mean([np.asarray(m).astype(bool).sum(axis=1).mean() for m in masks]))
+
+
 def percentiles(values_ms) -> dict[str, float]:
   """p50/p90/p95/p99/p100 and mean of a list of latencies (numpy's linear interpolation)."""
   v = np.asarray(values_ms, np.float64)

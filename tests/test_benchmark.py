@@ -2,12 +2,14 @@
 import json
 import os
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 
 import jax
 import jax.numpy as jnp
-from bert_jax import benchmark, records, report
+from bert_jax import batches as batches_lib, benchmark, records, report
 from configs import bench_infer, bench_train
 
 TRAIN_FIELDS = {
@@ -415,6 +417,8 @@ def test_bucketed_inference_cuts_each_call_to_its_longest_window(tmp_path):
   for batch, rec in cut.items():
     assert rec['bucket_width'] == 32 and rec['widths'] == [96] and rec['width_mean'] == 96
     assert rec['seq_len'] == 160 and rec['sentences'] == 3 * batch
+    assert rec['timed_windows'] == 'spread' and 67 <= rec['real_tokens_mean'] <= 74
+    assert padded[batch]['real_tokens_mean'] == rec['real_tokens_mean']   # the same windows
     tiny = ModelConfig.preset('tiny')
     flops = records.infer_flops_per_sequence(tiny.num_layers, tiny.hidden_size,
                                              tiny.intermediate_size, 96)
@@ -425,6 +429,43 @@ def test_bucketed_inference_cuts_each_call_to_its_longest_window(tmp_path):
   text = open(report.write(str(tmp_path))['report']).read()
   assert '| bert_jax, calls cut to buckets of 32 | fp32 | 2 |' in text
   assert '| bert_jax | fp32 | 2 |' in text
+
+
+@hypothesis.given(total=st.integers(0, 500), count=st.integers(0, 40))
+def test_spread_indices_run_from_the_first_to_the_last(total, count):
+  idx = batches_lib.spread(total, count)
+  assert len(idx) == min(total, count) and (np.diff(idx) > 0).all()
+  if len(idx) > 1:
+    assert idx[0] == 0 and idx[-1] == total - 1
+  if len(idx) > 2:   # evenly: neighbouring gaps differ by at most one
+    assert np.ptp(np.diff(idx)) <= 1
+
+
+def test_timed_inference_batches_are_spread_over_the_dev_set(tmp_path):
+  """The bench times batches of consecutive windows spread from the dev set's first window to
+  its last (batches.spread_eval_batches), not its first article's: at 384 the first 16
+  batches of 8 cut to 148 tokens on average, the whole dev set's to 247."""
+  import types
+  from bert_jax import mesh as mesh_lib
+  from bert_jax.settings import MeshSettings
+  data = types.SimpleNamespace(train_file='sample', dev_file='sample', version_2=False,
+                               max_query_length=64, cache_dir=str(tmp_path))
+  dev = benchmark.squad_features(data, 'infer', 64, '')
+  sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh(MeshSettings(num_devices=2)))
+  n = len(dev)
+  assert n >= 8
+  got = batches_lib.spread_eval_batches(dev, 2, sharding, 4)
+  starts = batches_lib.spread(n - 1, 4)
+  assert starts[0] == 0 and starts[-1] == n - 2 and len(got) == 4
+  for (batch, count), start in zip(got, starts):
+    assert count == 2
+    want = dev.model_inputs(np.arange(start, start + 2))
+    for k in want:
+      np.testing.assert_array_equal(np.asarray(batch[k]), want[k])
+  cut = batches_lib.spread_eval_batches(dev, 2, sharding, 4, bucket_width=16)
+  widths = batches_lib.bucket_widths(dev, 16)
+  for (batch, _), start in zip(cut, starts):
+    assert batch['input_ids'].shape[1] == widths[start:start + 2].max()
 
 
 def test_warm_up_runs_every_width_before_the_timed_calls():
@@ -585,7 +626,6 @@ def test_peer_takes_the_real_windows_the_bench_takes(load_script, tmp_path):
   """--train-file/--dev-file: the peer's batches are the bench's, window for window."""
   pytest.importorskip('torch', reason='torch is not installed (the peer needs it)')
   pytest.importorskip('transformers', reason='transformers is not installed (the peer needs it)')
-  import itertools
   import types
   from bert_jax import batches, mesh as mesh_lib
   from bert_jax.settings import MeshSettings
@@ -603,7 +643,7 @@ def test_peer_takes_the_real_windows_the_bench_takes(load_script, tmp_path):
     for k in w:
       np.testing.assert_array_equal(g[k].numpy(), np.asarray(w[k]))
   dev = benchmark.squad_features(data, 'infer', 128, '')
-  want = [b for b, _ in itertools.islice(batches.eval_batches(dev, 2, sharding), 3)]
+  want = [b for b, _ in batches.spread_eval_batches(dev, 2, sharding, 3)]
   got = peer_hf.squad_windows(args, 'infer', 128, 2, 3)
   assert len(got) == 3
   for g, w in zip(got, want):
