@@ -229,7 +229,8 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
                bind_params: bool = True, packing_windows: int = 0,
                bucket_width: int = 0) -> dict:
   """Latency percentiles (each batch synchronised: wait_until_ready) and throughput of
-  eval_step.
+  eval_step. With real windows (features) the calls cycle over at most 16 batches spread over
+  the set (batches.spread_eval_batches), so they hold its mix of window lengths.
   packing_windows > 0: the features' windows packed into rows of at most that many
   (packing.PackedEval, as eval.packing predicts): `batch` counts rows a call, sentences/s the
   windows the timed calls held, and MFU the rows' work.
