@@ -17,7 +17,8 @@ PyTorch kernel), to stand beside bert_jax's model.activation=gelu_tanh; records 
 --train-file / --dev-file (with --vocab-dir) give the peer the real SQuAD windows bert_jax's
 bench takes for the same point (train: its first batches, seed 0; inference: batches spread
 over the dev set, 'timed_windows': 'spread'; up to and including 2026-11-29's trim calls,
-the first dev windows in order), where it otherwise runs synthetic full windows; records say which in 'data'.
+the first dev windows in order), where it otherwise runs synthetic full windows; records say
+which in 'data'.
 bert_jax's fused attention skips a real window's padding, so this is the like-for-like peer
 for its real-window records.
 """
