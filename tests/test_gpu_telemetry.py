@@ -132,3 +132,35 @@ def test_sample_stops_nvidia_smi_when_the_timed_work_fails(tmp_path):
   time.sleep(0.1)
   with pytest.raises(ProcessLookupError):
     os.kill(pid, 0)
+
+
+def test_smi_points_finds_the_busy_stretches_of_a_log(load_script, tmp_path, capsys,
+                                                      monkeypatch):
+  """benchmarks/smi_points.py: a stretch starts where the cap reason is set though the
+  averaged draw still reads low (clock1's first second), ends where both are gone, and names
+  each reason's share; a log without the reasons' column names what is missing."""
+  smi_points = load_script('smi_points')
+  header = ('timestamp, clocks.current.sm [MHz], clocks.current.memory [MHz], power.draw [W], '
+            'temperature.gpu, clocks_event_reasons.active\n')
+  rows = [(1980, 110, 0x0), (1965, 147, 0x4), (1800, 440, 0x4), (1725, 690, 0x24),
+          (1890, 693, 0x4), (1980, 300, 0x0), (1980, 150, 0x0), (345, 80, 0x1),
+          (1980, 250, 0x0), (1980, 120, 0x0)]
+  log = tmp_path / 'smi.csv'
+  log.write_text(header + ''.join(
+      f'2026/11/29 14:55:0{i}.000, {mhz} MHz, 3201 MHz, {w} W, 55, 0x{bits:016x}\n'
+      for i, (mhz, w, bits) in enumerate(rows)) + '2026/11/29 14:55:10.000, [N/A]\n')
+  runs = smi_points.stretches(smi_points.read(str(log)), 2, 200.0)
+  assert [len(r) for r in runs] == [5]                      # the lone 250 W sample is too short
+  s = smi_points.summary(runs[0])
+  assert s['from'].endswith('14:55:01.000') and s['to'].endswith('14:55:05.000')
+  assert s['mhz_p50'] == 1890 and s['capped_mhz_p50'] == 1845 and s['watts_max'] == 693
+  assert s['reasons'] == {'sw_power_cap': 0.8, 'sw_thermal_slowdown': 0.2}
+  monkeypatch.setattr('sys.argv', ['smi_points.py', str(log), '--min-samples', '2'])
+  assert smi_points.main() == 0
+  out = capsys.readouterr().out
+  assert ('| 5 | 1890 (1725-1980) | 1845 | 693 | 55 | sw_power_cap 80 %, '
+          'sw_thermal_slowdown 20 % |') in out
+  bare = tmp_path / 'bare.csv'
+  bare.write_text('timestamp, clocks.current.sm [MHz], power.draw [W], temperature.gpu\n')
+  with pytest.raises(SystemExit, match='no column clocks_event_reasons.active'):
+    smi_points.read(str(bare))
