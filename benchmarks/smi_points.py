@@ -7,7 +7,7 @@ Reads the CSV that benchmarks/gpu_run.sh's clock1 group writes (`nvidia-smi
 clocks_event_reasons.active --format=csv -lms 100`) and prints, as a markdown table, each run
 of at least --min-samples consecutive busy samples: when it ran, its SM clock (median,
 min-max), power and temperature at most, and the share of samples with each clock-event
-reason (bert_jax.gpu_telemetry.REASONS). A sample is busy when its power.draw reaches --watts
+reason (bert_jax.gpu_telemetry.reason_shares). A sample is busy when its power.draw reaches --watts
 or the driver holds the clock for its power cap: power.draw averages over about a second, so
 the first second of a point reads low while the cap reason is already set (clock1), and the
 idle reason is no guide (a process compiling holds the GPU at its boost clock without it). A
@@ -21,7 +21,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bert_jax.gpu_telemetry import REASONS, SW_POWER_CAP  # noqa: E402
+from bert_jax.gpu_telemetry import SW_POWER_CAP, reason_shares  # noqa: E402
 
 
 def _number(text: str) -> float:
@@ -78,8 +78,7 @@ def summary(run: list[dict]) -> dict:
           'capped_mhz_p50': statistics.median(capped) if capped else None,
           'watts_max': max(s['watts'] for s in run),
           'celsius_max': max(s['celsius'] for s in run),
-          'reasons': {name: sum(bool(s['reasons'] & bit) for s in run) / len(run)
-                      for bit, name in REASONS.items() if any(s['reasons'] & bit for s in run)}}
+          'reasons': reason_shares([s['reasons'] for s in run])}
 
 
 def main() -> int:

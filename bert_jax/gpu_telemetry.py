@@ -67,6 +67,12 @@ def parse(text: str) -> list[tuple[int, float, float, float, int | None]]:
   return rows
 
 
+def reason_shares(bits: list[int]) -> dict[str, float]:
+  """Each clock-event reason set in any of the samples' bits, with the share that carry it."""
+  return {name: sum(bool(b & bit) for b in bits) / len(bits)
+          for bit, name in REASONS.items() if any(b & bit for b in bits)}
+
+
 def summarize(rows) -> dict:
   """Percentiles over every sample of every sampled GPU. gpu_at_power_cap: the share of
   samples with the driver's SW power cap reason set (gpu_power_cap_from says so), or, where no
@@ -82,8 +88,6 @@ def summarize(rows) -> dict:
     capped, source = sum(bool(b & SW_POWER_CAP) for b in known) / len(known), 'clock-event reason'
   else:
     capped, source = sum(r[2] >= AT_CAP * r[3] for r in rows) / len(rows), 'averaged draw'
-  seen = {name: sum(bool(b & bit) for b in known) / len(known)
-          for bit, name in REASONS.items() if any(b & bit for b in known)}
   return {
       'gpu_telemetry': 'nvidia-smi',
       'gpu_samples': len(rows),
@@ -93,7 +97,7 @@ def summarize(rows) -> dict:
       'gpu_power_limit_w': limit,
       'gpu_at_power_cap': capped,
       'gpu_power_cap_from': source,
-      'gpu_clock_reasons': seen,
+      'gpu_clock_reasons': reason_shares(known),
   }
 
 
