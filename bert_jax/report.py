@@ -94,6 +94,10 @@ CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps qu
              'gpu_power_cap_from, made before 2026-11-29\'s cap1 call, the averaged draw '
              'within 3 % of the limit, which lags the work by about a second): a short '
              'point can hold a higher clock than a long job does.')
+TOKENS_NOTE = ('real tokens a window: the timed calls\' real (unmasked) tokens a window on '
+               'average, where they read real dev windows spread over the set (records from '
+               '2026-11-29 on); — where the record does not say (synthetic full windows, packed '
+               'rows, or older records, which timed the dev set\'s first windows).')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
@@ -296,8 +300,9 @@ def infer_tables(recs) -> list[str]:
   for seq in sorted({k[0] for k in rows}):
     lines += [f'## Inference, seq {seq}: latency (ms) and throughput', '',
               '| system | precision | batch | total s | sentences | p50 | p90 | p95 | p99 | p100 '
-              '| average | sent/s | p100 ≤ 2 × p99 | compile s (peer: warm-up) | SM MHz |',
-              '|' + ' --- |' * 15]
+              '| average | sent/s | p100 ≤ 2 × p99 | real tokens a window | '
+              'compile s (peer: warm-up) | SM MHz |',
+              '|' + ' --- |' * 16]
     for key in sorted((k for k in rows if k[0] == seq),
                       key=lambda k: (k[1], k[2], not _is_ours(k[3]), k[3])):
       r = rows[key]
@@ -308,10 +313,10 @@ def infer_tables(recs) -> list[str]:
       row = ([key[3] + (' †' if far else ''), r['precision'], r['batch_size'],
               r.get('total_inference_s'), r.get('sentences')] + [lat[p] for p in PCTS]
              + [lat['mean'], r['sentences_per_s'],
-                'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO',
+                'yes' if lat['p100'] <= 2 * lat['p99'] else 'NO', r.get('real_tokens_mean'),
                 r.get('compile_s', r.get('warmup_s')), sm_clock(r)])
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
-    lines.append('')
+    lines += ['', TOKENS_NOTE, '']
   return lines + ([APART_NOTE, ''] if apart else [])
 
 

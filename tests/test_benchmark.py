@@ -429,6 +429,9 @@ def test_bucketed_inference_cuts_each_call_to_its_longest_window(tmp_path):
   text = open(report.write(str(tmp_path))['report']).read()
   assert '| bert_jax, calls cut to buckets of 32 | fp32 | 2 |' in text
   assert '| bert_jax | fp32 | 2 |' in text
+  tokens = f"| {padded[2]['real_tokens_mean']:,.2f} |"     # the report's column, both rows
+  assert sum(tokens in line for line in text.splitlines()
+             if line.startswith('| bert_jax')) == 2 and report.TOKENS_NOTE in text
 
 
 @hypothesis.given(total=st.integers(0, 500), count=st.integers(0, 40))
