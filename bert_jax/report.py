@@ -95,9 +95,10 @@ CALL_NOTE = ('Step percentiles synchronise every step; sent/s does not (steps qu
              'within 3 % of the limit, which lags the work by about a second): a short '
              'point can hold a higher clock than a long job does.')
 TOKENS_NOTE = ('real tokens a window: the timed calls\' real (unmasked) tokens a window on '
-               'average, where they read real dev windows spread over the set (records from '
-               '2026-11-29 on); — where the record does not say (synthetic full windows, packed '
-               'rows, or older records, which timed the dev set\'s first windows).')
+               'average, where they read real dev windows spread over the set (records made '
+               'after 2026-11-29\'s trim calls); — where the record does not say (synthetic '
+               'full windows, packed rows, or older records, which timed the dev set\'s first '
+               'windows).')
 APART_NOTE = (f'† the peer point was measured more than {SAME_CALL_MINUTES} minutes away from '
               'ours (another run or device call): the ratio is not a same-run comparison.')
 
