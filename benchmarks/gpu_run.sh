@@ -6,7 +6,7 @@
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1, trim5 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -955,6 +955,17 @@ trim4)  # 1 GPU, about 8 min (entry 89; not yet run): trim1 again with the timed
   XB=--config.bench.bucket_width=64 ours 0 infer 384 fp16 '(1,8)'
   peer 0 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g0
   brief "$OUT"/g0/records.jsonl; merge; pack ;;
+trim5)  # 2 GPUs, about 8 min (entries 89, 90; not yet run). GPU 0: trim4 (fp16 seq-384
+  # inference at batches 1 and 8, padded, cut to buckets of 64, the compiled peer), the timed
+  # calls spread over the dev set. GPU 1: packed rows (bench.packing, 4 and 8 rows a call) on
+  # the same spread windows, then the compiled peer again on that card
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  ( ours 0 infer 384 fp16 '(1,8)'
+    XB=--config.bench.bucket_width=64 ours 0 infer 384 fp16 '(1,8)'
+    peer 0 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g0 ) &
+  ( XB=--config.bench.packing=True ours 1 infer 384 fp16 '(4,8)'
+    peer 1 --infer 384:1 384:8 --precision fp16 --modes compile $R --cache-dir /tmp/cache_g1 ) &
+  wait; brief "$OUT"/g*/records.jsonl; merge; pack ;;
 recut1)  # 4 GPUs, about 9 min (not yet run): what entry 70's in-place cut changes, with the peer in
   # the same call. GPU 0: the padded 2 epochs end to end (as qlen3's); GPU 1: seq-128
   # training at batch 64, ours then the compiled peer on the same windows; GPU 2: seq-384 at
