@@ -296,7 +296,7 @@ def time_infer(config: ModelConfig, policy: PrecisionPolicy, num_devices: int, b
   memory = [m for m in map(_memory_gb, compiled.values()) if m is not None]
   bucketed = {'bucket_width': bucket_width, 'widths': sorted(compiled),
               'width_mean': float(np.mean(widths))} if bucket_width else {}
-  real = {}
+  real = {'timed_windows': 'spread'} if packing_windows else {}   # rows batches.spread picks
   if features is not None and not packing_windows:   # the windows the timed calls held
     masks = [_local_rows(x['attention_mask']) for x in inputs]
     real = {'timed_windows': 'spread', 'real_tokens_mean': records.real_tokens_mean(

@@ -149,7 +149,7 @@ def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):
 
 def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
                    policy: PrecisionPolicy, batch_size: int, scan_layers: bool = True,
-                   packed: bool = False, max_windows: int = 8):
+                   packed: bool = False, max_windows: int = 8, bucket_width: int = 0):
   """Returns (start [N, L], end [N, L], timing) where timing holds the compile/warm-up time
   of the first batch, the latency of each later batch (ms, from its dispatch until its logits
   are ready; the next batch is made on the host meanwhile) and the windows each of those
@@ -160,7 +160,11 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   and compile in about a second (unrolled: 2.5-5.6 s; docs/performance_notes.md, 51-53).
   packed: the windows packed into rows (packing.PackedEval; at most max_windows a row),
   batch_size then counting rows; each window's logits are those of the padded batches, and
-  the positions past its length packing.OUTSIDE_LOGIT."""
+  the positions past its length packing.OUTSIDE_LOGIT.
+  bucket_width > 0: each call's batch cut to the multiple of it that holds its longest
+  window (batches.eval_batches), one compiled program a width; each width's first call is
+  left out of the latencies, as the first call is (warmup_s sums them); the positions past
+  a call's width packing.OUTSIDE_LOGIT."""
   fn = make_eval_fn(mesh, config, policy, scan_layers)
   params = prepare_params(mesh_lib.gathered(mesh, params), policy, scan_layers)
   sharding = mesh_lib.batch_sharding(mesh)
@@ -169,9 +173,9 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
     calls = ((source.device_batch(i), source.windows(i)) for i in range(len(source)))
     total, out = len(source), source.outside_logits()
   else:
-    calls = batches.eval_batches(features, batch_size, sharding)
+    calls = batches.eval_batches(features, batch_size, sharding, bucket_width)
     total, chunks = -(-len(features) // batch_size), []
-  latencies, windows, warmup_s = [], [], 0.0
+  latencies, windows, warmup_s, widths = [], [], 0.0, set()
   calls = iter(calls)
   upcoming = next(calls, None)
   for i in tqdm(range(total), desc='predicting', leave=False):
@@ -181,8 +185,10 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
     upcoming = next(calls, None)   # the next call's batch, made while this one runs
     logits = jax.block_until_ready(logits)
     dt = time.perf_counter() - t0
-    if i == 0:
-      warmup_s = dt
+    width = batch['input_ids'].shape[1]
+    if width not in widths:   # this width's first call compiles its program
+      widths.add(width)
+      warmup_s += dt
     else:
       latencies.append(dt * 1e3)
       windows.append(count)
@@ -190,12 +196,23 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
     if packed:
       source.unpack(i, logits, out)
     else:
-      chunks.append(logits[:count])
+      chunks.append(_full_width(logits[:count], features.max_seq_length))
   logits = out if packed else np.concatenate(chunks)
   timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'windows_per_call': windows,
             'batch_size': batch_size, 'sentences': len(features), 'scan_layers': scan_layers,
-            'packed': packed}
+            'packed': packed, 'bucket_width': bucket_width, 'widths': sorted(widths)}
   return logits[..., 0], logits[..., 1], timing
+
+
+def _full_width(logits: np.ndarray, width: int) -> np.ndarray:
+  """[n, w, k] logits of a call cut to w positions, as [n, width, k]: packing.OUTSIDE_LOGIT
+  past w (positions a window does not hold, as packed prediction leaves them)."""
+  if logits.shape[1] == width:
+    return logits
+  out = np.full((logits.shape[0], width) + logits.shape[2:], packing.OUTSIDE_LOGIT,
+                logits.dtype)
+  out[:, :logits.shape[1]] = logits
+  return out
 
 
 def _to_host(logits: jax.Array) -> np.ndarray:

@@ -82,6 +82,16 @@ def _latest(recs, key):
   return table
 
 
+def superseded_note(count: int) -> list[str]:
+  """Where a table's rows left records out (a point measured again, or on two GPUs of one
+  call), a line saying how many: each row is its point's latest record."""
+  if not count:
+    return []
+  return [f'{count} record{"s" if count > 1 else ""} of points measured again '
+          f'{"are" if count > 1 else "is"} not shown above: each row is its point\'s latest '
+          'record (the folder\'s *.jsonl files hold them all).', '']
+
+
 # One device call lasts at most ~10 minutes: records further apart than this come from
 # different calls (or machines), and a ratio between them is not a same-run comparison.
 SAME_CALL_MINUTES = 15
@@ -163,6 +173,7 @@ def train_tables(recs) -> list[str]:
                             r['batch_size_per_device'], bool(r.get('shard_state'))))
   peer = _latest([r for r in ok if system(r) != 'bert_jax'],
                  lambda r: (r['seq_len'], r['precision'], r['batch_size'], system(r)))
+  hidden = len(ok) - len(mine) - len(peer)
   peer_systems = sorted({k[3] for k in peer})
   failed = [r for r in train if r.get('status', 'ok') != 'ok']
   lines, apart = [], False
@@ -194,6 +205,7 @@ def train_tables(recs) -> list[str]:
     lines += _scaling_table(mine, seq)
   if apart:
     lines += [APART_NOTE, '']
+  lines += superseded_note(hidden) if mine else []
   lines += _packed_train_table(packed)
   if failed:
     lines += ['## Training points not measured', '', '| precision | seq | GPUs | batch/GPU | status |',
@@ -318,7 +330,7 @@ def infer_tables(recs) -> list[str]:
                 r.get('compile_s', r.get('warmup_s')), sm_clock(r)])
       lines.append('| ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
     lines += ['', TOKENS_NOTE, '']
-  return lines + ([APART_NOTE, ''] if apart else [])
+  return lines + ([APART_NOTE, ''] if apart else []) + superseded_note(len(infer) - len(rows))
 
 
 def sm_clock(rec: dict) -> str | None:

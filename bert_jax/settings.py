@@ -131,16 +131,25 @@ class EvalSettings:
   lax.scan (model.encode): one compiled layer, within a few % of unrolled at large batches.
   packing: the dev windows packed into rows (bert_jax.packing.PackedEval, at most
   data.max_windows_per_row a row), batch_size then counting rows: the same logits at each
-  window's positions with about half the positions computed on SQuAD at 384."""
+  window's positions with about half the positions computed on SQuAD at 384.
+  bucket_width: each call's batch of windows cut to the multiple of it that holds the
+  batch's longest window (one compiled program a width): the same logits at each window's
+  positions, fewer positions computed (0: every call max_seq_length wide)."""
   batch_size: int = 64
   n_best_size: int = 20
   max_answer_length: int = 30
   null_score_diff_threshold: float = 0.0
   scan_layers: bool = True
   packing: bool = False
+  bucket_width: int = 0
 
   def __post_init__(self):
     _at_least('eval.batch_size', self.batch_size, 1)
+    _bucket_width('eval.bucket_width', self.bucket_width)
+    if self.packing and self.bucket_width:
+      raise ConfigError('eval.bucket_width', self.bucket_width,
+                        'cannot be combined with eval.packing=True (packed rows are full '
+                        'length already): set one of them')
     _at_least('eval.n_best_size', self.n_best_size, 1)
     _at_least('eval.max_answer_length', self.max_answer_length, 1)
 

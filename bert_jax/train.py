@@ -241,7 +241,7 @@ def predict_and_score(job: Job, params, workdir: str) -> dict:
   start, end, timing = inference.predict_logits(params, feats, job.mesh, job.model_config,
                                                 s.precision, s.eval.batch_size,
                                                 s.eval.scan_layers, s.eval.packing,
-                                                s.data.max_windows_per_row)
+                                                s.data.max_windows_per_row, s.eval.bucket_width)
   preds, nbest, odds = postprocess.predict_answers(
       examples, feats, start, end, n_best_size=s.eval.n_best_size,
       max_answer_length=s.eval.max_answer_length, version_2=s.data.version_2,
@@ -307,6 +307,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'inference_sentences_per_s': infer_rate, 'inference_latency_ms': lat,
       'inference_timed_calls': len(timed),
       'inference_scan_layers': final['timing']['scan_layers'], 'eval_packing': s.eval.packing,
+      'eval_bucket_width': s.eval.bucket_width, 'inference_widths': final['timing']['widths'],
       'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
   }
   mc = job.model_config
@@ -337,6 +338,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'total_inference_s': sum(timed) / 1e3, 'timed_calls': len(timed),
       'latency_ms': lat, 'sentences_per_s': infer_rate,
       'scan_layers': final['timing']['scan_layers'], 'packing': s.eval.packing,
+      'bucket_width': s.eval.bucket_width, 'widths': final['timing']['widths'],
       'xla_compiler_options': inference.default_compiler_options(job.mesh)})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:

@@ -70,4 +70,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.null_score_diff_threshold = 0.0  # v2.0: predict '' when null beats best span by this
   c.eval.scan_layers = True            # layers as one lax.scan: compiles in seconds (model.encode)
   c.eval.packing = False               # dev windows packed into rows (same logits, ~half the work at 384); eval.batch_size then counts rows
+  c.eval.bucket_width = 0              # e.g. 64: each call cut to the multiple of this holding its longest window (same logits; one program a width)
   return c

@@ -329,6 +329,33 @@ def test_report_marks_a_peer_measured_in_another_call(tmp_path):
   assert report.APART_NOTE in text
 
 
+def test_report_says_how_many_records_of_points_measured_again_it_leaves_out(tmp_path):
+  ours = {'schema': records.SCHEMA, 'kind': 'infer', 'status': 'ok', 'precision': 'fp16',
+          'seq_len': 384, 'num_devices': 1, 'source': 'bench', 'sentences': 800,
+          'batch_size': 8, 'total_inference_s': 0.5, 'sentences_per_s': 1600.0,
+          'device': 'NVIDIA H200', 'time': '2026-11-29T17:25:00+00:00',
+          'latency_ms': {'p50': 5.0, 'p90': 5.1, 'p95': 5.2, 'p99': 5.3, 'p100': 5.4,
+                         'mean': 5.0}}
+  peer = {**ours, 'framework': 'pytorch-hf', 'mode': 'compile'}
+  with open(tmp_path / 'records.jsonl', 'w') as f:
+    f.write(json.dumps(ours) + '\n')
+  with open(tmp_path / 'peer.jsonl', 'w') as f:   # the peer on two GPUs of one call
+    for rate in (1480.9, 1544.2):
+      f.write(json.dumps({**peer, 'sentences_per_s': rate}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '1,544.20' in text and '1,480.90' not in text      # the latest record's row
+  assert '1 record of points measured again is not shown above' in text
+  train = {'schema': records.SCHEMA, 'kind': 'train', 'status': 'ok', 'precision': 'bf16',
+           'seq_len': 128, 'batch_size': 64, 'batch_size_per_device': 64, 'num_devices': 1,
+           'source': 'bench', 'device': 'NVIDIA H200', 'sentences_per_s_per_device': 1.0}
+  with open(tmp_path / 'records.jsonl', 'a') as f:
+    for rate in (1829.7, 1834.2, 1799.3):
+      f.write(json.dumps({**train, 'sentences_per_s': rate}) + '\n')
+  text = open(report.write(str(tmp_path))['report']).read()
+  assert '2 records of points measured again are not shown above' in text   # training
+  assert '1 record of points measured again is not shown above' in text      # inference
+
+
 def test_report_gives_scanned_layers_and_passed_weights_rows_of_their_own(tmp_path):
   ours = {'schema': records.SCHEMA, 'kind': 'infer', 'status': 'ok', 'precision': 'bf16',
           'seq_len': 384, 'num_devices': 1, 'source': 'bench', 'sentences': 6400,
@@ -374,7 +401,7 @@ def test_packed_points_count_windows_and_the_report_keeps_them_apart(tmp_path):
   flops = train['flops_per_sequence']
   assert train['mfu'] == pytest.approx(records.mfu(flops, train['rows_per_s']))   # rows' work
   assert train['windows_per_step_mean'] > 6
-  assert infer['windows_per_call_mean'] > 3
+  assert infer['windows_per_call_mean'] > 3 and infer['timed_windows'] == 'spread'
   assert infer['sentences'] == pytest.approx(3 * infer['windows_per_call_mean'])
   text = open(report.write(str(tmp_path))['report']).read()
   assert '## Training on packed rows (bench.packing): windows/s' in text

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bert_jax import mesh as mesh_lib, model, packing, steps
-from bert_jax.settings import ConfigError, DataSettings, MeshSettings
+from bert_jax.settings import ConfigError, DataSettings, EvalSettings, MeshSettings
 
 from helpers import FP32, TINY, features, features_of_lengths, run_tiny_job
 
@@ -156,6 +156,32 @@ def test_packed_prediction_gives_each_window_its_padded_logits(devices, attentio
   assert max(len(r) for call in source.calls for r in call) <= 3
 
 
+@pytest.mark.parametrize('devices,attention', [(1, 'xla'), (8, 'fused')])
+def test_bucketed_prediction_gives_each_window_its_padded_logits(devices, attention):
+  from bert_jax import inference
+  config = TINY.replace(attention=attention)
+  # calls of 8 consecutive windows: the longest of each call sets its width
+  calls = [[5, 9, 12, 7, 3, 14, 10, 2], [30, 5, 64, 12, 9, 20, 3, 8],
+           [20, 33, 4, 9, 17, 6, 2, 11], [1, 16, 4, 4, 8, 3, 2, 6]]
+  lengths = sum(calls, [])
+  feats = features_of_lengths(lengths)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=devices))
+  params = model.init_params(jax.random.PRNGKey(4), config)
+  want_s, want_e, _ = inference.predict_logits(params, feats, mesh, config, FP32, 8)
+  got_s, got_e, timing = inference.predict_logits(params, feats, mesh, config, FP32, 8,
+                                                  bucket_width=16)
+  assert got_s.shape == want_s.shape == (32, 64) and timing['bucket_width'] == 16
+  assert timing['widths'] == [16, 48, 64]
+  for w, n in enumerate(lengths):
+    np.testing.assert_allclose(got_s[w, :n], want_s[w, :n], atol=2e-5)
+    np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=2e-5)
+    cut = [16, 64, 48, 16][w // 8]   # past its call's width: no logit
+    assert (got_s[w, cut:] == packing.OUTSIDE_LOGIT).all()
+    assert (got_e[w, cut:] == packing.OUTSIDE_LOGIT).all()
+  # each width's first call compiles and is left untimed: only the fourth call is timed
+  assert len(timing['latencies_ms']) == 1 and timing['windows_per_call'] == [8]
+
+
 @pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN packed attention needs a GPU')
 @pytest.mark.parametrize('precision', ['fp16', 'bf16'])
 def test_packed_prediction_on_cudnn_gives_the_padded_logits_on_gpu(precision):
@@ -185,6 +211,10 @@ def test_packed_prediction_refuses_a_row_count_the_devices_do_not_split():
 def test_packing_settings_refuse_bad_values():
   with pytest.raises(ConfigError, match='data.bucket_width.*packing'):
     DataSettings(packing=True, bucket_width=64)
+  with pytest.raises(ConfigError, match='eval.bucket_width.*eval.packing'):
+    EvalSettings(packing=True, bucket_width=64)
+  with pytest.raises(ConfigError, match='eval.bucket_width.*multiple of 8'):
+    EvalSettings(bucket_width=60)
   with pytest.raises(ConfigError, match='data.max_windows_per_row'):
     DataSettings(packing=True, max_windows_per_row=0)
   feats = features_of_lengths([60] * 10)

@@ -313,10 +313,14 @@ def test_token_share_counts_the_positions_the_batches_hold():
 
 
 def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
-  out = run_tiny_job(tmp_path / 'b', '--config.data.bucket_width=16', '--config.train.num_epochs=3')
+  out = run_tiny_job(tmp_path / 'b', '--config.data.bucket_width=16', '--config.train.num_epochs=3',
+                     '--config.eval.bucket_width=32', '--config.eval.batch_size=2')
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'b' / 'eval_results.json').read_text())
-  assert res['bucket_width'] == 16
+  assert res['bucket_width'] == 16 and res['eval_bucket_width'] == 32
+  assert res['inference_widths'] and all(w % 32 == 0 and w <= 64 for w in res['inference_widths'])
+  infer = [json.loads(line) for line in open(tmp_path / 'b' / 'records.jsonl')][-1]
+  assert infer['kind'] == 'infer' and infer['bucket_width'] == 32
   assert len(res['compiled_widths']) == len(set(res['compiled_widths'])) >= 2
   assert all(w % 16 == 0 and w <= 64 for w in res['compiled_widths'])
   losses = [json.loads(line)['loss'] for line in open(tmp_path / 'b' / 'metrics.jsonl')]
