@@ -370,4 +370,7 @@ def from_checkpoint(config, workdir: str, mode: str) -> dict:
   if mode == 'export':
     return {'exported_to': export(job, state.params, os.path.join(workdir, 'hf_export'))}
   final = predict_and_score(job, state.params, workdir)
-  return {**final['scores'], 'eval_features': final['num_features']}
+  lat, rate = inference_figures(final['timing'])
+  return {**final['scores'], 'eval_features': final['num_features'],
+          'inference_widths': final['timing']['widths'], 'inference_sentences_per_s': rate,
+          'inference_latency_ms': lat}

@@ -240,6 +240,20 @@ def test_packed_training_runs_learns_and_counts_windows(tmp_path):
   assert res['f1'] > 0
   losses = [json.loads(line)['loss'] for line in open(tmp_path / 'p' / 'metrics.jsonl')]
   assert losses[-1] < 0.7 * losses[0]
+  # the same checkpoint evaluated again, its calls cut to buckets of 32 instead of packed:
+  # the windows' 67-74 tokens fit 96, and the answers are the packed calls' (the same
+  # logits to float rounding: a near tie may flip an answer, not many)
+  packed = json.loads((tmp_path / 'p' / 'predictions.json').read_text())
+  out = run_tiny_job(tmp_path / 'p', '--mode=evaluate', '--config.data.max_seq_length=160',
+                     '--config.data.doc_stride=64', '--config.eval.bucket_width=32',
+                     '--config.eval.batch_size=4')
+  assert out.returncode == 0, out.stderr[-2000:]
+  got = json.loads(out.stdout[out.stdout.index('{'):])
+  assert got['inference_widths'] == [96] and got['eval_features'] == res['eval_features']
+  cut = json.loads((tmp_path / 'p' / 'predictions.json').read_text())
+  assert cut.keys() == packed.keys()
+  assert sum(cut[q] == packed[q] for q in cut) >= 0.95 * len(cut)
+  assert abs(got['f1'] - res['f1']) < 2
 
 
 @pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN packed attention needs a GPU')
