@@ -203,6 +203,29 @@ def test_packed_prediction_on_cudnn_gives_the_padded_logits_on_gpu(precision):
     np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=0.05)
 
 
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN attention needs a GPU')
+@pytest.mark.parametrize('precision', ['fp16', 'bf16'])
+def test_bucketed_prediction_on_cudnn_gives_the_padded_logits_on_gpu(precision):
+  # widths of 16-128, not only multiples of 64: eval.bucket_width takes any multiple of 8
+  from bert_jax import inference
+  from bert_jax.precision import PrecisionPolicy
+  config = TINY.replace(hidden_size=128, num_heads=2, intermediate_size=256,
+                        max_position_embeddings=128, attention='cudnn')
+  lengths = np.random.default_rng(7).integers(3, 129, 40)
+  lengths[:8] = np.minimum(lengths[:8], 16)        # one call cut to 16
+  feats = features_of_lengths(lengths, width=128)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  policy = PrecisionPolicy(precision)
+  params = model.init_params(jax.random.PRNGKey(6), config)
+  want_s, want_e, _ = inference.predict_logits(params, feats, mesh, config, policy, 8)
+  got_s, got_e, timing = inference.predict_logits(params, feats, mesh, config, policy, 8,
+                                                  bucket_width=16)
+  assert timing['widths'][0] == 16 and len(timing['widths']) >= 2
+  for w, n in enumerate(lengths):
+    np.testing.assert_allclose(got_s[w, :n], want_s[w, :n], atol=0.05)
+    np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=0.05)
+
+
 def test_packed_prediction_refuses_a_row_count_the_devices_do_not_split():
   with pytest.raises(ConfigError, match='eval.batch_size.*multiple of the 8 devices'):
     packing.PackedEval(features_of_lengths([10, 20]), 12, _sharding(8), 4)
