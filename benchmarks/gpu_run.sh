@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -98,14 +98,15 @@ case "$1" in
 minilm)  # issue 4: MiniLM-L6 with the peer's recipe, F1 and training time (BUCKET=64: buckets;
   # PACK=True ROWS=15: packed rows, 15 a step, about the recipe's 32 windows; ACT=gelu_tanh:
   # the tanh GELU, model.activation, from the checkpoint's exact-GELU weights; EVALPACK=True:
-  # the dev windows packed into rows for prediction, eval.packing)
-  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}${ACT:+_$ACT}${EVALPACK:+_evalpacked}  # NDEV: GPUs
+  # the dev windows packed into rows for prediction, eval.packing; EVALBUCKET=64: prediction's
+  # calls cut to buckets, eval.bucket_width)
+  W=/tmp/minilm${NDEV:+_${NDEV}gpu}${BUCKET:+_b$BUCKET}${ROWS:+_p$ROWS}${ACT:+_$ACT}${EVALPACK:+_evalpacked}${EVALBUCKET:+_evalb$EVALBUCKET}  # NDEV: GPUs
   python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=$W \
     --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=${CACHE:-/tmp/cache} \
     --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.packing=${PACK:-False} --config.train.batch_size=${ROWS:-32} --config.mesh.num_devices=${NDEV:-1} \
     --config.data.bucket_width=${BUCKET:-0} --config.model.activation=${ACT:-} \
-    --config.eval.packing=${EVALPACK:-False} \
+    --config.eval.packing=${EVALPACK:-False} --config.eval.bucket_width=${EVALBUCKET:-0} \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz 2>&1 | quiet 30
   mkdir -p "$OUT/$(basename $W)"; cp $W/eval_results.json $W/records.jsonl $W/metrics.jsonl "$OUT/$(basename $W)/" ;;
 large)  # issue 4: BERT-Large from random init on real SQuAD features, a few hundred steps
@@ -959,6 +960,19 @@ bucketgpu1)  # 1 GPU, about 2 min: prediction cut to buckets of 16 (eval.bucket_
   # against padded calls on cuDNN attention, fp16 and bf16, and the packed ones beside it
   mkdir -p "$OUT"/g0; gputests 0 "$OUT/g0/gpu_tests.txt" tests/test_packing.py -k "cudnn_gives"
   tail -4 "$OUT/g0/gpu_tests.txt" ;;
+evalbucket1)  # 1 GPU, about 7 min (entry 91; not yet run; carries the whole .gpu/minilm): MiniLM
+  # fine-tuned with the peer's recipe, predicting padded (eval.batch_size 128), then its last
+  # checkpoint evaluated again (--mode=evaluate: F1, the dev set's rate and latency) with the
+  # calls cut to buckets of 64 at batches 128 and 8, and padded at batch 8
+  CACHE=/tmp/cache_m bash $0 minilm
+  for ev in "64 128" "64 8" "0 8"; do set -- $ev
+    timeout $(left) python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=/tmp/minilm \
+      --mode=evaluate --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=/tmp/cache_m \
+      --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz \
+      --config.eval.bucket_width=$1 --config.eval.batch_size=$2 2>/dev/null > "$OUT/evaluate_b$1_batch$2.json"
+    python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):]); print(sys.argv[1], {k: r.get(k) for k in (
+      "exact_match", "f1", "inference_widths", "inference_sentences_per_s")})' "$OUT/evaluate_b$1_batch$2.json"
+  done ;;
 trim6)  # 1 GPU, about 6 min: what trim4 left when it reached its deadline on a one-GPU
   # machine, on the same held card: the compiled peer at batches 1 and 8, then our batch-8
   # point cut to buckets of 64
