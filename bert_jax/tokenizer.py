@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from bert_jax.errors import CheckpointError
+from bert_jax.errors import CheckpointError, ConfigError
 
 
 def load_tokenizer(vocab_dir: str, do_lower_case: bool = True):
@@ -17,6 +17,16 @@ def load_tokenizer(vocab_dir: str, do_lower_case: bool = True):
   if os.path.exists(os.path.join(vocab_dir, 'tokenizer.json')):
     return BertTokenizerFast.from_pretrained(vocab_dir, do_lower_case=do_lower_case)
   return BertTokenizerFast(vocab_file=vocab, do_lower_case=do_lower_case)
+
+
+def check_fits(tokenizer, vocab_size: int, vocab_dir: str) -> None:
+  """ConfigError unless every id the tokenizer gives has a row in the model's word
+  embeddings: an id past them reads no row (jnp.take fills NaN), and the loss is NaN."""
+  if len(tokenizer) > vocab_size:
+    raise ConfigError('model.vocab_dir', vocab_dir,
+                      f'its tokenizer has {len(tokenizer)} tokens, more than the model\'s '
+                      f'{vocab_size} word embeddings (vocab_size): ids past them would read '
+                      'no embedding. Use the vocab.txt of the checkpoint the weights come from')
 
 
 def vocab_fingerprint(tokenizer) -> str:

@@ -19,7 +19,7 @@ from bert_jax.loss_scale import LossScale
 from bert_jax.metrics_writer import MetricsWriter
 from bert_jax.squad import evaluate, features as features_lib, postprocess, sources
 from bert_jax.squad.features import Features
-from bert_jax.tokenizer import load_tokenizer, vocab_fingerprint
+from bert_jax.tokenizer import check_fits, load_tokenizer, vocab_fingerprint
 from bert_jax.weights import Pretrained
 
 
@@ -60,7 +60,9 @@ def setup(config) -> Job:
   if pre.vocab_dir is None:
     raise settings_lib.ConfigError('model.vocab_dir', s.source.vocab_dir,
                                    'the checkpoint has no vocab.txt; point at a folder with one')
-  return Job(s, mesh, pre, load_tokenizer(pre.vocab_dir, pre.do_lower_case))
+  tokenizer = load_tokenizer(pre.vocab_dir, pre.do_lower_case)
+  check_fits(tokenizer, pre.config.vocab_size, pre.vocab_dir)
+  return Job(s, mesh, pre, tokenizer)
 
 
 def load_features(job: Job, split: str) -> tuple[list, Features, object]:

@@ -249,3 +249,13 @@ def test_tfds_records_are_read():
               'answers': {'text': [b'Ada'], 'answer_start': [0]}}]
   examples, report = reader.from_records(records, 'tfds:test', is_training=True)
   assert examples[0].answer_text == 'Ada' and report.kept == 1
+
+
+def test_a_tokenizer_with_more_ids_than_word_embeddings_is_refused(sample_tokenizer):
+  from bert_jax.settings import ConfigError
+  from bert_jax.tokenizer import check_fits
+  size = len(sample_tokenizer)
+  check_fits(sample_tokenizer, size, reader.SAMPLE_DIR)       # every id has a row: fine
+  with pytest.raises(ConfigError, match=r"model.vocab_dir.*sample_data.*"
+                                        rf"{size} tokens, more than the model's {size - 1} word"):
+    check_fits(sample_tokenizer, size - 1, reader.SAMPLE_DIR)
