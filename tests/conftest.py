@@ -5,6 +5,11 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# The suite is compile-bound: LLVM at -O0 without its expensive passes (XLA's HLO passes,
+# fusion included, run as ever) halves the in-process tests' compile time for the same
+# arithmetic. Jobs started as subprocesses turn it off again (helpers.SUBPROCESS_ENV): they
+# run hundreds of steps, which -O0 slows more than it speeds their compiles.
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 import pytest  # noqa: E402
 

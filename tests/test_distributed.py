@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import SUBPROCESS_ENV
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = ['run.py', '--config=configs/tiny_cpu.py', '--config.train.num_epochs=2',
        '--config.train.checkpoint_every=100', '--config.train.log_every=20',
@@ -21,7 +23,7 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-  return {**os.environ, 'JAX_PLATFORMS': 'cpu',
+  return {**os.environ, **SUBPROCESS_ENV,
           'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
 
 

@@ -366,3 +366,29 @@ def test_inference_figures_count_the_timed_calls_windows_and_are_null_without_an
                                        'windows_per_call': [7, 9]})
   assert lat['p50'] == pytest.approx(20.0) and lat['p100'] == 30.0 and lat['mean'] == 20.0
   assert rate == pytest.approx(16 / 0.04)   # packed rows: windows, not calls' rows
+
+
+def test_metrics_writer_starts_tensorboard_only_where_tensorflow_and_tensorboard_both_are(
+    tmp_path, monkeypatch):
+  """Importing TensorFlow takes seconds; tensorflow-cpu alone (the `tf` extra) lacks
+  tensorboard, so flax's writer failed after paying for it. The writer now asks the import
+  system first, and imports nothing when either package is absent."""
+  import importlib.util
+  import sys
+  import types
+
+  from bert_jax import metrics_writer
+  started = []
+  fake = types.ModuleType('flax.metrics.tensorboard')
+  fake.SummaryWriter = lambda path: started.append(path) or types.SimpleNamespace(
+      scalar=lambda *a: None, flush=lambda: None)
+  monkeypatch.setitem(sys.modules, 'flax.metrics.tensorboard', fake)
+  for installed, expect in ((('tensorflow',), 0), (('tensorflow', 'tensorboard'), 1)):
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a, present=installed:
+                        object() if name in present else None)
+    writer = metrics_writer.MetricsWriter(str(tmp_path / str(expect)))
+    writer.write(3, {'loss': 1.5})
+    assert len(started) == expect and (writer._tb is None) == (expect == 0)
+    assert json.loads((tmp_path / str(expect) / 'metrics.jsonl').read_text()) == {
+        'step': 3, 'loss': 1.5}
+  assert started == [str(tmp_path / '1' / 'tensorboard')]
