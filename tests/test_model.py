@@ -90,6 +90,18 @@ def test_masked_tokens_do_not_leak(attention):
       np.testing.assert_allclose(np.asarray(x)[live], np.asarray(y)[live], atol=1e-5)
 
 
+def test_jitted_init_gives_the_eager_values():
+  """init_params is jitted (one compile, not one a weight shape): the weights the function
+  gives run op by op, to float32 rounding (the same random bits; the scaling fused into the
+  program may round the last bit otherwise, as here under the tests' -O0)."""
+  key = jax.random.PRNGKey(7)
+  jitted = model.init_params(key, TINY)
+  eager = model.init_params.__wrapped__(key, TINY)
+  assert jax.tree.structure(jitted) == jax.tree.structure(eager)
+  for x, y in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=0)
+
+
 def test_jit_equals_no_jit():
   params = model.init_params(jax.random.PRNGKey(1), TINY)
   ids, types, mask = random_batch(np.random.default_rng(3), 101)
