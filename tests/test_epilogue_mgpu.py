@@ -1,6 +1,7 @@
 """benchmarks/epilogue_mgpu.py: its Mosaic GPU matmul with the bias and GELU in the epilogue,
 run in Mosaic GPU's interpreter on CPU, gives XLA's result for every epilogue and every block
-layout (not every pair); its GELU is the model's; bad tiles and shapes are refused with the reason."""
+layout (not every pair); its GELU is the model's; bad tiles and shapes are refused with the
+reason."""
 import functools
 import os
 
