@@ -246,7 +246,7 @@ def test_packed_training_runs_learns_and_counts_windows(tmp_path):
   # rows of 160: the sample contexts are short, so two windows (67-74 tokens) share a row
   out = run_tiny_job(tmp_path / 'p', '--config.data.packing=True', '--config.train.batch_size=8',
              '--config.eval.packing=True', '--config.eval.batch_size=4',
-             '--config.train.num_epochs=4', '--config.data.max_seq_length=160',
+             '--config.train.num_epochs=2', '--config.data.max_seq_length=160',
              '--config.data.doc_stride=64')
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'p' / 'eval_results.json').read_text())

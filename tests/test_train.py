@@ -313,7 +313,7 @@ def test_token_share_counts_the_positions_the_batches_hold():
 
 
 def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
-  out = run_tiny_job(tmp_path / 'b', '--config.data.bucket_width=16', '--config.train.num_epochs=3',
+  out = run_tiny_job(tmp_path / 'b', '--config.data.bucket_width=16',
                      '--config.eval.bucket_width=32', '--config.eval.batch_size=2')
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'b' / 'eval_results.json').read_text())
