@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -979,15 +979,20 @@ evalbucket2)  # 1 GPU, about 5 min (entry 92): BERT-Large from random init, 20 s
   # buckets of 64 at batches 64 and 8, and padded at batch 8 (bf16, the config's policy)
   LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
   cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
-  for ev in "64 64" "64 8" "0 8"; do set -- $ev
+  for ev in ${EVALS:-"64 64" "64 8" "0 8"}; do set -- ${ev//,/ }   # width,batch[,scan_layers]
     timeout $(left) python3 run.py --config=configs/large_1gpu.py --workdir=/tmp/large_eval \
       --mode=evaluate --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
       --config.data.cache_dir=/tmp/cache_l --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
       --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.eval.bucket_width=$1 \
-      --config.eval.batch_size=$2 2>/dev/null > "$OUT/evaluate_b$1_batch$2.json"
+      --config.eval.batch_size=$2 --config.eval.scan_layers=${3:-True} 2>/dev/null \
+      > "$OUT/evaluate_b$1_batch$2${3:+_scan$3}.json"
     python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):]); print(sys.argv[1], {k: r.get(k) for k in (
-      "f1", "inference_widths", "inference_sentences_per_s", "inference_latency_ms")})' "$OUT/evaluate_b$1_batch$2.json"
+      "f1", "inference_widths", "inference_sentences_per_s", "inference_latency_ms")})' "$OUT/evaluate_b$1_batch$2${3:+_scan$3}.json"
   done ;;
+evalbucket3)  # 1 GPU, about 5 min (entry 93): evalbucket2 again with the layers unrolled in
+  # prediction (eval.scan_layers=False) at batch 8, cut to buckets of 64 and padded, then
+  # scanned and cut, on one card
+  EVALS="64,8,False 0,8,False 64,8,True" bash $0 evalbucket2 ;;
 trim6)  # 1 GPU, about 6 min: what trim4 left when it reached its deadline on a one-GPU
   # machine, on the same held card: the compiled peer at batches 1 and 8, then our batch-8
   # point cut to buckets of 64
