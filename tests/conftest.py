@@ -1,5 +1,7 @@
 """Test setup: 8 fake CPU devices (set before jax is imported) and the shared data/model."""
 import os
+import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
@@ -10,6 +12,15 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # arithmetic. Jobs started as subprocesses turn it off again (helpers.SUBPROCESS_ENV): they
 # run hundreds of steps, which -O0 slows more than it speeds their compiles.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+# Many tests compile the same small programs (a reference step beside each kernel's, each
+# parametrisation's): one persistent compilation cache for the run, made here in the
+# process that loads this first (pytest-xdist's workers start later and inherit it), every
+# compile cached however short, and removed when that process ends (pytest_unconfigure).
+# The whole suite on 2 cores: 624 -> 527 s. A cache the caller names is kept.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='bert_jax_tests_xla_')
+  os.environ['BERT_JAX_TESTS_CACHE_OWNER'] = str(os.getpid())
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import pytest  # noqa: E402
 
@@ -26,6 +37,11 @@ def need(path):
     pytest.skip(f'{path} is absent: this test needs the shared folder beside the checkout '
                 '(or BERT_JAX_SHARED pointing at it)')
   return path
+
+
+def pytest_unconfigure(config):
+  if os.environ.get('BERT_JAX_TESTS_CACHE_OWNER') == str(os.getpid()):
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
