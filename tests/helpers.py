@@ -10,11 +10,11 @@ from bert_jax.precision import PrecisionPolicy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FP32 = PrecisionPolicy('fp32', 'float32')
-# A two-layer encoder without dropout (the shapes of test_model's random transformers BERT).
 # For `python run.py` jobs the tests start: the CPU, XLA's full optimisation (conftest turns
 # it down for the compile-bound tests in-process; a job's hundreds of steps ran 2.7 x slower
 # under it, for 15 % less compile time).
 SUBPROCESS_ENV = {'JAX_PLATFORMS': 'cpu', 'JAX_DISABLE_MOST_OPTIMIZATIONS': '0'}
+# A two-layer encoder without dropout (the shapes of test_model's random transformers BERT).
 TINY = ModelConfig(vocab_size=101, hidden_size=32, num_layers=2, num_heads=4,
                    intermediate_size=48, max_position_embeddings=64, hidden_dropout=0.0,
                    attention_dropout=0.0)
