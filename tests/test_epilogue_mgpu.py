@@ -26,13 +26,21 @@ def _inputs(m=256, k=128, n=256, dtype=jnp.bfloat16):
   return x, w, b
 
 
-def _close(got, want):
-  """At most one bf16 rounding apart, or 2^-12 where the value is near zero: the kernel adds
-  the same float32 products as XLA in another order, which can move a rounding."""
+def _close(got, want, roundings=1):
+  """At most `roundings` bf16 roundings apart, or 2^-12 where the value is near zero: the
+  kernel adds the same float32 products as XLA in another order, which can move a rounding.
+  The GELU output takes 2 (`_roundings`): GELU's input may already sit a rounding from
+  XLA's, and GELU's slope (up to 1.13) carries it into the output's own rounding. One value
+  of 65,536 did so on an H200 host's CPU (`docs/measurements/2026-11-29_h200_suite`)."""
   got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
   _, exponent = np.frexp(np.abs(want))        # |want| = f 2^e with f in [0.5, 1)
-  step = np.ldexp(1.0, exponent - 8)          # bf16 keeps 8 significant bits
+  step = roundings * np.ldexp(1.0, exponent - 8)   # bf16 keeps 8 significant bits
   return bool(np.all(np.abs(got - want) <= np.maximum(step, 2.0 ** -12)))
+
+
+def _roundings(output_index):
+  """dense_epilogue's outputs are (h,) or (h, GELU(h)): one rounding for h, two for GELU."""
+  return 1 + output_index
 
 
 @pytest.mark.parametrize('tiles, epilogue', [
@@ -57,9 +65,9 @@ def test_kernel_matches_xla(em, tiles, epilogue):
   got = em.dense_epilogue(x, w, b, epilogue=epilogue, tiles=t, interpret=True)
   want = em.reference(x, w, b, epilogue)
   assert len(got) == len(want) == (2 if epilogue == 'gelu' else 1)
-  for g, r in zip(got, want):
+  for i, (g, r) in enumerate(zip(got, want)):
     assert g.shape == r.shape and g.dtype == r.dtype
-    assert _close(g, r)
+    assert _close(g, r, _roundings(i))
 
 
 def test_persistent_blocks_cover_every_tile(em):
@@ -80,8 +88,8 @@ def test_pingpong_blocks_cover_every_tile(em, tiles, num_sms):
   x, w, b = _inputs(m=256, k=256, n=320 if 'n64' in tiles else 256)
   got = em.dense_epilogue(x, w, b, epilogue='gelu', tiles=em.parse_tiles(tiles),
                           num_sms=num_sms, interpret=True)
-  for g, r in zip(got, em.reference(x, w, b, 'gelu')):
-    assert _close(g, r)
+  for i, (g, r) in enumerate(zip(got, em.reference(x, w, b, 'gelu'))):
+    assert _close(g, r, _roundings(i))
 
 
 def test_gelu_is_the_models(em):
