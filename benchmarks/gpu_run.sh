@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -65,6 +65,17 @@ for r in map(json.loads, sys.stdin):
 train_parts() {  # EVAL_RESULTS_JSON: a job's train() wall time and its parts, timed apart
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print({k: r.get(k) for k in (
     "train_time_s", "train_setup_s", "compile_s", "final_checkpoint_s", "train_sentences_per_s")})' "$1"; }
+evaluate_at() {  # CONFIG WORKDIR CACHE WIDTH BATCH SCAN KEYS [FLAGS...]: --mode=evaluate on
+  # WORKDIR's last checkpoint, the whole dev set at one bucket width and eval batch (and
+  # eval.scan_layers SCAN, the config's where empty); its JSON kept in $OUT, KEYS of it printed
+  local out="$OUT/evaluate_b$4_batch$5${6:+_scan$6}.json"
+  timeout $(left) python3 run.py --config=configs/$1.py --workdir=$2 --mode=evaluate \
+    --config.data.cache_dir=$3 --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
+    --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.eval.bucket_width=$4 \
+    --config.eval.batch_size=$5 ${6:+--config.eval.scan_layers=$6} "${@:8}" 2>/dev/null > "$out"
+  python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):])
+print(sys.argv[1], {k: r.get(k) for k in sys.argv[2].split(",")})' "$out" "$7"
+}
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -882,6 +893,14 @@ join2)  # 1 GPU, about 8.5 min (entry 84): the join kernel adopted. The bench at
   peer 0 --train 128:64 --precision bf16 --modes compile $R --cache-dir /tmp/cache_g0
   brief "$OUT"/g0/records.jsonl; merge
   DEADLINE=$(left) CACHE=/tmp/cache_m bash $0 minilm; pack ;;
+verify1)  # 1 GPU, about 8 min (entry 94): join2 again on the package of its day (the bench
+  # at seq 384 batch 32 and seq 128 batch 64 with the compiled peer after each, MiniLM-L6 with
+  # the peer's recipe; carry the whole .gpu/minilm), then MiniLM's checkpoint evaluated again
+  # with the calls cut to buckets of 64 at batch 8 (evaluate_at, as evalbucket1 and 2 use it)
+  DEADLINE=$(( ${DEADLINE:-560} - 60 )) bash $0 join2
+  evaluate_at minilm_squad_1gpu /tmp/minilm /tmp/cache_m 64 8 '' \
+    exact_match,f1,inference_widths,inference_sentences_per_s \
+    --config.model.init_checkpoint=.gpu/minilm ;;   # beside join2's results.tgz
 join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
@@ -960,18 +979,15 @@ bucketgpu1)  # 1 GPU, about 2 min: prediction cut to buckets of 16 (eval.bucket_
   # against padded calls on cuDNN attention, fp16 and bf16, and the packed ones beside it
   mkdir -p "$OUT"/g0; gputests 0 "$OUT/g0/gpu_tests.txt" tests/test_packing.py -k "cudnn_gives"
   tail -4 "$OUT/g0/gpu_tests.txt" ;;
-evalbucket1)  # 1 GPU, about 7 min (entry 91; not yet run; carries the whole .gpu/minilm): MiniLM
+evalbucket1)  # 1 GPU, about 7 min (entry 91; carries the whole .gpu/minilm): MiniLM
   # fine-tuned with the peer's recipe, predicting padded (eval.batch_size 128), then its last
   # checkpoint evaluated again (--mode=evaluate: F1, the dev set's rate and latency) with the
   # calls cut to buckets of 64 at batches 128 and 8, and padded at batch 8
   CACHE=/tmp/cache_m bash $0 minilm
   for ev in "64 128" "64 8" "0 8"; do set -- $ev
-    timeout $(left) python3 run.py --config=configs/minilm_squad_1gpu.py --workdir=/tmp/minilm \
-      --mode=evaluate --config.model.init_checkpoint=.gpu/minilm --config.data.cache_dir=/tmp/cache_m \
-      --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz --config.data.dev_file=$SQ/dev-v1.1.json.gz \
-      --config.eval.bucket_width=$1 --config.eval.batch_size=$2 2>/dev/null > "$OUT/evaluate_b$1_batch$2.json"
-    python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):]); print(sys.argv[1], {k: r.get(k) for k in (
-      "exact_match", "f1", "inference_widths", "inference_sentences_per_s")})' "$OUT/evaluate_b$1_batch$2.json"
+    evaluate_at minilm_squad_1gpu /tmp/minilm /tmp/cache_m $1 $2 '' \
+      exact_match,f1,inference_widths,inference_sentences_per_s \
+      --config.model.init_checkpoint=.gpu/minilm
   done ;;
 evalbucket2)  # 1 GPU, about 5 min (entry 92): BERT-Large from random init, 20 steps (a
   # checkpoint to predict from; its F1 means nothing), the whole dev set predicted padded at
@@ -980,14 +996,9 @@ evalbucket2)  # 1 GPU, about 5 min (entry 92): BERT-Large from random init, 20 s
   LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
   cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
   for ev in ${EVALS:-"64 64" "64 8" "0 8"}; do set -- ${ev//,/ }   # width,batch[,scan_layers]
-    timeout $(left) python3 run.py --config=configs/large_1gpu.py --workdir=/tmp/large_eval \
-      --mode=evaluate --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
-      --config.data.cache_dir=/tmp/cache_l --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
-      --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.eval.bucket_width=$1 \
-      --config.eval.batch_size=$2 --config.eval.scan_layers=${3:-True} 2>/dev/null \
-      > "$OUT/evaluate_b$1_batch$2${3:+_scan$3}.json"
-    python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):]); print(sys.argv[1], {k: r.get(k) for k in (
-      "f1", "inference_widths", "inference_sentences_per_s", "inference_latency_ms")})' "$OUT/evaluate_b$1_batch$2${3:+_scan$3}.json"
+    evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l $1 $2 "${3:-}" \
+      f1,inference_widths,inference_sentences_per_s,inference_latency_ms \
+      --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm
   done ;;
 evalbucket3)  # 1 GPU, about 5 min (entry 93): evalbucket2 again with the layers unrolled in
   # prediction (eval.scan_layers=False) at batch 8, cut to buckets of 64 and padded, then
@@ -1400,7 +1411,7 @@ suite3)  # 4 GPUs, about 5 min: the README's test command (CPU, 8 fake devices) 
   shared_dir; export BERT_JAX_SHARED=/tmp/shared
   python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' | tee -a "$OUT/gpu.txt"
   shard() { JAX_PLATFORMS=cpu timeout $(( $(left) - 90 )) python3 -m pytest -q -p no:cacheprovider \
-    --durations=5 "${@:2}" > "$OUT/cpu_suite_$1.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite_$1.txt"; }
+    --durations=5 --every-kernel-case "${@:2}" > "$OUT/cpu_suite_$1.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite_$1.txt"; }
   a="tests/test_train.py tests/test_distributed.py"
   b="tests/test_benchmark.py tests/test_profile_step.py tests/test_notebook.py"
   c="tests/test_model.py tests/test_weights.py tests/test_inference.py tests/test_squad.py"

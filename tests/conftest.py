@@ -39,6 +39,27 @@ def need(path):
   return path
 
 
+def pytest_addoption(parser):
+  parser.addoption('--every-kernel-case', action='store_true',
+                   help='also run the interpreted kernel cases marked every_kernel_case '
+                        '(about 10 s each on 2 cores; the default run keeps one of each kind)')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'every_kernel_case: an interpreted kernel case beyond '
+                          'the default set, run with --every-kernel-case')
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption('--every-kernel-case'):
+    return
+  skip = pytest.mark.skip(reason='an interpreted kernel case beyond the default set: run '
+                          'with --every-kernel-case')
+  for item in items:
+    if 'every_kernel_case' in item.keywords:
+      item.add_marker(skip)
+
+
 def pytest_unconfigure(config):
   if os.environ.get('BERT_JAX_TESTS_CACHE_OWNER') == str(os.getpid()):
     shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
