@@ -700,3 +700,20 @@ def test_job_table_names_the_rows_and_scales_packed_and_padded_jobs_apart(tmp_pa
   rows = [line for line in text.splitlines() if line.startswith('| large_1gpu')]
   assert [r.split(' | ')[3] for r in rows] == ['padded', 'padded', 'buckets of 64', 'packed']
   assert '1.90× (95 %)' in rows[1]          # the 2-GPU padded job against the padded one alone
+
+
+def test_prediction_calls_script_times_the_job_loop_and_premade_batches(load_script, tmp_path):
+  from helpers import ROOT
+  pc = load_script('prediction_calls')
+  sample = os.path.join(ROOT, 'bert_jax', 'sample_data')
+  out = tmp_path / 'calls.jsonl'
+  assert pc.main(['--dev-file', os.path.join(sample, 'dev.json'), '--vocab-dir', sample,
+                  '--out', str(out), '--preset', 'tiny', '--seq', '64', '--windows', '40',
+                  '--batch', '4', '--bucket-width', '32', '--precisions', 'fp32',
+                  '--layers', 'unrolled', '--cache-dir', str(tmp_path / 'cache')]) == 0
+  recs = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [(r['scan_layers'], r['bucket_width']) for r in recs] == [(False, 0), (False, 32)]
+  for r in recs:
+    assert r['windows'] == 40 and r['seq'] == 64
+    for way in ('job', 'premade', 'spin'):   # each width's first call left out
+      assert r[way]['calls'] >= 1 and r[way]['mean_ms'] > 0

@@ -1,0 +1,111 @@
+"""Where a small-batch prediction call's time goes: the job's loop against the bench's.
+
+`inference.predict_logits` (what `--mode=evaluate` and the job run) times each call from its
+dispatch until its logits are ready, making the next call's batch on the host meanwhile.
+The bench (`benchmark.time_infer`) times calls on batches made beforehand. On an H200 the
+job's unrolled bf16 calls at batch 8 took about 5.6 ms whatever their width
+(docs/performance_notes.md, 93), where the bench's took 3.5-4 ms. This script runs, on the
+same random BERT-Large weights and the same dev windows, for each precision and layer form:
+  job     predict_logits itself (its latencies, each width's first call left out);
+  premade the same jitted eval step called on batches made beforehand, each call waited for
+          with jax.block_until_ready (the job's wait), no batch made between;
+  spin    as premade, waited for by polling (benchmark.wait_until_ready, the bench's wait).
+One JSON record a line: python benchmarks/prediction_calls.py --dev-file dev-v1.1.json.gz
+--vocab-dir MODEL_DIR --out calls.jsonl [--windows 800 --batch 8 --bucket-width 64]
+(random weights with a trained model's biases and LayerNorm scales, benchmark.trained_like).
+"""
+import argparse
+import dataclasses
+import json
+import time
+
+import jax
+import numpy as np
+
+from bert_jax import batches, benchmark, inference, mesh as mesh_lib, model
+from bert_jax.model_config import ModelConfig
+from bert_jax.precision import PrecisionPolicy
+from bert_jax.settings import DataSettings, MeshSettings
+
+
+def _loop(fn, params, calls, wait) -> list[float]:
+  """ms a call over `calls` (batch, count) pairs, each width's first call left out."""
+  out, seen = [], set()
+  for batch, _ in calls:
+    t0 = time.perf_counter()
+    wait(fn(params, batch))
+    dt = (time.perf_counter() - t0) * 1e3
+    width = batch['input_ids'].shape[1]
+    if width in seen:
+      out.append(dt)
+    seen.add(width)
+  return out
+
+
+def windows(features, n: int, run: int = 80):
+  """About n windows: runs of `run` consecutive windows (as the job's calls take them),
+  spread evenly over the set. Prediction reads only the model inputs."""
+  run = min(run, n)
+  starts = batches.spread(max(len(features) - run, 0) + 1, max(n // run, 1))
+  idx = np.unique(np.concatenate([np.arange(s, min(s + run, len(features))) for s in starts]))
+  per_window = ('input_ids', 'token_type_ids', 'attention_mask', 'start_positions',
+                'end_positions', 'example_index', 'context_start', 'doc_start', 'doc_len',
+                'max_context')
+  return dataclasses.replace(features, **{k: getattr(features, k)[idx] for k in per_window})
+
+
+def measure(params, features, mesh, config, policy, batch, scan, bucket_width) -> dict:
+  """The three ways' mean and median ms a call, for one precision, layer form and width."""
+  _, _, timing = inference.predict_logits(params, features, mesh, config, policy, batch,
+                                          scan_layers=scan, bucket_width=bucket_width)
+  fn = inference.make_eval_fn(mesh, config, policy, scan)
+  prepared = inference.prepare_params(params, policy, scan)
+  calls = list(batches.eval_batches(features, batch, mesh_lib.batch_sharding(mesh),
+                                    bucket_width))
+  ways = {'job': timing['latencies_ms'],
+          'premade': _loop(fn, prepared, calls, jax.block_until_ready),
+          'spin': _loop(fn, prepared, calls, benchmark.wait_until_ready)}
+  return {name: {'mean_ms': float(np.mean(v)), 'p50_ms': float(np.median(v)), 'calls': len(v)}
+          for name, v in ways.items()}
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument('--dev-file', required=True)
+  ap.add_argument('--vocab-dir', required=True)
+  ap.add_argument('--out', required=True)
+  ap.add_argument('--preset', default='large')
+  ap.add_argument('--seq', type=int, default=384)
+  ap.add_argument('--windows', type=int, default=800,
+                  help='about N dev windows, in runs of 80 spread over the set')
+  ap.add_argument('--batch', type=int, default=8)
+  ap.add_argument('--bucket-width', type=int, default=64)
+  ap.add_argument('--precisions', nargs='+', default=['bf16', 'fp16'])
+  ap.add_argument('--layers', nargs='+', default=['unrolled', 'scanned'],
+                  choices=['unrolled', 'scanned'])
+  ap.add_argument('--cache-dir', default='')
+  args = ap.parse_args(argv)
+  config = ModelConfig.preset(args.preset)
+  mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
+  data = DataSettings(dev_file=args.dev_file, cache_dir=args.cache_dir)
+  features = windows(benchmark.squad_features(data, 'dev', args.seq, args.vocab_dir),
+                     args.windows)
+  params = jax.jit(lambda k: benchmark.trained_like(model.init_params(k, config),
+                                                    jax.random.fold_in(k, 1)),
+                   out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(1))
+  with open(args.out, 'a') as f:
+    for precision in args.precisions:
+      policy = PrecisionPolicy(precision)
+      for scan in (form == 'scanned' for form in args.layers):
+        for width in (0, args.bucket_width):
+          rec = {'precision': precision, 'scan_layers': scan, 'bucket_width': width,
+                 'batch': args.batch, 'seq': args.seq, 'windows': len(features),
+                 'device': jax.devices()[0].device_kind,
+                 **measure(params, features, mesh, config, policy, args.batch, scan, width)}
+          print(json.dumps(rec), flush=True)
+          f.write(json.dumps(rec) + '\n')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
