@@ -7,9 +7,13 @@ job's unrolled bf16 calls at batch 8 took about 5.6 ms whatever their width
 (docs/performance_notes.md, 93), where the bench's took 3.5-4 ms. This script runs, on the
 same random BERT-Large weights and the same dev windows, for each precision and layer form:
   job     predict_logits itself (its latencies, each width's first call left out);
-  premade the same jitted eval step called on batches made beforehand, each call waited for
-          with jax.block_until_ready (the job's wait), no batch made between;
-  spin    as premade, waited for by polling (benchmark.wait_until_ready, the bench's wait).
+  overlap the same eval step in predict_logits' order: the next batch made after a call's
+          dispatch, before its wait;
+  ahead   the next batch made before the call's dispatch;
+  premade batches made beforehand, none made between calls;
+  spin    as premade, waited for by polling (benchmark.wait_until_ready, the bench's wait);
+the others wait with jax.block_until_ready, as the job does. Each way also gives its loop's
+seconds, making the batches included, which is what a user waits for.
 One JSON record a line: python benchmarks/prediction_calls.py --dev-file dev-v1.1.json.gz
 --vocab-dir MODEL_DIR --out calls.jsonl [--windows 800 --batch 8 --bucket-width 64]
 (random weights with a trained model's biases and LayerNorm scales, benchmark.trained_like).
@@ -28,18 +32,30 @@ from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import DataSettings, MeshSettings
 
 
-def _loop(fn, params, calls, wait) -> list[float]:
-  """ms a call over `calls` (batch, count) pairs, each width's first call left out."""
+def _loop(fn, params, calls, wait, order='premade') -> tuple[list[float], float]:
+  """(ms a call, each width's first call left out; seconds for the whole loop, batches made
+  included) over `calls`, an iterator of (batch, count). order: 'premade' (calls a list made
+  beforehand), 'overlap' (the next batch made after this call's dispatch, before its wait:
+  predict_logits' order) or 'ahead' (the next batch made before this call's dispatch)."""
   out, seen = [], set()
-  for batch, _ in calls:
+  calls = iter(calls)
+  t_start = time.perf_counter()
+  upcoming = next(calls, None)
+  while upcoming is not None:
+    batch, _ = upcoming
+    if order != 'overlap':
+      upcoming = next(calls, None)
     t0 = time.perf_counter()
-    wait(fn(params, batch))
+    y = fn(params, batch)
+    if order == 'overlap':
+      upcoming = next(calls, None)
+    wait(y)
     dt = (time.perf_counter() - t0) * 1e3
     width = batch['input_ids'].shape[1]
     if width in seen:
       out.append(dt)
     seen.add(width)
-  return out
+  return out, time.perf_counter() - t_start
 
 
 def windows(features, n: int, run: int = 80):
@@ -55,18 +71,24 @@ def windows(features, n: int, run: int = 80):
 
 
 def measure(params, features, mesh, config, policy, batch, scan, bucket_width) -> dict:
-  """The three ways' mean and median ms a call, for one precision, layer form and width."""
+  """Each way's mean and median ms a call and its loop's seconds, for one precision, layer
+  form and width (predict_logits' seconds include its first call's compile)."""
+  t0 = time.perf_counter()
   _, _, timing = inference.predict_logits(params, features, mesh, config, policy, batch,
                                           scan_layers=scan, bucket_width=bucket_width)
+  ways = {'job': (timing['latencies_ms'], time.perf_counter() - t0)}
   fn = inference.make_eval_fn(mesh, config, policy, scan)
   prepared = inference.prepare_params(params, policy, scan)
-  calls = list(batches.eval_batches(features, batch, mesh_lib.batch_sharding(mesh),
-                                    bucket_width))
-  ways = {'job': timing['latencies_ms'],
-          'premade': _loop(fn, prepared, calls, jax.block_until_ready),
-          'spin': _loop(fn, prepared, calls, benchmark.wait_until_ready)}
-  return {name: {'mean_ms': float(np.mean(v)), 'p50_ms': float(np.median(v)), 'calls': len(v)}
-          for name, v in ways.items()}
+  sharding = mesh_lib.batch_sharding(mesh)
+  made = lambda: batches.eval_batches(features, batch, sharding, bucket_width)
+  _loop(fn, prepared, made(), jax.block_until_ready)   # compiles every width
+  ways['overlap'] = _loop(fn, prepared, made(), jax.block_until_ready, 'overlap')
+  ways['ahead'] = _loop(fn, prepared, made(), jax.block_until_ready, 'ahead')
+  premade = list(made())
+  ways['premade'] = _loop(fn, prepared, premade, jax.block_until_ready)
+  ways['spin'] = _loop(fn, prepared, premade, benchmark.wait_until_ready)
+  return {name: {'mean_ms': float(np.mean(v)), 'p50_ms': float(np.median(v)), 'calls': len(v),
+                 'loop_s': loop_s} for name, (v, loop_s) in ways.items()}
 
 
 def main(argv=None) -> int:
@@ -81,11 +103,12 @@ def main(argv=None) -> int:
   ap.add_argument('--batch', type=int, default=8)
   ap.add_argument('--bucket-width', type=int, default=64)
   ap.add_argument('--precisions', nargs='+', default=['bf16', 'fp16'])
+  ap.add_argument('--attention', default='fused', help="the job's (configs/base.py)")
   ap.add_argument('--layers', nargs='+', default=['unrolled', 'scanned'],
                   choices=['unrolled', 'scanned'])
   ap.add_argument('--cache-dir', default='')
   args = ap.parse_args(argv)
-  config = ModelConfig.preset(args.preset)
+  config = ModelConfig.preset(args.preset).replace(attention=args.attention)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=1))
   data = DataSettings(dev_file=args.dev_file, cache_dir=args.cache_dir)
   features = windows(benchmark.squad_features(data, 'dev', args.seq, args.vocab_dir),
@@ -100,6 +123,7 @@ def main(argv=None) -> int:
         for width in (0, args.bucket_width):
           rec = {'precision': precision, 'scan_layers': scan, 'bucket_width': width,
                  'batch': args.batch, 'seq': args.seq, 'windows': len(features),
+                 'attention': config.attention,
                  'device': jax.devices()[0].device_kind,
                  **measure(params, features, mesh, config, policy, args.batch, scan, width)}
           print(json.dumps(rec), flush=True)

@@ -715,5 +715,7 @@ def test_prediction_calls_script_times_the_job_loop_and_premade_batches(load_scr
   assert [(r['scan_layers'], r['bucket_width']) for r in recs] == [(False, 0), (False, 32)]
   for r in recs:
     assert r['windows'] == 40 and r['seq'] == 64
-    for way in ('job', 'premade', 'spin'):   # each width's first call left out
-      assert r[way]['calls'] >= 1 and r[way]['mean_ms'] > 0
+    assert r['attention'] == 'fused'   # the job's
+    for way in ('job', 'overlap', 'ahead', 'premade', 'spin'):   # each width's first call
+      assert r[way]['calls'] >= 1 and r[way]['mean_ms'] > 0        # left out
+      assert r[way]['loop_s'] * 1e3 > sum([r[way]['mean_ms']] * r[way]['calls']) * 0.99
