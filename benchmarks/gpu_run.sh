@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2, calls3 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -914,6 +914,15 @@ calls2)  # 1 GPU, about 3.5 min (entry 95): calls1 again with the job's attentio
   timeout $(left) python3 benchmarks/prediction_calls.py --dev-file $SQ/dev-v1.1.json.gz \
     --vocab-dir .gpu/minilm --out "$OUT/calls.jsonl" --cache-dir /tmp/cache --precisions bf16 \
     2>&1 | show ;;
+calls3)  # 1 GPU, about 4 min (entry 95): the unrolled prediction program's floor, traced:
+  # profile_step, bf16 batch 8 at seq 192 then 384, the layers unrolled with the weights passed
+  # (noscan), with them compiled in (bound), and scanned (scan), each traced (call phases)
+  mkdir -p "$OUT"/p0
+  for seq in 192 384; do
+    timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision bf16 --batch 8 \
+      --seq $seq --steps 100 --variants noscan bound scan --profile noscan bound scan \
+      --out "$OUT/p0/s$seq" 2>&1 | show
+  done; pack ;;
 join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
