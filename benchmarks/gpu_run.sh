@@ -922,7 +922,9 @@ calls3)  # 1 GPU, about 4 min (entry 95): the unrolled prediction program's floo
     timeout $(left) python3 benchmarks/profile_step.py --kind infer --precision bf16 --batch 8 \
       --seq $seq --steps 100 --variants noscan bound scan --profile noscan bound scan \
       --out "$OUT/p0/s$seq" 2>&1 | show
-  done; pack ;;
+  done   # the traces themselves are too large to come back (calls3's did not): the records,
+  # which hold each trace's summary, do
+  find "$OUT" -type f \( -name '*.json.gz' -o -name '*.pb' \) -delete; pack ;;
 join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
