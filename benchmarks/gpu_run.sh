@@ -76,6 +76,9 @@ evaluate_at() {  # CONFIG WORKDIR CACHE WIDTH BATCH SCAN KEYS [FLAGS...]: --mode
   python3 -c 'import json, sys; t = open(sys.argv[1]).read(); r = json.loads(t[t.index("{"):])
 print(sys.argv[1], {k: r.get(k) for k in sys.argv[2].split(",")})' "$out" "$7"
 }
+calls() {  # [prediction_calls.py flags...]: the job's prediction calls timed (entry 95)
+  timeout $(left) python3 benchmarks/prediction_calls.py --dev-file $SQ/dev-v1.1.json.gz \
+    --vocab-dir .gpu/minilm --out "$OUT/calls.jsonl" --cache-dir /tmp/cache "$@" 2>&1 | show; }
 pack() {  # everything under $OUT in one tarball: the device tool returns at most 8 files
   tar czf /tmp/results.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/results.tgz "$OUT/"; }
 
@@ -905,15 +908,14 @@ calls1)  # 1 GPU, about 4 min (entry 95): where the job's batch-8 prediction cal
   # (benchmarks/prediction_calls.py): BERT-Large on random weights, about 800 dev windows in
   # runs of 80, bf16 and fp16, layers unrolled and scanned, padded and cut to buckets of 64;
   # predict_logits' own latencies against the same eval step on batches made beforehand,
-  # waited for by block_until_ready and by a spin
-  timeout $(left) python3 benchmarks/prediction_calls.py --dev-file $SQ/dev-v1.1.json.gz \
-    --vocab-dir .gpu/minilm --out "$OUT/calls.jsonl" --cache-dir /tmp/cache 2>&1 | show ;;
-calls2)  # 1 GPU, about 3.5 min (entry 95): calls1 again with the job's attention (calls1 ran
-  # the einsum path, ModelConfig's default, by mistake), bf16 only, and two more orders of
-  # the job's loop: the next batch made after the dispatch (predict_logits' order) or before
-  timeout $(left) python3 benchmarks/prediction_calls.py --dev-file $SQ/dev-v1.1.json.gz \
-    --vocab-dir .gpu/minilm --out "$OUT/calls.jsonl" --cache-dir /tmp/cache --precisions bf16 \
-    2>&1 | show ;;
+  # waited for by block_until_ready and by a spin. It ran the einsum attention, the script's
+  # default then (not the job's): --attention xla keeps that (the script now also times the
+  # loop orders calls2 added)
+  calls --attention xla ;;
+calls2)  # 1 GPU, about 3.5 min (entry 95): calls1 again with the job's attention (cuDNN, the
+  # script's default now), bf16 only, and two more orders of the job's loop: the next batch
+  # made after the dispatch (predict_logits' order) or before
+  calls --precisions bf16 ;;
 calls3)  # 1 GPU, about 4 min (entry 95): the unrolled prediction program's floor, traced:
   # profile_step, bf16 batch 8 at seq 192 then 384, the layers unrolled with the weights passed
   # (noscan), with them compiled in (bound), and scanned (scan), each traced (call phases)
