@@ -16,7 +16,8 @@ the others wait with jax.block_until_ready, as the job does. Each way also gives
 seconds, making the batches included, which is what a user waits for.
 One JSON record a line: python benchmarks/prediction_calls.py --dev-file dev-v1.1.json.gz
 --vocab-dir MODEL_DIR --out calls.jsonl [--windows 800 --batch 8 --bucket-width 64]
-(random weights with a trained model's biases and LayerNorm scales, benchmark.trained_like).
+(random weights with a trained model's biases and LayerNorm scales,
+benchmark.random_trained_like).
 """
 import argparse
 import dataclasses
@@ -26,7 +27,7 @@ import time
 import jax
 import numpy as np
 
-from bert_jax import batches, benchmark, inference, mesh as mesh_lib, model
+from bert_jax import batches, benchmark, inference, mesh as mesh_lib
 from bert_jax.model_config import ModelConfig
 from bert_jax.precision import PrecisionPolicy
 from bert_jax.settings import DataSettings, MeshSettings
@@ -113,9 +114,7 @@ def main(argv=None) -> int:
   data = DataSettings(dev_file=args.dev_file, cache_dir=args.cache_dir)
   features = windows(benchmark.squad_features(data, 'dev', args.seq, args.vocab_dir),
                      args.windows)
-  params = jax.jit(lambda k: benchmark.trained_like(model.init_params(k, config),
-                                                    jax.random.fold_in(k, 1)),
-                   out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(1))
+  params = benchmark.random_trained_like(mesh, config, jax.random.PRNGKey(1))
   with open(args.out, 'a') as f:
     for precision in args.precisions:
       policy = PrecisionPolicy(precision)

@@ -91,13 +91,18 @@ def trained_like(params, key: jax.Array, scale: float = 0.02):
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array,
-                  scan_layers: bool = False):
-  """Replicated random weights as inference uses them (inference.prepare_params), with
-  biases and LayerNorm scales as a trained model has them (trained_like)."""
+def random_trained_like(mesh, config: ModelConfig, key: jax.Array):
+  """Replicated random float32 weights, with biases and LayerNorm scales as a trained model
+  has them (trained_like)."""
   init = jax.jit(lambda k: trained_like(model.init_params(k, config), jax.random.fold_in(k, 1)),
                  out_shardings=mesh_lib.replicated(mesh))
-  return inference.prepare_params(init(key), policy, scan_layers)
+  return init(key)
+
+
+def random_params(mesh, config: ModelConfig, policy: PrecisionPolicy, key: jax.Array,
+                  scan_layers: bool = False):
+  """random_trained_like's weights as inference uses them (inference.prepare_params)."""
+  return inference.prepare_params(random_trained_like(mesh, config, key), policy, scan_layers)
 
 
 def _train_inputs(features: Features | None, global_batch: int, seq_len: int, vocab: int,
