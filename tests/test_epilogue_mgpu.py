@@ -54,21 +54,22 @@ def _carried(outputs, index):
 
 
 # A case takes about 10 s interpreted on 2 cores, whatever its size. The default run keeps
-# one of each kind: the GELU epilogue (bias, GELU and its slope: every store) in each of the
-# three kernel bodies (specialized, plain, pingpong), one of them with the piecewise stores;
-# no bias (one output, no bias to wait for) and the bias without the GELU once each. The
-# rest (`every_kernel_case`) run with --every-kernel-case (gpu_run.sh's suite3 does).
+# one of each kind: the GELU epilogue (bias, GELU and its slope: every store) in the
+# specialized and plain kernel bodies, once with the piecewise stores (the pingpong body
+# runs it in test_pingpong_blocks_cover_every_tile, pieces included); no bias (one output,
+# no bias to wait for) and the bias without the GELU once each. The rest
+# (`every_kernel_case`) run with --every-kernel-case (gpu_run.sh's suite3 does).
 EVERY = pytest.mark.every_kernel_case
 
 
 @pytest.mark.parametrize('tiles, epilogue', [
     ('m64n64k64s2i0', 'gelu'),    # two compute warpgroups and a producer; 4 tiles, 4 blocks
     ('m64n64k64s2i0c2p', 'gelu'),   # one warpgroup a block issuing its own copies, 2 an SM
-    ('m64n64k64s3i1e64x32b2g', 'gelu'),  # the compute warpgroups taking whole tiles in turn,
-    # with 3 stages, a matmul left in flight and 64 x 32 pieces
+    ('m64n64k64s3i1e64x32b2', 'gelu'),   # 3 stages, a matmul left in flight, 64 x 32 pieces
     ('m64n64k64s2i0', 'none'),
     ('m64n64k64s2i0', 'bias'),
-    pytest.param('m64n64k64s3i1e64x32b2', 'gelu', marks=EVERY),
+    pytest.param('m64n64k64s3i1e64x32b2g', 'gelu', marks=EVERY),  # the compute warpgroups
+    # taking whole tiles in turn (as the default pingpong cover below, on one block's tiles)
     pytest.param('m64n128k64s2i0w1c2d500p', 'gelu', marks=EVERY),  # the second block's
     # stagger (a no-op interpreted)
     pytest.param('m64n64k64s2i0g', 'gelu', marks=EVERY),
