@@ -2,11 +2,11 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2, calls3 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2, calls3, group1 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
-# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1, trim5 (2 GPUs). Results go to $OUT (or
+# pair1, pair2, pair3, pack1, pack2, pack3, pack4, drop1, zero1, gelu2, epochs1, recheck1, qlen1, qlen2, qlen3, peerreal1, unpad1, trim5, multi2 (2 GPUs). Results go to $OUT (or
 # ./gpu_out); most 4-GPU groups pack them into $OUT/results.tgz, since the device tool returns
 # at most 8 files. DEADLINE (s, default 560) stops every job in time for the 10-minute cap.
 set -uo pipefail
@@ -68,7 +68,7 @@ train_parts() {  # EVAL_RESULTS_JSON: a job's train() wall time and its parts, t
 evaluate_at() {  # CONFIG WORKDIR CACHE WIDTH BATCH SCAN KEYS [FLAGS...]: --mode=evaluate on
   # WORKDIR's last checkpoint, the whole dev set at one bucket width and eval batch (and
   # eval.scan_layers SCAN, the config's where empty); its JSON kept in $OUT, KEYS of it printed
-  local out="$OUT/evaluate_b$4_batch$5${6:+_scan$6}.json"
+  local out="$OUT/evaluate_b$4_batch$5${6:+_scan$6}${TAG:+_$TAG}.json"   # TAG: a name part
   timeout $(left) python3 run.py --config=configs/$1.py --workdir=$2 --mode=evaluate \
     --config.data.cache_dir=$3 --config.data.train_file=$SQ/train-v1.1.reconstructed.json.gz \
     --config.data.dev_file=$SQ/dev-v1.1.json.gz --config.eval.bucket_width=$4 \
@@ -927,6 +927,31 @@ calls3)  # 1 GPU, about 4 min (entry 95): the unrolled prediction program's floo
   done   # the traces themselves are too large to come back (calls3's did not): the records,
   # which hold each trace's summary, do
   find "$OUT" -type f \( -name '*.json.gz' -o -name '*.pb' \) -delete; pack ;;
+group1)  # 1 GPU, about 6 min (entry 96): prediction's windows in order of their bucket width
+  # (eval.group_by_width, the default now) against consecutive windows. BERT-Large from random
+  # init, 20 steps (evalbucket2's checkpoint; its F1 means nothing, but must be the same every
+  # way), the whole dev set predicted padded at batch 64 by the job; then --mode=evaluate cut
+  # to buckets of 64 at batches 64 and 8, grouped by width and not (bf16, scanned layers)
+  LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
+  cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
+  for ev in "64 True" "64 False" "8 True" "8 False"; do set -- $ev
+    TAG=group$2 evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l 64 $1 '' \
+      f1,inference_widths,eval_group_by_width,inference_sentences_per_s,inference_latency_ms \
+      --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
+      --config.eval.group_by_width=$2
+  done ;;
+multi2)  # 2 GPUs, about 9 min (entry 97): the join kernel (entry 84) on two GPUs and in fp16,
+  # neither run on a GPU before. GPU 0: the bench at seq 384 batch 32, bf16 then fp16, real
+  # windows; GPU 1 at once: prediction_calls' ways (sorted, same: entry 95's question), bf16.
+  # Then, alone on the machine: the scaling sweep (scale7, 1 and 2 GPUs); then the join and
+  # LayerNorm kernels' tests on both GPUs (their mesh tests on two real devices)
+  mkdir -p "$OUT"/g0 "$OUT"/g1
+  ( ours 0 train 384 bf16,fp16 '(32,)' ) &
+  ( CUDA_VISIBLE_DEVICES=1 DEADLINE=$(( $(left) - 330 )) calls --precisions bf16 ) &
+  wait; brief "$OUT"/g0/records.jsonl
+  SWEEP="(1,2)" DEADLINE=$(( $(left) - 90 )) bash $0 scale7
+  gputests 0,1 "$OUT/gpu_tests.txt" tests/test_qkv_join_kernel.py tests/test_layer_norm_kernel.py
+  tail -3 "$OUT/gpu_tests.txt"; pack ;;
 join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,

@@ -6,13 +6,18 @@ The bench (`benchmark.time_infer`) times calls on batches made beforehand. On an
 job's unrolled bf16 calls at batch 8 took about 5.6 ms whatever their width
 (docs/performance_notes.md, 93), where the bench's took 3.5-4 ms. This script runs, on the
 same random BERT-Large weights and the same dev windows, for each precision and layer form:
-  job     predict_logits itself (its latencies, each width's first call left out);
+  job     predict_logits itself (its latencies, each width's first call left out; with
+          buckets its windows in order of width, eval.group_by_width's default);
   overlap the same eval step in predict_logits' order: the next batch made after a call's
           dispatch, before its wait;
   ahead   the next batch made before the call's dispatch;
   premade batches made beforehand, none made between calls;
   spin    as premade, waited for by polling (benchmark.wait_until_ready, the bench's wait);
-the others wait with jax.block_until_ready, as the job does. Each way also gives its loop's
+  sorted  premade's calls in order of width: each width's program runs its calls together;
+  same    premade's order of widths, each call on its width's first batch again: the programs
+          switch as in premade, the inputs do not change;
+so premade against sorted is what switching programs costs, premade against same what new
+inputs cost (docs/performance_notes.md, 95 and 96). The others wait with jax.block_until_ready, as the job does. Each way also gives its loop's
 seconds, making the batches included, which is what a user waits for.
 One JSON record a line: python benchmarks/prediction_calls.py --dev-file dev-v1.1.json.gz
 --vocab-dir MODEL_DIR --out calls.jsonl [--windows 800 --batch 8 --bucket-width 64]
@@ -88,6 +93,13 @@ def measure(params, features, mesh, config, policy, batch, scan, bucket_width) -
   premade = list(made())
   ways['premade'] = _loop(fn, prepared, premade, jax.block_until_ready)
   ways['spin'] = _loop(fn, prepared, premade, benchmark.wait_until_ready)
+  width = lambda call: call[0]['input_ids'].shape[1]
+  ways['sorted'] = _loop(fn, prepared, sorted(premade, key=width), jax.block_until_ready)
+  first = {}
+  for call in premade:
+    first.setdefault(width(call), call)
+  ways['same'] = _loop(fn, prepared, [first[width(call)] for call in premade],
+                       jax.block_until_ready)
   return {name: {'mean_ms': float(np.mean(v)), 'p50_ms': float(np.median(v)), 'calls': len(v),
                  'loop_s': loop_s} for name, (v, loop_s) in ways.items()}
 

@@ -149,7 +149,8 @@ def prepare_params(params, policy: PrecisionPolicy, scan_layers: bool = False):
 
 def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
                    policy: PrecisionPolicy, batch_size: int, scan_layers: bool = True,
-                   packed: bool = False, max_windows: int = 8, bucket_width: int = 0):
+                   packed: bool = False, max_windows: int = 8, bucket_width: int = 0,
+                   group_by_width: bool = True):
   """Returns (start [N, L], end [N, L], timing) where timing holds the compile/warm-up time
   of the first batch, the latency of each later batch (ms, from its dispatch until its logits
   are ready; the next batch is made on the host meanwhile) and the windows each of those
@@ -164,7 +165,10 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   bucket_width > 0: each call's batch cut to the multiple of it that holds its longest
   window (batches.eval_batches), one compiled program a width; each width's first call is
   left out of the latencies, as the first call is (warmup_s sums them); the positions past
-  a call's width packing.OUTSIDE_LOGIT."""
+  a call's width packing.OUTSIDE_LOGIT. group_by_width (with bucket_width > 0): the windows
+  taken in order of their bucket width (batches.width_order), so each call holds windows of
+  one width and the calls of a width run together; the logits come back in the features'
+  order either way (False: consecutive windows a call, as the bench's calls take them)."""
   fn = make_eval_fn(mesh, config, policy, scan_layers)
   params = prepare_params(mesh_lib.gathered(mesh, params), policy, scan_layers)
   sharding = mesh_lib.batch_sharding(mesh)
@@ -173,7 +177,9 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
     calls = ((source.device_batch(i), source.windows(i)) for i in range(len(source)))
     total, out = len(source), source.outside_logits()
   else:
-    calls = batches.eval_batches(features, batch_size, sharding, bucket_width)
+    grouped = bucket_width and group_by_width
+    order = batches.width_order(features, bucket_width) if grouped else None
+    calls = batches.eval_batches(features, batch_size, sharding, bucket_width, order)
     total, chunks = -(-len(features) // batch_size), []
   latencies, windows, warmup_s, widths = [], [], 0.0, set()
   calls = iter(calls)
@@ -197,10 +203,16 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
       source.unpack(i, logits, out)
     else:
       chunks.append(_full_width(logits[:count], features.max_seq_length))
-  logits = out if packed else np.concatenate(chunks)
+  if packed:
+    logits = out
+  else:
+    logits = np.concatenate(chunks)
+    if order is not None:   # back in the features' order
+      logits = logits[np.argsort(order)]
   timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'windows_per_call': windows,
             'batch_size': batch_size, 'sentences': len(features), 'scan_layers': scan_layers,
-            'packed': packed, 'bucket_width': bucket_width, 'widths': sorted(widths)}
+            'packed': packed, 'bucket_width': bucket_width, 'widths': sorted(widths),
+            'group_by_width': bool(bucket_width and group_by_width and not packed)}
   return logits[..., 0], logits[..., 1], timing
 
 

@@ -134,7 +134,10 @@ class EvalSettings:
   window's positions with about half the positions computed on SQuAD at 384.
   bucket_width: each call's batch of windows cut to the multiple of it that holds the
   batch's longest window (one compiled program a width): the same logits at each window's
-  positions, fewer positions computed (0: every call max_seq_length wide)."""
+  positions, fewer positions computed (0: every call max_seq_length wide). group_by_width
+  (with bucket_width): the windows predicted in order of their bucket width
+  (batches.width_order), each call holding windows of one width; the same logits, fewer
+  positions again (False: consecutive windows a call)."""
   batch_size: int = 64
   n_best_size: int = 20
   max_answer_length: int = 30
@@ -142,6 +145,7 @@ class EvalSettings:
   scan_layers: bool = True
   packing: bool = False
   bucket_width: int = 0
+  group_by_width: bool = True
 
   def __post_init__(self):
     _at_least('eval.batch_size', self.batch_size, 1)

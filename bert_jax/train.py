@@ -243,7 +243,8 @@ def predict_and_score(job: Job, params, workdir: str) -> dict:
   start, end, timing = inference.predict_logits(params, feats, job.mesh, job.model_config,
                                                 s.precision, s.eval.batch_size,
                                                 s.eval.scan_layers, s.eval.packing,
-                                                s.data.max_windows_per_row, s.eval.bucket_width)
+                                                s.data.max_windows_per_row, s.eval.bucket_width,
+                                                s.eval.group_by_width)
   preds, nbest, odds = postprocess.predict_answers(
       examples, feats, start, end, n_best_size=s.eval.n_best_size,
       max_answer_length=s.eval.max_answer_length, version_2=s.data.version_2,
@@ -310,6 +311,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'inference_timed_calls': len(timed),
       'inference_scan_layers': final['timing']['scan_layers'], 'eval_packing': s.eval.packing,
       'eval_bucket_width': s.eval.bucket_width, 'inference_widths': final['timing']['widths'],
+      'eval_group_by_width': final['timing']['group_by_width'],
       'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
   }
   mc = job.model_config
@@ -341,6 +343,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'latency_ms': lat, 'sentences_per_s': infer_rate,
       'scan_layers': final['timing']['scan_layers'], 'packing': s.eval.packing,
       'bucket_width': s.eval.bucket_width, 'widths': final['timing']['widths'],
+      'group_by_width': final['timing']['group_by_width'],
       'xla_compiler_options': inference.default_compiler_options(job.mesh)})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
@@ -374,5 +377,6 @@ def from_checkpoint(config, workdir: str, mode: str) -> dict:
   final = predict_and_score(job, state.params, workdir)
   lat, rate = inference_figures(final['timing'])
   return {**final['scores'], 'eval_features': final['num_features'],
-          'inference_widths': final['timing']['widths'], 'inference_sentences_per_s': rate,
-          'inference_latency_ms': lat}
+          'inference_widths': final['timing']['widths'],
+          'eval_group_by_width': final['timing']['group_by_width'],
+          'inference_sentences_per_s': rate, 'inference_latency_ms': lat}

@@ -71,4 +71,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.scan_layers = True            # layers as one lax.scan: compiles in seconds (model.encode)
   c.eval.packing = False               # dev windows packed into rows (same logits, ~half the work at 384); eval.batch_size then counts rows
   c.eval.bucket_width = 0              # e.g. 64: each call cut to the multiple of this holding its longest window (same logits; one program a width)
+  c.eval.group_by_width = True         # with bucket_width: windows predicted in order of width, each call one width (same logits)
   return c

@@ -716,6 +716,7 @@ def test_prediction_calls_script_times_the_job_loop_and_premade_batches(load_scr
   for r in recs:
     assert r['windows'] == 40 and r['seq'] == 64
     assert r['attention'] == 'fused'   # the job's
-    for way in ('job', 'overlap', 'ahead', 'premade', 'spin'):   # each width's first call
-      assert r[way]['calls'] >= 1 and r[way]['mean_ms'] > 0        # left out
+    for way in ('job', 'overlap', 'ahead', 'premade', 'spin', 'sorted', 'same'):
+      assert r[way]['calls'] >= 1 and r[way]['mean_ms'] > 0   # each width's first left out
       assert r[way]['loop_s'] * 1e3 > 0.99 * r[way]['mean_ms'] * r[way]['calls']
+    assert r['sorted']['calls'] == r['same']['calls'] == r['premade']['calls']   # its calls

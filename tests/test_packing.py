@@ -1,12 +1,14 @@
 """Sequence packing: the packer, the batches, and that a packed window trains as if alone."""
 import json
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert_jax import mesh as mesh_lib, model, packing, steps
+from bert_jax import batches, mesh as mesh_lib, model, packing, steps
 from bert_jax.settings import ConfigError, DataSettings, EvalSettings, MeshSettings
 
 from helpers import FP32, TINY, features, features_of_lengths, run_tiny_job
@@ -156,30 +158,54 @@ def test_packed_prediction_gives_each_window_its_padded_logits(devices, attentio
   assert max(len(r) for call in source.calls for r in call) <= 3
 
 
-@pytest.mark.parametrize('devices,attention', [(1, 'xla'), (8, 'fused')])
-def test_bucketed_prediction_gives_each_window_its_padded_logits(devices, attention):
+@pytest.mark.parametrize('devices,attention,grouped', [(1, 'xla', False), (1, 'xla', True),
+                                                       (8, 'fused', True)])
+def test_bucketed_prediction_gives_each_window_its_padded_logits(devices, attention, grouped):
   from bert_jax import inference
   config = TINY.replace(attention=attention)
-  # calls of 8 consecutive windows: the longest of each call sets its width
+  # 8 windows a call; consecutive windows (grouped=False): the longest of each call sets its
+  # width
   calls = [[5, 9, 12, 7, 3, 14, 10, 2], [30, 5, 64, 12, 9, 20, 3, 8],
            [20, 33, 4, 9, 17, 6, 2, 11], [1, 16, 4, 4, 8, 3, 2, 6]]
-  lengths = sum(calls, [])
+  lengths = np.array(sum(calls, []))
   feats = features_of_lengths(lengths)
   mesh = mesh_lib.make_mesh(MeshSettings(num_devices=devices))
   params = model.init_params(jax.random.PRNGKey(4), config)
   want_s, want_e, _ = inference.predict_logits(params, feats, mesh, config, FP32, 8)
   got_s, got_e, timing = inference.predict_logits(params, feats, mesh, config, FP32, 8,
-                                                  bucket_width=16)
+                                                  bucket_width=16, group_by_width=grouped)
   assert got_s.shape == want_s.shape == (32, 64) and timing['bucket_width'] == 16
-  assert timing['widths'] == [16, 48, 64]
+  assert timing['group_by_width'] == grouped
+  if grouped:
+    # in order of width: 26 windows of 16 (three calls of 16), then a call of 64 holding
+    # the last two of 16 (windows 30 and 31, the sort being stable), four of 32, 48 and 64
+    cut = np.where(lengths > 16, 64, 16)
+    cut[[30, 31]] = 64
+    assert timing['widths'] == [16, 64]
+  else:
+    cut = np.repeat([16, 64, 48, 16], 8)
+    assert timing['widths'] == [16, 48, 64]
   for w, n in enumerate(lengths):
     np.testing.assert_allclose(got_s[w, :n], want_s[w, :n], atol=2e-5)
     np.testing.assert_allclose(got_e[w, :n], want_e[w, :n], atol=2e-5)
-    cut = [16, 64, 48, 16][w // 8]   # past its call's width: no logit
-    assert (got_s[w, cut:] == packing.OUTSIDE_LOGIT).all()
-    assert (got_e[w, cut:] == packing.OUTSIDE_LOGIT).all()
-  # each width's first call compiles and is left untimed: only the fourth call is timed
-  assert len(timing['latencies_ms']) == 1 and timing['windows_per_call'] == [8]
+    # past its call's width: no logit
+    assert (got_s[w, cut[w]:] == packing.OUTSIDE_LOGIT).all()
+    assert (got_e[w, cut[w]:] == packing.OUTSIDE_LOGIT).all()
+  # each width's first call compiles and is left untimed
+  timed = 2 if grouped else 1
+  assert len(timing['latencies_ms']) == timed and timing['windows_per_call'] == [8] * timed
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.sampled_from([8, 16, 32]))
+def test_width_order_is_a_stable_permutation_narrowest_first(lengths, bucket_width):
+  feats = features_of_lengths(lengths)
+  order = batches.width_order(feats, bucket_width)
+  widths = batches.bucket_widths(feats, bucket_width)[order]
+  assert sorted(order) == list(range(len(lengths)))
+  assert (np.diff(widths) >= 0).all()
+  for w in set(widths):   # within a width, the features' order
+    assert (np.diff(order[widths == w]) > 0).all()
 
 
 def _cudnn_prediction_matches_padded(precision, lengths, **how):

@@ -312,9 +312,10 @@ def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads((tmp_path / 'b' / 'eval_results.json').read_text())
   assert res['bucket_width'] == 16 and res['eval_bucket_width'] == 32
+  assert res['eval_group_by_width'] is True   # eval.group_by_width's default
   assert res['inference_widths'] and all(w % 32 == 0 and w <= 64 for w in res['inference_widths'])
   infer = [json.loads(line) for line in open(tmp_path / 'b' / 'records.jsonl')][-1]
-  assert infer['kind'] == 'infer' and infer['bucket_width'] == 32
+  assert infer['kind'] == 'infer' and infer['bucket_width'] == 32 and infer['group_by_width']
   assert len(res['compiled_widths']) == len(set(res['compiled_widths'])) >= 2
   assert all(w % 16 == 0 and w <= 64 for w in res['compiled_widths'])
   losses = [json.loads(line)['loss'] for line in open(tmp_path / 'b' / 'metrics.jsonl')]
