@@ -946,22 +946,18 @@ join5)  # 1 GPU, about 8.5 min (entry 97): multi2's one-GPU parts, one after ano
   mkdir -p "$OUT"/g0
   ours 0 train 384 bf16,fp16 '(32,)'
   brief "$OUT"/g0/records.jsonl
-  DEADLINE=$(( $(left) - 90 )) calls --precisions bf16
+  DEADLINE=$(( ${DEADLINE:-560} - 90 )) calls --precisions bf16   # (ran as left - 90: cut at
+  # 150 s with no record; a function's DEADLINE counts from this shell's start, as SECONDS does)
   gputests 0 "$OUT/gpu_tests.txt" tests/test_qkv_join_kernel.py tests/test_layer_norm_kernel.py
   tail -3 "$OUT/gpu_tests.txt"; pack ;;
-multi2)  # 2 GPUs, about 9 min (entry 97; not yet run: no 2-GPU machine lent that day): the join kernel (entry 84) on two GPUs and in fp16,
-  # neither run on a GPU before. GPU 0: the bench at seq 384 batch 32, bf16 then fp16, real
-  # windows; GPU 1 at once: prediction_calls' ways (sorted, same: entry 95's question), bf16.
-  # Then, alone on the machine: the scaling sweep (scale7, 1 and 2 GPUs); then the join and
-  # LayerNorm kernels' tests on both GPUs (their mesh tests on two real devices)
-  mkdir -p "$OUT"/g0 "$OUT"/g1
-  ( ours 0 train 384 bf16,fp16 '(32,)' ) &
-  ( CUDA_VISIBLE_DEVICES=1 DEADLINE=$(( $(left) - 330 )) calls --precisions bf16 ) &
-  wait; brief "$OUT"/g0/records.jsonl
-  SWEEP="(1,2)" DEADLINE=$(( $(left) - 90 )) bash $0 scale7
+multi2)  # 2 GPUs, about 8.5 min (entry 97): the join kernel (entry 84) on two GPUs, which it had
+  # not run on. Alone on the machine: prediction_calls' ways (bf16, GPU 0; entry 95's
+  # question, which join5 did not reach); the scaling sweep (scale7, 1 and 2 GPUs); the join
+  # and LayerNorm kernels' tests on both GPUs (their mesh tests on two real devices)
+  CUDA_VISIBLE_DEVICES=0 DEADLINE=$(( ${DEADLINE:-560} - 300 )) calls --precisions bf16
+  SWEEP="(1,2)" DEADLINE=$(( $(left) - 80 )) bash $0 scale7   # a new shell: left() is right
   gputests 0,1 "$OUT/gpu_tests.txt" tests/test_qkv_join_kernel.py tests/test_layer_norm_kernel.py
-  tail -3 "$OUT/gpu_tests.txt"; pack ;;
-join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
+  tail -3 "$OUT/gpu_tests.txt"; pack ;;join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
   # power, temperature and clock-event reasons every 500 ms throughout (smi.csv)
