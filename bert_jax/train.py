@@ -312,6 +312,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       'inference_scan_layers': final['timing']['scan_layers'], 'eval_packing': s.eval.packing,
       'eval_bucket_width': s.eval.bucket_width, 'inference_widths': final['timing']['widths'],
       'eval_group_by_width': final['timing']['group_by_width'],
+      'inference_warmup_s': final['timing']['warmup_s'],
       'loss_scale_skipped_steps': int(jax.device_get(state.loss_scale.skipped)),
   }
   mc = job.model_config
@@ -379,4 +380,5 @@ def from_checkpoint(config, workdir: str, mode: str) -> dict:
   return {**final['scores'], 'eval_features': final['num_features'],
           'inference_widths': final['timing']['widths'],
           'eval_group_by_width': final['timing']['group_by_width'],
+          'inference_warmup_s': final['timing']['warmup_s'],   # each width's first call
           'inference_sentences_per_s': rate, 'inference_latency_ms': lat}

@@ -296,6 +296,7 @@ def test_packed_training_runs_learns_and_counts_windows(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   got = json.loads(out.stdout[out.stdout.index('{'):])
   assert got['inference_widths'] == [96] and got['eval_features'] == res['eval_features']
+  assert got['eval_group_by_width'] and got['inference_warmup_s'] > 0
   cut = json.loads((tmp_path / 'p' / 'predictions.json').read_text())
   assert cut.keys() == packed.keys()
   assert sum(cut[q] == packed[q] for q in cut) >= 0.95 * len(cut)

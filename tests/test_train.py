@@ -313,6 +313,7 @@ def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
   res = json.loads((tmp_path / 'b' / 'eval_results.json').read_text())
   assert res['bucket_width'] == 16 and res['eval_bucket_width'] == 32
   assert res['eval_group_by_width'] is True   # eval.group_by_width's default
+  assert res['inference_warmup_s'] > 0        # each width's first call, compiling
   assert res['inference_widths'] and all(w % 32 == 0 and w <= 64 for w in res['inference_widths'])
   infer = [json.loads(line) for line in open(tmp_path / 'b' / 'records.jsonl')][-1]
   assert infer['kind'] == 'infer' and infer['bucket_width'] == 32 and infer['group_by_width']
