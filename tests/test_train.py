@@ -172,35 +172,6 @@ def test_checkpoint_with_the_layers_as_a_list_restores_stacked(tmp_path):
     checkpointing.restore_state(ckpt, checkpointing.abstract_like(state, shardings))
 
 
-def test_split_state_job_trains_checkpoints_and_resumes(tmp_path):
-  """The tiny job on 2 devices with mesh.shard_state: it trains, predicts from the split
-  params, saves split checkpoints, and a rerun restores the last one to the same scores."""
-  flags = ('--config.mesh.shard_state=True', '--config.train.max_steps=30')
-  results = []
-  for _ in range(2):
-    run = run_tiny_job(tmp_path, *flags, devices=2)
-    assert run.returncode == 0, run.stderr[-2000:]
-    results.append(json.loads((tmp_path / 'eval_results.json').read_text()))
-    results[-1]['predictions'] = json.loads((tmp_path / 'predictions.json').read_text())
-  first, again = results
-  assert first['resumed_from_step'] == 0 and again['resumed_from_step'] == 30
-  assert again['f1'] == first['f1'] and again['predictions'] == first['predictions']
-  recs = [json.loads(line) for line in (tmp_path / 'records.jsonl').read_text().splitlines()]
-  assert [r['shard_state'] for r in recs if r['kind'] == 'train'] == [True, True]
-  # the first run's train() wall time holds its parts, each timed apart: set-up, compiling,
-  # the steady steps (their windows / their rate), the final checkpoint
-  rec = recs[0]
-  steady = rec['timed_steps'] * rec['batch_size'] / rec['sentences_per_s']
-  parts = (rec['setup_s'], rec['compile_s'], steady, rec['final_checkpoint_s'])
-  assert all(p > 0 for p in parts) and sum(parts) <= rec['total_train_time_s']
-  assert (first['train_setup_s'], first['final_checkpoint_s']) == parts[::3]
-  # evaluation ran the layers as one lax.scan (eval.scan_layers' default), and says so
-  assert first['inference_scan_layers'] is True
-  assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True, True]
-  assert all(r['xla_compiler_options'] == {} for r in recs)   # GPU-only options, off on CPU
-  assert all(r['activation'] == 'gelu' for r in recs)          # the checkpoint's (exact) GELU
-
-
 def test_accumulated_micro_batches_equal_one_big_batch():
   config = CONFIG.replace(hidden_dropout=0.0, attention_dropout=0.0)
   state, opt = new_state(config)
@@ -326,16 +297,20 @@ def test_bucketed_training_compiles_each_width_once_and_learns(tmp_path):
 
 
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
-  """kill -9 mid-training, rerun the same command: same final predictions and scores.
-  The runs share XLA's persistent compilation cache, so the resumed run loads its step."""
+  """The tiny job on 2 devices with the train state split (mesh.shard_state, the default):
+  kill -9 mid-training, rerun the same command: it restores the last split checkpoint and
+  ends with the uninterrupted run's predictions and scores. The runs share XLA's persistent
+  compilation cache, so the resumed run loads its step."""
   cache = f'--config.train.compilation_cache_dir={tmp_path / "xla_cache"}'
   # JAX caches only compiles of 1 s or more by default; the tiny step compiles faster than
   # that on a fast machine (32 cores: not cached, this test failed), so cache every compile
   every = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
-  straight = run_tiny_job(tmp_path / 'straight', cache, env=every)
+  job = lambda name, **kw: run_tiny_job(tmp_path / name, cache, '--config.mesh.shard_state=True',
+                                        devices=2, env=every, **kw)
+  straight = job('straight')
   assert straight.returncode == 0, straight.stderr[-2000:]
   assert list((tmp_path / 'xla_cache').glob('jit_train_step-*'))
-  proc = run_tiny_job(tmp_path / 'killed', cache, wait=False, env=every)
+  proc = job('killed', wait=False)
   ckpts = tmp_path / 'killed' / 'checkpoints'
   deadline = time.time() + 300
   while time.time() < deadline:
@@ -345,15 +320,30 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = run_tiny_job(tmp_path / 'killed', cache, env=every)
+  resumed = job('killed')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   a = json.loads((tmp_path / 'straight' / 'eval_results.json').read_text())
   b = json.loads((tmp_path / 'killed' / 'eval_results.json').read_text())
-  assert b['resumed_from_step'] >= 40
+  assert a['resumed_from_step'] == 0 and b['resumed_from_step'] >= 40
   assert a['f1'] == b['f1'] and a['exact_match'] == b['exact_match']
   pa = json.loads((tmp_path / 'straight' / 'predictions.json').read_text())
   pb = json.loads((tmp_path / 'killed' / 'predictions.json').read_text())
   assert pa == pb
+  recs = [json.loads(line) for line in (tmp_path / 'straight' / 'records.jsonl').open()]
+  assert [r['shard_state'] for r in recs if r['kind'] == 'train'] == [True]
+  assert all(r['num_devices'] == 2 for r in recs)
+  # the straight run's train() wall time holds its parts, each timed apart: set-up,
+  # compiling, the steady steps (their windows / their rate), the final checkpoint
+  rec = recs[0]
+  steady = rec['timed_steps'] * rec['batch_size'] / rec['sentences_per_s']
+  parts = (rec['setup_s'], rec['compile_s'], steady, rec['final_checkpoint_s'])
+  assert all(p > 0 for p in parts) and sum(parts) <= rec['total_train_time_s']
+  assert (a['train_setup_s'], a['final_checkpoint_s']) == parts[::3]
+  # evaluation ran the layers as one lax.scan (eval.scan_layers' default), and says so
+  assert a['inference_scan_layers'] is True
+  assert [r['scan_layers'] for r in recs if r['kind'] == 'infer'] == [True]
+  assert all(r['xla_compiler_options'] == {} for r in recs)   # GPU-only options, off on CPU
+  assert all(r['activation'] == 'gelu' for r in recs)          # the checkpoint's (exact) GELU
 
 
 def test_inference_figures_count_the_timed_calls_windows_and_are_null_without_any():
