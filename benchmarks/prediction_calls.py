@@ -17,8 +17,9 @@ same random BERT-Large weights and the same dev windows, for each precision and 
   same    premade's order of widths, each call on its width's first batch again: the programs
           switch as in premade, the inputs do not change;
 so premade against sorted is what switching programs costs, premade against same what new
-inputs cost (docs/performance_notes.md, 95 and 96). The others wait with jax.block_until_ready, as the job does. Each way also gives its loop's
-seconds, making the batches included, which is what a user waits for.
+inputs cost (docs/performance_notes.md, 95 and 97). The others wait with
+jax.block_until_ready, as the job does. Each way also gives its loop's seconds, making the
+batches included, which is what a user waits for.
 One JSON record a line: python benchmarks/prediction_calls.py --dev-file dev-v1.1.json.gz
 --vocab-dir MODEL_DIR --out calls.jsonl [--windows 800 --batch 8 --bucket-width 64]
 (random weights with a trained model's biases and LayerNorm scales,

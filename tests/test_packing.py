@@ -197,7 +197,8 @@ def test_bucketed_prediction_gives_each_window_its_padded_logits(devices, attent
 
 
 @hypothesis.settings(max_examples=30, deadline=None)
-@hypothesis.given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.sampled_from([8, 16, 32]))
+@hypothesis.given(st.lists(st.integers(1, 64), min_size=1, max_size=40),
+                  st.sampled_from([8, 16, 32]))
 def test_width_order_is_a_stable_permutation_narrowest_first(lengths, bucket_width):
   feats = features_of_lengths(lengths)
   order = batches.width_order(feats, bucket_width)
