@@ -1477,7 +1477,7 @@ suite3)  # 4 GPUs, about 5 min: the README's test command (CPU, 8 fake devices) 
   shared_dir; export BERT_JAX_SHARED=/tmp/shared
   python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' | tee -a "$OUT/gpu.txt"
   shard() { JAX_PLATFORMS=cpu timeout $(( $(left) - 90 )) python3 -m pytest -q -p no:cacheprovider \
-    --durations=5 --every-kernel-case "${@:2}" > "$OUT/cpu_suite_$1.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite_$1.txt"; }
+    --durations=5 --every-kernel-case --slow-tools "${@:2}" > "$OUT/cpu_suite_$1.txt" 2>&1; echo "rc $?" >> "$OUT/cpu_suite_$1.txt"; }
   a="tests/test_train.py tests/test_distributed.py"
   b="tests/test_benchmark.py tests/test_profile_step.py tests/test_notebook.py"
   c="tests/test_model.py tests/test_weights.py tests/test_inference.py tests/test_squad.py"

@@ -39,25 +39,34 @@ def need(path):
   return path
 
 
+# Opt-in tests: (option, marker, what they are). The default run keeps one case of each
+# kind; gpu_run.sh's suite3 passes both options on the GPU machine's host.
+OPT_IN = (('--every-kernel-case', 'every_kernel_case',
+           'an interpreted kernel case beyond the default set (about 10 s each on 2 cores)'),
+          ('--slow-tools', 'slow_tool',
+           "a slow test of a benchmark script's own variants (benchmarks/, not the package; "
+           '8-24 s each on 2 cores)'))
+
+
 def pytest_addoption(parser):
-  parser.addoption('--every-kernel-case', action='store_true',
-                   help='also run the interpreted kernel cases marked every_kernel_case '
-                        '(about 10 s each on 2 cores; the default run keeps one of each kind)')
+  for option, marker, what in OPT_IN:
+    parser.addoption(option, action='store_true',
+                     help=f'also run the tests marked {marker}: {what}')
 
 
 def pytest_configure(config):
-  config.addinivalue_line('markers', 'every_kernel_case: an interpreted kernel case beyond '
-                          'the default set, run with --every-kernel-case')
+  for option, marker, what in OPT_IN:
+    config.addinivalue_line('markers', f'{marker}: {what}, run with {option}')
 
 
 def pytest_collection_modifyitems(config, items):
-  if config.getoption('--every-kernel-case'):
-    return
-  skip = pytest.mark.skip(reason='an interpreted kernel case beyond the default set: run '
-                          'with --every-kernel-case')
-  for item in items:
-    if 'every_kernel_case' in item.keywords:
-      item.add_marker(skip)
+  for option, marker, what in OPT_IN:
+    if config.getoption(option):
+      continue
+    skip = pytest.mark.skip(reason=f'{what}: run with {option}')
+    for item in items:
+      if marker in item.keywords:
+        item.add_marker(skip)
 
 
 def pytest_unconfigure(config):

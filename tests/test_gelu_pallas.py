@@ -107,6 +107,7 @@ def test_kernel_runs_per_device_under_the_data_mesh(gp, monkeypatch):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow_tool
 def test_the_variant_train_step_matches_the_model_on_a_mesh(gp, monkeypatch):
   """profile_step's gelu_kernel: the whole jitted train step (4 devices, tiny model whose FFN
   width 128 tiles) gives the model's loss, gradient norm and params, in float32."""
