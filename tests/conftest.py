@@ -45,7 +45,7 @@ OPT_IN = (('--every-kernel-case', 'every_kernel_case',
            'an interpreted kernel case beyond the default set (about 10 s each on 2 cores)'),
           ('--slow-tools', 'slow_tool',
            "a slow test of a benchmark script's own variants (benchmarks/, not the package; "
-           '8-24 s each on 2 cores)'))
+           '12-24 s each on 2 cores)'))
 
 
 def pytest_addoption(parser):
