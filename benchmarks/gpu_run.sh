@@ -972,7 +972,8 @@ multi2)  # 2 GPUs, about 8.5 min (entry 97): the join kernel (entry 84) on two G
   CUDA_VISIBLE_DEVICES=0 DEADLINE=$(( ${DEADLINE:-560} - 300 )) calls --precisions bf16
   SWEEP="(1,2)" DEADLINE=$(( $(left) - 80 )) bash $0 scale7   # a new shell: left() is right
   gputests 0,1 "$OUT/gpu_tests.txt" tests/test_qkv_join_kernel.py tests/test_layer_norm_kernel.py
-  tail -3 "$OUT/gpu_tests.txt"; pack ;;join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
+  tail -3 "$OUT/gpu_tests.txt"; pack ;;
+join3)  # 1 GPU, about 8.5 min (entry 84): the padded 2 epochs end to end with entries 81 and
   # 84 (stream3), then the join kernel's rows a program and warps, each against base, on
   # SQuAD-like lengths at seq 384 batch 32 (profile_step, one process); nvidia-smi's clock,
   # power, temperature and clock-event reasons every 500 ms throughout (smi.csv)

@@ -172,13 +172,14 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   fn = make_eval_fn(mesh, config, policy, scan_layers)
   params = prepare_params(mesh_lib.gathered(mesh, params), policy, scan_layers)
   sharding = mesh_lib.batch_sharding(mesh)
+  order = None   # the windows' order when grouped by width
   if packed:
     source = packing.PackedEval(features, batch_size, sharding, max_windows)
     calls = ((source.device_batch(i), source.windows(i)) for i in range(len(source)))
     total, out = len(source), source.outside_logits()
   else:
-    grouped = bucket_width and group_by_width
-    order = batches.width_order(features, bucket_width) if grouped else None
+    if bucket_width and group_by_width:
+      order = batches.width_order(features, bucket_width)
     calls = batches.eval_batches(features, batch_size, sharding, bucket_width, order)
     total, chunks = -(-len(features) // batch_size), []
   latencies, windows, warmup_s, widths = [], [], 0.0, set()
@@ -212,7 +213,7 @@ def predict_logits(params, features: Features, mesh: Mesh, config: ModelConfig,
   timing = {'warmup_s': warmup_s, 'latencies_ms': latencies, 'windows_per_call': windows,
             'batch_size': batch_size, 'sentences': len(features), 'scan_layers': scan_layers,
             'packed': packed, 'bucket_width': bucket_width, 'widths': sorted(widths),
-            'group_by_width': bool(bucket_width and group_by_width and not packed)}
+            'group_by_width': order is not None}
   return logits[..., 0], logits[..., 1], timing
 
 
