@@ -2,7 +2,7 @@
 # The GPU measurements behind README.md and docs/benchmarks.md, in the groups they ran in.
 # Expects .gpu/minilm (the MiniLM checkpoint), .gpu/squad (SQuAD json.gz) and, where the
 # image lacks ml_collections, its wheel in .whl/. Usage: bash benchmarks/gpu_run.sh GROUP
-# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2, calls3, group1, group2, groupgpu1, join5 (1 GPU); grid, rest, fullgrid,
+# Groups: minilm, large (1 GPU or NDEV GPUs), profile, profile2, gridlast, autotune, gelukernel, stack1, cmdbuf1, stack2, stack4, gelu1, gelu3, gelu4, gridfill, scan1, scan2, scan3, scan4, dsf1, inf1, inf2, fill1, host1, host2, ln1, ln2, ln3, bound1, bound2, bound3, bound4, tanh1, tanh2, tanh3, tanh4, tanh5, wait1, wait2, spin1, rep1, rep2, cudnn1, suite1, suite2, qlen4, packgpu1, sink1, sink2, sink3, sink4, sink5, stream1, stream2, stream3, cat1, epi1, epi2, epi3, epi4, epi5, epi6, epi7, epi8, epi9, epi10, epi11, epi12, epi13, epi14, power1, power2, slope1, slope2, slope3, slope4, join1, join2, join3, join4, clock1, trim1, trim2, trim3, cap1, trim4, trim6, bucketgpu1, evalbucket1, evalbucket2, evalbucket3, verify1, calls1, calls2, calls3, group1, group2, group3, groupgpu1, join5 (1 GPU); grid, rest, fullgrid,
 # gridrest, headline, final, kernels, adopted, cublas, triton, next, scale, profile3, scale4, scale5, scale6, scale7, split1, stack3,
 # grid2, next1, recut1 (4 GPUs: one job per GPU at once); scalepack1 (4 GPUs, one sweep at a time); suite3 (4 GPUs: test shards at once); multi1 (4 GPUs, one
 # job on all four at a time);
@@ -950,6 +950,14 @@ group2)  # 1 GPU, about 6 min (entry 96; carries the whole .gpu/minilm): group1 
       exact_match,f1,inference_widths,eval_group_by_width,inference_sentences_per_s \
       --config.model.init_checkpoint=.gpu/minilm --config.eval.group_by_width=$2
   done ;;
+group3)  # 1 GPU, about 4 min (entry 96): what grouping costs in compiles: group1's padded job
+  # (its records give the padded pass's first call), then --mode=evaluate cut to buckets of 64,
+  # grouped, at batch 64, whose results now say inference_warmup_s (each width's first call)
+  LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
+  cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
+  TAG=groupTrue evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l 64 64 '' \
+    f1,inference_widths,inference_warmup_s,inference_sentences_per_s \
+    --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm ;;
 groupgpu1)  # 1 GPU, about 1.5 min (entry 96): the GPU-only prediction tests (cuDNN attention,
   # padded against cut and packed calls, bf16 and fp16) with the windows grouped by width,
   # the default since entry 96
