@@ -903,7 +903,8 @@ verify1)  # 1 GPU, about 8 min (entry 94): join2 again on the package of its day
   DEADLINE=$(( ${DEADLINE:-560} - 60 )) bash $0 join2
   evaluate_at minilm_squad_1gpu /tmp/minilm /tmp/cache_m 64 8 '' \
     exact_match,f1,inference_widths,inference_sentences_per_s \
-    --config.model.init_checkpoint=.gpu/minilm ;;   # beside join2's results.tgz
+    --config.model.init_checkpoint=.gpu/minilm \
+    --config.eval.group_by_width=False ;;   # as it ran; beside join2's results.tgz
 calls1)  # 1 GPU, about 4 min (entry 95): where the job's batch-8 prediction call goes
   # (benchmarks/prediction_calls.py): BERT-Large on random weights, about 800 dev windows in
   # runs of 80, bf16 and fp16, layers unrolled and scanned, padded and cut to buckets of 64;
@@ -928,18 +929,11 @@ calls3)  # 1 GPU, about 4 min (entry 95): the unrolled prediction program's floo
   # which hold each trace's summary, do
   find "$OUT" -type f \( -name '*.json.gz' -o -name '*.pb' \) -delete; pack ;;
 group1)  # 1 GPU, about 6 min (entry 96): prediction's windows in order of their bucket width
-  # (eval.group_by_width, the default now) against consecutive windows. BERT-Large from random
-  # init, 20 steps (evalbucket2's checkpoint; its F1 means nothing, but must be the same every
-  # way), the whole dev set predicted padded at batch 64 by the job; then --mode=evaluate cut
-  # to buckets of 64 at batches 64 and 8, grouped by width and not (bf16, scanned layers)
-  LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
-  cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
-  for ev in "64 True" "64 False" "8 True" "8 False"; do set -- $ev
-    TAG=group$2 evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l 64 $1 '' \
-      f1,inference_widths,eval_group_by_width,inference_sentences_per_s,inference_latency_ms \
-      --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm \
-      --config.eval.group_by_width=$2
-  done ;;
+  # (eval.group_by_width, the default now) against consecutive windows: evalbucket2's
+  # BERT-Large checkpoint (20 steps from random init: its F1 means nothing, but must be the
+  # same every way) and padded job, then --mode=evaluate cut to buckets of 64 at batches 64
+  # and 8, grouped by width and not (bf16, scanned layers)
+  EVALS="64,64,-,True 64,64,-,False 64,8,-,True 64,8,-,False" bash $0 evalbucket2 ;;
 group2)  # 1 GPU, about 6 min (entry 96; carries the whole .gpu/minilm): group1 on a trained
   # model: MiniLM fine-tuned with the peer's recipe, predicting cut to buckets of 64 with the
   # windows grouped by width (the default with eval.bucket_width) at its eval batch of 128;
@@ -951,13 +945,9 @@ group2)  # 1 GPU, about 6 min (entry 96; carries the whole .gpu/minilm): group1 
       --config.model.init_checkpoint=.gpu/minilm --config.eval.group_by_width=$2
   done ;;
 group3)  # 1 GPU, about 4 min (entry 96): what grouping costs in compiles: group1's padded job
-  # (its records give the padded pass's first call), then --mode=evaluate cut to buckets of 64,
-  # grouped, at batch 64, whose results now say inference_warmup_s (each width's first call)
-  LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
-  cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
-  TAG=groupTrue evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l 64 64 '' \
-    f1,inference_widths,inference_warmup_s,inference_sentences_per_s \
-    --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm ;;
+  # (its records give the padded pass's first call), then its grouped evaluation at batch 64
+  # alone, whose results now say inference_warmup_s (each width's first call)
+  EVALS="64,64,-,True" bash $0 evalbucket2 ;;
 groupgpu1)  # 1 GPU, about 1.5 min (entry 96): the GPU-only prediction tests (cuDNN attention,
   # padded against cut and packed calls, bf16 and fp16) with the windows grouped by width,
   # the default since entry 96
@@ -1067,18 +1057,22 @@ evalbucket1)  # 1 GPU, about 7 min (entry 91; carries the whole .gpu/minilm): Mi
   for ev in "64 128" "64 8" "0 8"; do set -- $ev
     evaluate_at minilm_squad_1gpu /tmp/minilm /tmp/cache_m $1 $2 '' \
       exact_match,f1,inference_widths,inference_sentences_per_s \
-      --config.model.init_checkpoint=.gpu/minilm
+      --config.model.init_checkpoint=.gpu/minilm --config.eval.group_by_width=False  # as it ran
   done ;;
 evalbucket2)  # 1 GPU, about 5 min (entry 92): BERT-Large from random init, 20 steps (a
   # checkpoint to predict from; its F1 means nothing), the whole dev set predicted padded at
   # the job's eval batch of 64; then --mode=evaluate on that checkpoint with the calls cut to
-  # buckets of 64 at batches 64 and 8, and padded at batch 8 (bf16, the config's policy)
+  # buckets of 64 at batches 64 and 8, and padded at batch 8 (bf16, the config's policy).
+  # EVALS: width,batch[,scan_layers[,group_by_width]] each, scan_layers '-' for the config's;
+  # group_by_width False unless given (consecutive windows, as evalbucket2 and 3 ran)
   LARGE_DIR=/tmp/large_eval STEPS=20 EVAL=0 CACHE=/tmp/cache_l bash $0 large
   cp /tmp/large_eval/eval_results.json /tmp/large_eval/records.jsonl "$OUT/"
-  for ev in ${EVALS:-"64 64" "64 8" "0 8"}; do set -- ${ev//,/ }   # width,batch[,scan_layers]
-    evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l $1 $2 "${3:-}" \
-      f1,inference_widths,inference_sentences_per_s,inference_latency_ms \
-      --config.model.init_checkpoint= --config.model.vocab_dir=.gpu/minilm
+  K=f1,inference_widths,eval_group_by_width,inference_warmup_s,inference_sentences_per_s
+  for ev in ${EVALS:-"64 64" "64 8" "0 8"}; do set -- ${ev//,/ }
+    scan=${3:-}; scan=${scan/#-/}
+    TAG=${4:+group$4} evaluate_at large_1gpu /tmp/large_eval /tmp/cache_l $1 $2 "$scan" \
+      $K,inference_latency_ms --config.model.init_checkpoint= \
+      --config.model.vocab_dir=.gpu/minilm --config.eval.group_by_width=${4:-False}
   done ;;
 evalbucket3)  # 1 GPU, about 5 min (entry 93): evalbucket2 again with the layers unrolled in
   # prediction (eval.scan_layers=False) at batch 8, cut to buckets of 64 and padded, then
